@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // One wire server for the run; files in parallel forks keep module state (patches, limiters) apart.
     pool: 'forks',
+    // The fixture app runs as plain Node modules, untransformed: call-site lines must be the real ones.
+    server: { deps: { external: [/test\/fixtures\//] } },
   },
 });

@@ -28,7 +28,13 @@ class CommandError extends Error {
   }
 }
 
-interface IndexSpec { name: string; key: Document; unique: boolean }
+interface IndexSpec {
+  name: string;
+  key: Document;
+  unique: boolean;
+  /** For unique indexes: the document holding each key, so a write checks in O(1). */
+  entries: Map<string, Document>;
+}
 interface Collection { docs: Document[]; indexes: IndexSpec[] }
 interface WriteError { index: number; code: number; errmsg: string; keyPattern?: Document; keyValue?: Document }
 
@@ -78,33 +84,32 @@ export class MongoWireServer {
     }
     let collection = database.get(name);
     if (!collection && create) {
-      collection = { docs: [], indexes: [{ name: '_id_', key: { _id: 1 }, unique: true }] };
+      collection = { docs: [], indexes: [{ name: '_id_', key: { _id: 1 }, unique: true, entries: new Map() }] };
       database.set(name, collection);
     }
     return collection;
   }
 
-  private uniqueViolation(collection: Collection, ns: string, candidate: Document, except?: Document): WriteError | undefined {
-    for (const index of collection.indexes) {
-      if (!index.unique) continue;
-      const fields = Object.keys(index.key);
-      const keyOf = (doc: Document) => EJSON.stringify(fields.map((field) => getPath(doc, field) ?? null), { relaxed: false });
-      const key = keyOf(candidate);
-      if (collection.docs.some((doc) => doc !== except && keyOf(doc) === key)) {
-        const keyValue = Object.fromEntries(fields.map((field) => [field, getPath(candidate, field) ?? null]));
-        return {
-          index: 0,
-          code: 11000,
-          errmsg: `E11000 duplicate key error collection: ${ns} index: ${index.name} dup key: ${EJSON.stringify(keyValue)}`,
-          keyPattern: index.key,
-          keyValue,
-        };
-      }
-    }
-    return undefined;
+  private uniqueViolation(ns: string, index: IndexSpec, candidate: Document, except?: Document): WriteError | undefined {
+    const holder = index.entries.get(indexKey(index, candidate));
+    if (!holder || holder === except) return undefined;
+    const keyValue = Object.fromEntries(Object.keys(index.key).map((field) => [field, getPath(candidate, field) ?? null]));
+    return {
+      index: 0,
+      code: 11000,
+      errmsg: `E11000 duplicate key error collection: ${ns} index: ${index.name} dup key: ${EJSON.stringify(keyValue)}`,
+      keyPattern: index.key,
+      keyValue,
+    };
   }
 
   private matching(collection: Collection, filter: Document | undefined, sort?: Document): Document[] {
+    // The common `{ _id: value }` filter, answered from the _id index as mongod would.
+    const keys = filter ? Object.keys(filter) : [];
+    if (keys.length === 1 && keys[0] === '_id' && !isOperatorDoc(filter!._id)) {
+      const found = collection.indexes[0]!.entries.get(indexKey(collection.indexes[0]!, filter!));
+      return found ? [found] : [];
+    }
     const cursor = new Query(filter ?? {}).find(collection.docs);
     return (sort && Object.keys(sort).length > 0 ? cursor.sort(sort as Record<string, 1 | -1>) : cursor).all() as Document[];
   }
@@ -122,6 +127,12 @@ export class MongoWireServer {
     } else if (isOperatorDoc(update)) {
       next = clone(doc);
       const { $setOnInsert, ...operators } = update;
+      // mongod accepts setting _id to the value it already has (Mongoose's `updateOne(filter).set()` does).
+      const set = operators.$set as Document | undefined;
+      if (set && '_id' in set && !inserting && sameBytes({ id: set._id }, { id: doc._id })) {
+        const { _id: _unchanged, ...rest } = set;
+        operators.$set = rest;
+      }
       if (Object.keys(operators).length > 0) applyOperators(next, operators, arrayFilters ?? [], inserting ? undefined : filter);
       if (inserting && $setOnInsert) applyOperators(next, { $set: $setOnInsert as Document });
     } else {
@@ -136,13 +147,25 @@ export class MongoWireServer {
     return next;
   }
 
-  /** Replaces `doc` by `next` in place, or reports the unique index it would break. */
+  /** Replaces `doc` by `next` (or inserts `next`), or reports the unique index it would break. */
   private store(collection: Collection, ns: string, doc: Document | undefined, next: Document): WriteError | undefined {
-    const violation = this.uniqueViolation(collection, ns, next, doc);
-    if (violation) return violation;
+    const unique = collection.indexes.filter((index) => index.unique);
+    for (const index of unique) {
+      const violation = this.uniqueViolation(ns, index, next, doc);
+      if (violation) return violation;
+    }
+    for (const index of unique) {
+      if (doc) index.entries.delete(indexKey(index, doc));
+      index.entries.set(indexKey(index, next), next);
+    }
     if (doc) collection.docs[collection.docs.indexOf(doc)] = next;
     else collection.docs.push(next);
     return undefined;
+  }
+
+  private remove(collection: Collection, doc: Document): void {
+    for (const index of collection.indexes) if (index.unique) index.entries.delete(indexKey(index, doc));
+    collection.docs.splice(collection.docs.indexOf(doc), 1);
   }
 
   private cursorReply(ns: string, docs: Document[], batchSize: number | undefined, singleBatch: boolean, batchName: string): Document {
@@ -176,7 +199,7 @@ export class MongoWireServer {
         return {
           ...(name === 'hello' ? { isWritablePrimary: true } : { ismaster: true }),
           helloOk: true,
-          topologyVersion: { processId: new ObjectId(), counter: Long.ZERO },
+          // No topologyVersion: the driver then polls instead of streaming hello with moreToCome.
           maxBsonObjectSize: 16 * 1024 * 1024,
           maxMessageSizeBytes: 48_000_000,
           maxWriteBatchSize: 100_000,
@@ -251,7 +274,7 @@ export class MongoWireServer {
           if (!collection) break;
           const found = this.matching(collection, statement.q as Document);
           for (const doc of statement.limit === 1 ? found.slice(0, 1) : found) {
-            collection.docs.splice(collection.docs.indexOf(doc), 1);
+            this.remove(collection, doc);
             n++;
           }
         }
@@ -307,7 +330,7 @@ export class MongoWireServer {
           ({ lastErrorObject, value: value ? this.project([value], fields)[0]! : null, ok: 1 });
         if (body.remove) {
           if (body.update) throw new CommandError('Cannot specify both an update and remove=true', 9, 'FailedToParse');
-          if (doc) collection.docs.splice(collection.docs.indexOf(doc), 1);
+          if (doc) this.remove(collection, doc);
           return reply(doc, { n: doc ? 1 : 0 });
         }
         if (!body.update) throw new CommandError('Either an update or remove=true must be specified', 9, 'FailedToParse');
@@ -329,7 +352,7 @@ export class MongoWireServer {
         const collection = this.collection(db, target, true)!;
         const before = collection.indexes.length;
         for (const spec of (body.indexes as Document[]) ?? []) {
-          const index: IndexSpec = { name: String(spec.name), key: spec.key as Document, unique: Boolean(spec.unique) };
+          const index: IndexSpec = { name: String(spec.name), key: spec.key as Document, unique: Boolean(spec.unique), entries: new Map() };
           const existing = collection.indexes.find((known) => known.name === index.name);
           if (existing) {
             if (!sameBytes(existing.key, index.key) || existing.unique !== index.unique) {
@@ -337,10 +360,12 @@ export class MongoWireServer {
             }
             continue;
           }
-          const probe: Collection = { docs: [], indexes: [index] };
-          for (const doc of collection.docs) {
-            const error = this.store(probe, ns, undefined, doc);
-            if (error) throw duplicateKey(error);
+          if (index.unique) {
+            for (const doc of collection.docs) {
+              const error = this.uniqueViolation(ns, index, doc);
+              if (error) throw duplicateKey(error);
+              index.entries.set(indexKey(index, doc), doc);
+            }
           }
           collection.indexes.push(index);
         }
@@ -456,6 +481,11 @@ export class MongoWireServer {
     }
     return undefined; // legacy opcodes: mongod closes nothing, answers nothing
   }
+}
+
+/** A unique index's key for a document: missing fields index as null, as in mongod. */
+function indexKey(index: IndexSpec, doc: Document): string {
+  return EJSON.stringify(Object.keys(index.key).map((field) => getPath(doc, field) ?? null), { relaxed: false });
 }
 
 function pick(source: Document, keys: string[]): Document {

@@ -1,0 +1,188 @@
+/**
+ * Which files are approved to write, decided exactly.
+ *
+ * The original tool tested `path.include?('auth_module')`, which approves `auth_module_old.rb`
+ * and `node_modules/mongodb/lib/cmap/auth/` alike. Here a glob is matched against the whole path
+ * relative to `root`, an absolute path is a file or a directory boundary, a RegExp sees the whole
+ * absolute path: nothing is a substring test unless the user writes one.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import picomatch from 'picomatch';
+import type { ApprovedPattern } from './options.js';
+import type { Frame } from './capture.js';
+import { TripwireConfigError } from './options.js';
+
+export interface Approval {
+  /** Is this V8 file name (path or `file://` URL) approved code? Cached per file name. */
+  isApprovedFile(fileName: string): boolean;
+  /** True when some pattern is a function, which must see every frame. */
+  readonly needsFrames: boolean;
+  isApprovedFrame(frame: Frame): boolean;
+  /** Frames that are never shown: Node internals, Mongoose and its driver, this plugin. */
+  isInternalFile(path: string): boolean;
+}
+
+// The plugin's own folder (src/ under vitest, dist/ when installed): its frames are never approved or shown.
+const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
+
+// Mongoose and the libraries it calls through: frames here are the write machinery, not its caller.
+const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose|mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/]/;
+
+const urlToPath = new Map<string, string>();
+
+/** V8 reports ESM files as `file://` URLs and CommonJS files as paths; patterns see paths. */
+export function toFilePath(fileName: string): string {
+  if (!fileName.startsWith('file://')) return fileName;
+  let path = urlToPath.get(fileName);
+  if (path === undefined) {
+    path = fileURLToPath(fileName);
+    if (urlToPath.size >= 10_000) urlToPath.clear();
+    urlToPath.set(fileName, path);
+  }
+  return path;
+}
+
+export function isInternalFile(path: string): boolean {
+  return path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(OWN_DIR) || WRITE_MACHINERY.test(path);
+}
+
+const toPosix = sep === '/' ? (p: string) => p : (p: string) => p.split(sep).join('/');
+
+type PathTest = (absolutePath: string) => boolean;
+
+function isDirectory(path: string): boolean | undefined {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return undefined;
+  }
+}
+
+function compileString(pattern: string, root: string): PathTest {
+  const options = { dot: true };
+  if (isAbsolute(pattern)) {
+    if (picomatch.scan(pattern).isGlob) {
+      const matches = picomatch(toPosix(pattern), options);
+      return (path) => matches(toPosix(path));
+    }
+    const target = resolve(pattern);
+    const directory = isDirectory(target);
+    const prefix = target.endsWith(sep) ? target : target + sep;
+    if (directory === true) return (path) => path.startsWith(prefix);
+    if (directory === false) return (path) => path === target;
+    // Not there at boot: a file or a folder, both exactly. verify() warns about it.
+    return (path) => path === target || path.startsWith(prefix);
+  }
+  const matches = picomatch(pattern.replace(/^\.\//, ''), options);
+  return (path) => {
+    const rel = toPosix(relative(root, path));
+    if (rel === '' || rel.startsWith('../') || isAbsolute(rel)) return false;
+    return matches(rel);
+  };
+}
+
+function compileRegExp(pattern: RegExp): PathTest {
+  // A global or sticky RegExp keeps `lastIndex` between calls and would answer differently each time.
+  const stateless = pattern.global || pattern.sticky ? new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, '')) : pattern;
+  return (path) => stateless.test(toPosix(path));
+}
+
+// Files under root that no approval list should cover: a pattern matching them all approves the
+// whole application, so no write could ever be reported.
+const UNRELATED_PATHS = ['z9-unrelated/deep/file.mjs', 'node_modules/x9-lib/index.js', '.hidden/y.ts', 'a.js'];
+
+function approvesEverything(test: PathTest, root: string): boolean {
+  return UNRELATED_PATHS.every((path) => test(toPosix(resolve(root, path))));
+}
+
+export function compileApproval(patterns: readonly ApprovedPattern[], root: string): Approval {
+  const pathTests: PathTest[] = [];
+  const frameTests: Array<(frame: Frame) => boolean> = [];
+  for (const [index, pattern] of patterns.entries()) {
+    if (typeof pattern === 'function') {
+      frameTests.push(pattern);
+      continue;
+    }
+    const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
+    if (approvesEverything(test, root)) {
+      throw new TripwireConfigError(
+        `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be reported; name the auth module's files, e.g. 'src/auth/**'`,
+      );
+    }
+    pathTests.push(test);
+  }
+
+  const verdicts = new Map<string, boolean>();
+  const decide = (fileName: string): boolean => {
+    const path = toFilePath(fileName);
+    if (isInternalFile(path)) return false;
+    for (const test of pathTests) if (test(path)) return true;
+    return false;
+  };
+
+  return {
+    needsFrames: frameTests.length > 0,
+    isApprovedFile(fileName) {
+      let verdict = verdicts.get(fileName);
+      if (verdict === undefined) {
+        verdict = decide(fileName);
+        // File names are a finite set in a real app; the bound only guards generated code (eval, vm).
+        if (verdicts.size >= 50_000) verdicts.clear();
+        verdicts.set(fileName, verdict);
+      }
+      return verdict;
+    },
+    isApprovedFrame(frame) {
+      if (isInternalFile(frame.file)) return false;
+      for (const test of frameTests) if (test(frame) === true) return true;
+      return false;
+    },
+    isInternalFile,
+  };
+}
+
+const MAX_FILES_SCANNED = 50_000;
+
+/**
+ * How many files under `root` a pattern approves right now: a pattern that matches none is a typo,
+ * a moved folder or a wrong `root`, and would leave every write reported as rogue. Only the static
+ * base of a glob is walked, so `src/auth/**` reads `src/auth` and nothing else. Functions cannot be
+ * checked (`null`).
+ */
+export function countApprovedFiles(pattern: ApprovedPattern, root: string): number | null {
+  if (typeof pattern === 'function') return null;
+  const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
+  let start = root;
+  if (typeof pattern === 'string') {
+    const base = picomatch.scan(pattern.replace(/^\.\//, '')).base;
+    start = isAbsolute(pattern) ? base || pattern : resolve(root, base);
+    const kind = isDirectory(start);
+    if (kind === undefined) return 0;
+    if (kind === false) return test(start) ? 1 : 0;
+  }
+  let count = 0;
+  let scanned = 0;
+  const walk = (dir: string, insideDependencies: boolean): void => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (++scanned > MAX_FILES_SCANNED) return;
+      const path = `${dir}${sep}${entry.name}`;
+      if (entry.isDirectory()) {
+        // Dependencies are walked only when the pattern itself starts inside them.
+        if (entry.name === '.git' || (entry.name === 'node_modules' && !insideDependencies)) continue;
+        walk(path, insideDependencies);
+      } else if (test(path)) {
+        count++;
+      }
+    }
+  };
+  walk(start, start.includes(`${sep}node_modules`));
+  return count;
+}

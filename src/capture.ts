@@ -1,0 +1,190 @@
+/**
+ * Knowing who called Mongoose, at the moment it was called.
+ *
+ * Writes are asynchronous: by the time a post hook runs, the caller's frames are usually gone
+ * (measured: query pre hooks never see the caller; `.then()` callers are invisible everywhere).
+ * So the wrappers in plugin.ts call `captureCallSite()` synchronously, and the verdict travels
+ * with the query, the document or an AsyncLocalStorage store to the post hook.
+ *
+ * Cost: V8 CallSites are read directly (no stack string is formatted or parsed) and only as deep
+ * as needed: a shallow look first, the full depth only when nothing approved was found in it.
+ */
+import { findSourceMap } from 'node:module';
+import { parse as parseStackString } from 'stacktrace-parser';
+import { toFilePath, type Approval } from './approval.js';
+
+/** One stack frame, as shown in reports. */
+export interface Frame {
+  /** Absolute file path (`file://` URLs converted), or `<anonymous>` for eval / `new Function` code. */
+  file: string;
+  line: number;
+  column: number;
+  function?: string;
+  /** True for `at async fn` frames: an awaiting caller, not a synchronous one. */
+  async?: boolean;
+}
+
+/** The verdict on one write call. Approved writes carry nothing, so they allocate nothing. */
+export type Capture = ApprovedCapture | RogueCapture;
+export interface ApprovedCapture { readonly approved: true }
+export interface RogueCapture {
+  readonly approved: false;
+  /** Application frames, innermost first; `frames[0]` is the call site. */
+  readonly frames: readonly Frame[];
+  /** Frames beyond `maxFrames` that were not kept. */
+  readonly framesOmitted: number;
+  /** Why the stack could not be read in full, when it could not. */
+  readonly degraded?: string;
+}
+
+export const APPROVED: ApprovedCapture = Object.freeze({ approved: true });
+
+// Deep enough to reach an auth module a few helpers above the write, shallow enough to stay cheap.
+const SHALLOW_DEPTH = 16;
+// A rogue write reads further, once, to find approved frames deep in the stack (and async frames).
+const FULL_DEPTH = 200;
+
+const returnCallSites = (_error: Error, sites: NodeJS.CallSite[]): NodeJS.CallSite[] => sites;
+
+/**
+ * Reads the CallSites above `entry` with a temporary `prepareStackTrace`, restoring the app's
+ * `Error.prepareStackTrace` and `Error.stackTraceLimit` exactly (source-map-support and APM agents
+ * install their own). Returns undefined when `Error` cannot be changed (frozen).
+ */
+function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | undefined {
+  const hadOwnPrepare = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
+  const savedPrepare = Error.prepareStackTrace;
+  const savedLimit = Error.stackTraceLimit;
+  let changed = false;
+  try {
+    Error.prepareStackTrace = returnCallSites;
+    changed = true;
+    Error.stackTraceLimit = depth;
+    const holder: { stack?: unknown } = {};
+    Error.captureStackTrace(holder, entry);
+    const sites = holder.stack;
+    return Array.isArray(sites) ? (sites as NodeJS.CallSite[]) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (changed) {
+      if (hadOwnPrepare) Error.prepareStackTrace = savedPrepare;
+      else Reflect.deleteProperty(Error, 'prepareStackTrace');
+      Error.stackTraceLimit = savedLimit;
+    }
+  }
+}
+
+function isApprovedSite(site: NodeJS.CallSite, approval: Approval): boolean {
+  const fileName = site.getFileName();
+  if (fileName && approval.isApprovedFile(fileName)) return true;
+  if (!approval.needsFrames) return false;
+  const frame = siteToFrame(site);
+  return frame !== undefined && approval.isApprovedFrame(frame);
+}
+
+function anyApproved(sites: readonly NodeJS.CallSite[], approval: Approval): boolean {
+  for (const site of sites) if (isApprovedSite(site, approval)) return true;
+  return false;
+}
+
+function siteToFrame(site: NodeJS.CallSite): Frame | undefined {
+  const fileName = site.getFileName();
+  if (site.isPromiseAll()) return undefined;
+  const fn = site.getFunctionName() ?? undefined;
+  const isAsync = site.isAsync();
+  if (!fileName) {
+    if (site.isNative()) return undefined;
+    return { file: '<anonymous>', line: site.getLineNumber() ?? 0, column: site.getColumnNumber() ?? 0, ...(fn ? { function: fn } : {}), ...(isAsync ? { async: true } : {}) };
+  }
+  const frame: Frame = {
+    file: toFilePath(fileName),
+    line: site.getLineNumber() ?? 0,
+    column: site.getColumnNumber() ?? 0,
+  };
+  if (fn) frame.function = typeName(site, fn);
+  if (isAsync) frame.async = true;
+  return frame;
+}
+
+function typeName(site: NodeJS.CallSite, fn: string): string {
+  if (site.isToplevel() || site.isConstructor()) return fn;
+  let type: string | null = null;
+  try { type = site.getTypeName(); } catch { /* some receivers throw on inspection */ }
+  return type && type !== 'Object' && !fn.startsWith(`${type}.`) ? `${type}.${fn}` : fn;
+}
+
+/** Maps a generated position back to the original source when the app runs with source maps. */
+function sourceMapped(frame: Frame): Frame {
+  if (!process.sourceMapsEnabled || frame.file === '<anonymous>') return frame;
+  try {
+    const map = findSourceMap(frame.file);
+    const entry = map?.findEntry(frame.line - 1, frame.column - 1) as
+      | { originalSource?: string; originalLine?: number; originalColumn?: number }
+      | undefined;
+    if (!entry?.originalSource || entry.originalLine === undefined || entry.originalColumn === undefined) return frame;
+    return { ...frame, file: toFilePath(entry.originalSource), line: entry.originalLine + 1, column: entry.originalColumn + 1 };
+  } catch {
+    return frame;
+  }
+}
+
+function applicationFrames(frames: Iterable<Frame | undefined>, approval: Approval, maxFrames: number): { frames: Frame[]; omitted: number } {
+  const kept: Frame[] = [];
+  let omitted = 0;
+  for (const frame of frames) {
+    if (!frame || approval.isInternalFile(frame.file)) continue;
+    if (kept.length < maxFrames) kept.push(sourceMapped(frame));
+    else omitted++;
+  }
+  return { frames: kept, omitted };
+}
+
+/** When `Error` is frozen we cannot ask for CallSites: parse whatever stack string the app's settings give. */
+function captureFromStackString(entry: Function, approval: Approval, maxFrames: number): Capture {
+  const holder: { stack?: unknown } = {};
+  try {
+    Error.captureStackTrace(holder, entry);
+  } catch { /* leave the stack empty */ }
+  const text = typeof holder.stack === 'string' ? holder.stack : '';
+  const parsed = parseStackString(text).map((f): Frame | undefined => {
+    if (!f.file) return undefined;
+    const isAsync = f.methodName.startsWith('async ');
+    const fn = isAsync ? f.methodName.slice(6) : f.methodName;
+    return {
+      file: toFilePath(f.file),
+      line: f.lineNumber ?? 0,
+      column: f.column ?? 0,
+      ...(fn && fn !== '<unknown>' ? { function: fn } : {}),
+      ...(isAsync ? { async: true } : {}),
+    };
+  });
+  for (const frame of parsed) {
+    if (frame && (approval.isApprovedFile(frame.file) || (approval.needsFrames && approval.isApprovedFrame(frame)))) return APPROVED;
+  }
+  const { frames, omitted } = applicationFrames(parsed, approval, maxFrames);
+  return {
+    approved: false,
+    frames,
+    framesOmitted: omitted,
+    degraded: frames.length === 0 ? 'Error is frozen and its stack is empty (Error.stackTraceLimit = 0?): no call site' : 'Error is frozen: call site read from the stack string',
+  };
+}
+
+/**
+ * Classifies the write being called right now. `entry` is the wrapper the app called (directly or
+ * through Mongoose), so the plugin's own frames never appear and never count as approved.
+ */
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture {
+  const shallow = readCallSites(SHALLOW_DEPTH, entry);
+  if (shallow === undefined) return captureFromStackString(entry, approval, maxFrames);
+  if (anyApproved(shallow, approval)) return APPROVED;
+  let sites = shallow;
+  if (shallow.length >= SHALLOW_DEPTH) {
+    sites = readCallSites(FULL_DEPTH, entry) ?? shallow;
+    if (anyApproved(sites, approval)) return APPROVED;
+  }
+  // A stack deeper than FULL_DEPTH is cut by V8: approved code above that depth is not seen (README, limits).
+  const { frames, omitted } = applicationFrames(sites.map(siteToFrame), approval, maxFrames);
+  return { approved: false, frames, framesOmitted: omitted };
+}

@@ -1,0 +1,191 @@
+/**
+ * The Datadog side: exact counters for every write, and one event per admitted rogue write, sent
+ * through a hot-shots client (its transports, buffering, errorHandler and global tags) as datagrams
+ * we format ourselves: hot-shots 17 writes UTF-16 lengths into the event header, so any non-ASCII
+ * path would make the agent reject the event (see dogstatsd.ts).
+ */
+import StatsDClient from 'hot-shots';
+import type { ClientOptions, StatsD } from 'hot-shots';
+import { renderAlert } from './alert.js';
+import { formatCount, formatEvent, formatGauge, sanitizeTag } from './dogstatsd.js';
+import type { FaultReporter } from './faults.js';
+import type { ResolvedOptions } from './options.js';
+import type { BypassReport, WriteKind, WriteOperation } from './report.js';
+import type { WriteListener } from './watcher.js';
+
+/** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
+export const MAX_DATAGRAM_BYTES = 8192;
+// Counters are summed in memory and sent this often (and on close): exact, and no syscall per write.
+const COUNTER_FLUSH_MS = 2_000;
+
+interface Counter { name: string; tags: string[]; value: number }
+
+/** The parts of a hot-shots client we use; both a client we own and one the app passed in have them. */
+interface Client {
+  /** Sends a pre-built message with the client's tags and transport (hot-shots' own, untyped in its .d.ts). */
+  send(message: string, tags: readonly string[], callback: (error?: Error | null) => void): void;
+  close(callback: (error?: Error | null) => void): void;
+  globalTags?: string[];
+  getDatadogExtensionFields?: () => string[];
+  host?: string;
+  port?: number;
+}
+
+export interface StatsdTarget {
+  /** Where datagrams go, e.g. `udp://127.0.0.1:8125`, or `app-provided client`. */
+  description: string;
+  owned: boolean;
+}
+
+export class DatadogSink implements WriteListener {
+  private readonly counters = new Map<string, Counter>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly heartbeatTimer: NodeJS.Timeout;
+  private readonly environment: string[];
+  private closed = false;
+  readonly target: StatsdTarget;
+
+  constructor(
+    private readonly client: Client,
+    owned: boolean,
+    private readonly options: ResolvedOptions,
+    private readonly reportFault: FaultReporter,
+    private readonly watchedModels: () => string[],
+  ) {
+    this.target = {
+      owned,
+      description: owned ? `udp://${client.host ?? process.env.DD_AGENT_HOST ?? '127.0.0.1'}:${client.port ?? (Number(process.env.DD_DOGSTATSD_PORT) || 8125)}` : 'a hot-shots client passed by the app',
+    };
+    this.environment = (['DD_ENV', 'DD_SERVICE', 'DD_VERSION'] as const)
+      .filter((name) => process.env[name])
+      .map((name) => `${name.slice(3).toLowerCase()}: ${process.env[name]}`);
+    this.timer = setInterval(() => this.flushCounters(), COUNTER_FLUSH_MS);
+    this.timer.unref(); // the plugin never keeps a process alive on its own
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), options.heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  /** `tripwire.watching` = 1 per watched model: a Datadog "no data" monitor sees a detector that stopped. */
+  heartbeat(): void {
+    if (this.closed) return;
+    for (const model of this.watchedModels()) {
+      this.send(formatGauge(`${this.options.metricPrefix}watching`, 1), this.allTags([`model:${model}`]));
+    }
+  }
+
+  write(model: string, operation: WriteOperation, kind: WriteKind, approved: boolean): void {
+    this.count('writes', [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`]);
+  }
+
+  bypass(report: BypassReport, sendEvent: boolean): void {
+    const base = [`model:${report.model}`, `operation:${report.operation}`, `kind:${report.kind}`];
+    this.count('bypasses', [...base, `callsite:${report.location.replace(/:\d+$/, '')}`]);
+    if (!sendEvent) {
+      this.count('events_suppressed', base);
+      return;
+    }
+    this.sendEvent(report);
+  }
+
+  fault(reason: string): void {
+    this.count('errors', [`reason:${reason}`]);
+  }
+
+  private count(name: string, tags: string[]): void {
+    const key = `${name}|${tags.join(',')}`;
+    const counter = this.counters.get(key);
+    if (counter) counter.value++;
+    else this.counters.set(key, { name, tags, value: 1 });
+  }
+
+  private allTags(tags: readonly string[]): string[] {
+    return [...tags, ...this.options.tags].map(sanitizeTag);
+  }
+
+  /** Bytes hot-shots appends after our message: `|#` and its global tags, and DogStatsD extension fields. */
+  private appendedBytes(ownTags: readonly string[]): number {
+    const global = this.client.globalTags ?? [];
+    const tags = [...ownTags, ...global];
+    const tagBytes = tags.length > 0 ? 2 + Buffer.byteLength(tags.join(',')) : 0;
+    const extensions = this.client.getDatadogExtensionFields?.() ?? [];
+    return tagBytes + extensions.reduce((sum, field) => sum + 1 + Buffer.byteLength(field), 0);
+  }
+
+  private send(message: string, tags: string[]): void {
+    try {
+      this.client.send(message, tags, (error) => {
+        if (error) this.reportFault('send_failed', 'could not send to DogStatsD', error);
+      });
+    } catch (error) {
+      this.reportFault('send_failed', 'could not send to DogStatsD', error);
+    }
+  }
+
+  private sendEvent(report: BypassReport): void {
+    const alert = renderAlert(report, { root: this.options.root, notify: this.options.notify, environment: this.environment });
+    const tags = this.allTags(alert.tags);
+    const datagram = formatEvent(
+      {
+        title: alert.title,
+        text: { head: alert.head, trace: alert.trace, tail: alert.tail },
+        dateHappened: report.at,
+        aggregationKey: report.fingerprint,
+        alertType: 'warning',
+        sourceTypeName: 'mongoose-tripwire',
+      },
+      { maxDatagramBytes: MAX_DATAGRAM_BYTES - this.appendedBytes(tags) },
+    );
+    this.send(datagram, tags);
+  }
+
+  /** Sends the summed counters; the next interval starts from zero. */
+  flushCounters(): void {
+    if (this.counters.size === 0) return;
+    const counters = [...this.counters.values()];
+    this.counters.clear();
+    for (const counter of counters) {
+      const tags = this.allTags(counter.tags);
+      this.send(formatCount(`${this.options.metricPrefix}${counter.name}`, counter.value), tags);
+    }
+  }
+
+  /** Flushes the counters and, for a client we created, flushes and closes it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    clearInterval(this.heartbeatTimer);
+    this.flushCounters();
+    if (!this.target.owned) return;
+    await new Promise<void>((resolve) => {
+      try {
+        this.client.close((error) => {
+          if (error) this.reportFault('close_failed', 'could not close the DogStatsD client', error);
+          resolve();
+        });
+      } catch (error) {
+        this.reportFault('close_failed', 'could not close the DogStatsD client', error);
+        resolve();
+      }
+    });
+  }
+}
+
+/** The client to use: the app's own, one from its options, or one from the `DD_*` environment. */
+export function createSink(options: ResolvedOptions, reportFault: FaultReporter, watchedModels: () => string[]): DatadogSink | undefined {
+  const setting = options.statsd;
+  if (setting === false) return undefined;
+  if (setting && typeof (setting as Partial<Client>).send === 'function') {
+    return new DatadogSink(setting as unknown as Client, false, options, reportFault, watchedModels);
+  }
+  const clientOptions: ClientOptions = {
+    maxBufferSize: MAX_DATAGRAM_BYTES,
+    bufferFlushInterval: 1_000,
+    ...(setting as ClientOptions | undefined),
+    errorHandler: (error: Error) => {
+      reportFault('statsd_error', 'the DogStatsD client reported an error', error);
+      (setting as ClientOptions | undefined)?.errorHandler?.(error);
+    },
+  };
+  return new DatadogSink(new StatsDClient(clientOptions) as unknown as Client, true, options, reportFault, watchedModels);
+}

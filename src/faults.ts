@@ -1,0 +1,42 @@
+/**
+ * Faults inside the plugin are made visible, once each, and never thrown into the app's write.
+ */
+
+/** A plugin-side fault, with a stable reason (used as the `reason` tag of `tripwire.errors`). */
+export class TripwireFault extends Error {
+  override name = 'TripwireFault';
+  constructor(readonly reason: string, message: string, options?: { cause?: unknown }) {
+    super(`mongoose-tripwire: ${message}`, options);
+  }
+}
+
+export type FaultListener = (fault: TripwireFault) => void;
+
+/**
+ * Routes faults to the user's `onError`, or by default to `process.emitWarning`.
+ */
+export function createFaultReporter(onError: ((error: Error) => void) | undefined, onFault?: FaultListener) {
+  const warned = new Set<string>();
+  return function reportFault(reason: string, message: string, cause?: unknown): void {
+    const fault = new TripwireFault(reason, cause instanceof Error ? `${message}: ${cause.message}` : message, { cause });
+    try {
+      onFault?.(fault);
+    } catch { /* counting a fault must not raise another */ }
+    // Counted every time (tripwire.errors), surfaced once per distinct problem: a dead agent must be
+    // noticed, but must not become a log flood.
+    const key = `${reason}\0${fault.message}`;
+    if (warned.has(key) || warned.size >= 1_000) return;
+    warned.add(key);
+    if (!onError) {
+      process.emitWarning(fault.message, { type: 'TripwireWarning', code: `TRIPWIRE_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` });
+      return;
+    }
+    try {
+      onError(fault);
+    } catch (error) {
+      process.emitWarning(`mongoose-tripwire: the onError option threw: ${String(error)}`, 'TripwireWarning');
+    }
+  };
+}
+
+export type FaultReporter = ReturnType<typeof createFaultReporter>;

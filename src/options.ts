@@ -1,0 +1,276 @@
+/**
+ * Public options of the plugin, in one place, and their validation.
+ *
+ * Every option is checked when the plugin is registered: a wrong option is a clear error at boot,
+ * never a silent no-op that leaves the detector quietly off.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import type { StatsD, ClientOptions } from 'hot-shots';
+import type { BypassReport } from './report.js';
+import type { Frame } from './capture.js';
+
+/** One entry of `approved`: which code may write to the model. */
+export type ApprovedPattern =
+  /** A glob relative to `root` (`'src/auth/**'`, `'node_modules/@acme/auth/**'`), or an absolute file or directory. */
+  | string
+  /** Tested against the absolute, `/`-separated file path of each frame. */
+  | RegExp
+  /** Called with each frame; return true when it is approved code. */
+  | ((frame: Frame) => boolean);
+
+/** How many events may pass in a window. */
+export interface RateWindow {
+  /** Events allowed per window (≥ 1). */
+  events: number;
+  /** Window length in milliseconds (≥ 1). */
+  intervalMs: number;
+}
+
+/** Event rate limits; counters are never rate limited. */
+export interface RateLimitOptions {
+  /** Per call site (fingerprint). Default: 1 event per 10 minutes. */
+  perCallSite?: RateWindow;
+  /** Across all call sites of this registration. Default: 30 events per minute. */
+  global?: RateWindow;
+  /** Distinct call sites remembered at once (least recently seen forgotten first). Default 10 000. */
+  maxCallSites?: number;
+}
+
+/** Options of `schema.plugin(tripwire, options)` and `mongoose.plugin(tripwire, options)`. */
+export interface TripwireOptions {
+  /** Code that may write to the model. Required and non-empty. */
+  approved: readonly ApprovedPattern[];
+  /** Base for relative patterns and for paths shown to people. Default: `process.cwd()` at registration. */
+  root?: string;
+  /** Called once for each rogue write, after it completed (in throw mode: when it was refused). */
+  onBypass?: (report: BypassReport) => void | Promise<void>;
+  /** `'report'` (default): report and let the write happen. `'throw'`: refuse the write with a `RogueWriteError` (test suites, CI). */
+  mode?: 'report' | 'throw';
+  /** Only these model names are watched. Meant for `mongoose.plugin(tripwire, ...)`; without it every model compiled from the schema is watched. */
+  models?: readonly string[];
+  /** Called for every fault inside the plugin (never thrown into the app). Default: `process.emitWarning`, once per distinct problem. */
+  onError?: (error: Error) => void;
+  /** Datadog: a hot-shots client the app owns, hot-shots `ClientOptions` for one we own, or `false` for none. Default: a client from `DD_*` environment variables. */
+  statsd?: StatsD | ClientOptions | false;
+  /** Datadog @-handles put on the first line of each event, e.g. `'@slack-auth-alerts'`. */
+  notify?: string | readonly string[];
+  /** Event rate limits, or `false` for none. */
+  rateLimit?: RateLimitOptions | false;
+  /** Extra tags on every event and metric: `{ team: 'auth' }` or `['team:auth']`. */
+  tags?: Readonly<Record<string, string>> | readonly string[];
+  /** Prefix of every metric name. Default `'tripwire.'`. */
+  metricPrefix?: string;
+  /** Most frames kept in a rogue write's trace. Default 50. */
+  maxFrames?: number;
+  /** Most `_id`s kept in a report. Default 20. */
+  maxDocumentIds?: number;
+  /** `false` registers nothing (say, outside the environments you watch); the plugin says so once. Default `true`. */
+  enabled?: boolean;
+  /** How often the `tripwire.watching` gauge is sent per watched model, for a "no data" monitor. Default 60 000. */
+  heartbeatMs?: number;
+}
+
+/** Thrown at registration when the options are wrong. */
+export class TripwireConfigError extends Error {
+  override name = 'TripwireConfigError';
+}
+
+export interface ResolvedOptions {
+  approved: readonly ApprovedPattern[];
+  root: string;
+  onBypass: ((report: BypassReport) => void | Promise<void>) | undefined;
+  mode: 'report' | 'throw';
+  models: ReadonlySet<string> | undefined;
+  onError: ((error: Error) => void) | undefined;
+  statsd: StatsD | ClientOptions | false | undefined;
+  notify: readonly string[];
+  rateLimit: Required<RateLimitOptions> | false;
+  tags: readonly string[];
+  metricPrefix: string;
+  maxFrames: number;
+  maxDocumentIds: number;
+  enabled: boolean;
+  heartbeatMs: number;
+}
+
+export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
+  // One Slack message per call site per 10 minutes: enough to notice, never a storm.
+  perCallSite: Object.freeze({ events: 1, intervalMs: 600_000 }),
+  // A cap across call sites, for a release that suddenly adds many rogue paths at once.
+  global: Object.freeze({ events: 30, intervalMs: 60_000 }),
+  maxCallSites: 10_000,
+});
+
+const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
+  'approved', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
+  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs',
+]);
+
+function fail(message: string): never {
+  throw new TripwireConfigError(`mongoose-tripwire: ${message}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function positiveInteger(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    fail(`option "${name}" must be a positive integer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof RegExp) return String(value);
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}
+
+function resolveApproved(value: unknown): ApprovedPattern[] {
+  if (value === undefined) fail('option "approved" is required: list the files or folders that may write (e.g. approved: [\'src/auth/**\'])');
+  if (!Array.isArray(value) || value.length === 0) {
+    fail(`option "approved" must be a non-empty array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
+  }
+  return value.map((pattern: unknown, index): ApprovedPattern => {
+    if (typeof pattern === 'string') {
+      if (pattern.trim() === '') fail(`option "approved[${index}]" is an empty string`);
+      return pattern;
+    }
+    if (pattern instanceof RegExp || typeof pattern === 'function') return pattern as ApprovedPattern;
+    return fail(`option "approved[${index}]" must be a string, RegExp or function, got ${describe(pattern)}`);
+  });
+}
+
+function resolveRateWindow(value: unknown, name: string, fallback: RateWindow): RateWindow {
+  if (value === undefined) return fallback;
+  if (!isPlainObject(value)) fail(`option "${name}" must be { events, intervalMs }, got ${describe(value)}`);
+  for (const key of Object.keys(value)) {
+    if (key !== 'events' && key !== 'intervalMs') fail(`option "${name}" has an unknown key "${key}" (known: events, intervalMs)`);
+  }
+  return {
+    events: positiveInteger(value.events, `${name}.events`, fallback.events),
+    intervalMs: positiveInteger(value.intervalMs, `${name}.intervalMs`, fallback.intervalMs),
+  };
+}
+
+function resolveRateLimit(value: unknown): Required<RateLimitOptions> | false {
+  if (value === false) return false;
+  if (value === undefined) return DEFAULT_RATE_LIMIT;
+  if (!isPlainObject(value)) fail(`option "rateLimit" must be an object or false, got ${describe(value)}`);
+  for (const key of Object.keys(value)) {
+    if (key !== 'perCallSite' && key !== 'global' && key !== 'maxCallSites') {
+      fail(`option "rateLimit" has an unknown key "${key}" (known: perCallSite, global, maxCallSites)`);
+    }
+  }
+  return {
+    perCallSite: resolveRateWindow(value.perCallSite, 'rateLimit.perCallSite', DEFAULT_RATE_LIMIT.perCallSite),
+    global: resolveRateWindow(value.global, 'rateLimit.global', DEFAULT_RATE_LIMIT.global),
+    maxCallSites: positiveInteger(value.maxCallSites, 'rateLimit.maxCallSites', DEFAULT_RATE_LIMIT.maxCallSites),
+  };
+}
+
+const TAG_KEY = /^[A-Za-z][\w.\-/]*$/;
+
+function resolveTags(value: unknown): string[] {
+  if (value === undefined) return [];
+  const entries: string[] = [];
+  if (Array.isArray(value)) {
+    for (const [index, tag] of value.entries()) {
+      if (typeof tag !== 'string' || tag === '') fail(`option "tags[${index}]" must be a non-empty "key:value" string, got ${describe(tag)}`);
+      entries.push(tag);
+    }
+  } else if (isPlainObject(value)) {
+    for (const [key, tagValue] of Object.entries(value)) {
+      if (!TAG_KEY.test(key)) fail(`option "tags" has an invalid key ${JSON.stringify(key)} (letters, digits, _ - . / only, starting with a letter)`);
+      if (typeof tagValue !== 'string') fail(`option "tags.${key}" must be a string, got ${describe(tagValue)}`);
+      entries.push(`${key}:${tagValue}`);
+    }
+  } else {
+    fail(`option "tags" must be an object or an array of "key:value" strings, got ${describe(value)}`);
+  }
+  return entries;
+}
+
+// Datadog handles are @ followed by a name; anything else in an event would be user text with an @ in it.
+const HANDLE = /^@[\w.\-]+$/;
+
+function resolveNotify(value: unknown): string[] {
+  if (value === undefined) return [];
+  const handles = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(handles)) fail(`option "notify" must be a handle or an array of handles, got ${describe(value)}`);
+  return handles.map((handle: unknown, index) => {
+    if (typeof handle !== 'string' || !HANDLE.test(handle)) {
+      fail(`option "notify[${index}]" must look like "@slack-channel-name", got ${describe(handle)}`);
+    }
+    return handle;
+  });
+}
+
+function resolveStatsd(value: unknown): StatsD | ClientOptions | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (value !== null && typeof value === 'object') {
+    const candidate = value as Record<string, unknown>;
+    // A live client: duck-typed so two copies of hot-shots in one app still work.
+    if (typeof candidate.send === 'function' && typeof candidate.increment === 'function') return value as StatsD;
+    if (isPlainObject(value)) return value as ClientOptions;
+  }
+  return fail(`option "statsd" must be a hot-shots StatsD client, hot-shots client options, or false, got ${describe(value)}`);
+}
+
+/** Validates raw plugin options; throws `TripwireConfigError` naming the option at fault. */
+export function resolveOptions(raw: unknown): ResolvedOptions {
+  if (!isPlainObject(raw)) fail(`options must be an object with at least "approved", got ${describe(raw)}`);
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN_KEYS.has(key)) fail(`unknown option "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
+  }
+
+  const root = raw.root === undefined ? process.cwd() : raw.root;
+  if (typeof root !== 'string' || root === '') fail(`option "root" must be a directory path, got ${describe(root)}`);
+
+  const mode = raw.mode ?? 'report';
+  if (mode !== 'report' && mode !== 'throw') fail(`option "mode" must be 'report' or 'throw', got ${describe(mode)}`);
+
+  for (const name of ['onBypass', 'onError'] as const) {
+    if (raw[name] !== undefined && typeof raw[name] !== 'function') fail(`option "${name}" must be a function, got ${describe(raw[name])}`);
+  }
+
+  let models: Set<string> | undefined;
+  if (raw.models !== undefined) {
+    if (!Array.isArray(raw.models) || raw.models.length === 0 || !raw.models.every((m) => typeof m === 'string' && m !== '')) {
+      fail(`option "models" must be a non-empty array of model names, got ${describe(raw.models)}`);
+    }
+    models = new Set(raw.models as string[]);
+  }
+
+  const metricPrefix = raw.metricPrefix ?? 'tripwire.';
+  if (typeof metricPrefix !== 'string' || !/^[A-Za-z][\w.]*$/.test(metricPrefix)) {
+    fail(`option "metricPrefix" must be letters, digits, _ and . starting with a letter, got ${describe(metricPrefix)}`);
+  }
+
+  const enabled = raw.enabled ?? true;
+  if (typeof enabled !== 'boolean') fail(`option "enabled" must be true or false, got ${describe(enabled)}`);
+
+  return {
+    enabled,
+    heartbeatMs: positiveInteger(raw.heartbeatMs, 'heartbeatMs', 60_000),
+    approved: resolveApproved(raw.approved),
+    root: isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root),
+    onBypass: raw.onBypass as ResolvedOptions['onBypass'],
+    mode,
+    models,
+    onError: raw.onError as ResolvedOptions['onError'],
+    statsd: resolveStatsd(raw.statsd),
+    notify: resolveNotify(raw.notify),
+    rateLimit: resolveRateLimit(raw.rateLimit),
+    tags: resolveTags(raw.tags),
+    metricPrefix,
+    maxFrames: positiveInteger(raw.maxFrames, 'maxFrames', 50),
+    maxDocumentIds: positiveInteger(raw.maxDocumentIds, 'maxDocumentIds', 20),
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * What one rogue write becomes: a `BypassReport`, built only from names, positions, counts and
+ * `_id`s. No field value, filter value or update value is ever read into it.
+ */
+import { createHash } from 'node:crypto';
+import { relative, sep } from 'node:path';
+import type { Frame, RogueCapture } from './capture.js';
+
+export type WriteKind = 'create' | 'update' | 'delete';
+
+export type WriteOperation =
+  | 'save' | 'insertMany' | 'bulkWrite'
+  | 'updateOne' | 'updateMany' | 'replaceOne' | 'findOneAndUpdate' | 'findOneAndReplace'
+  | 'findOneAndDelete' | 'deleteOne' | 'deleteMany';
+
+/** Counts the server reported, when the operation reports them. */
+export interface WriteOutcome {
+  inserted?: number;
+  matched?: number;
+  modified?: number;
+  deleted?: number;
+  upserted?: number;
+}
+
+export interface BypassReport {
+  /** Model name, e.g. `AccessToken`. */
+  model: string;
+  operation: WriteOperation;
+  kind: WriteKind;
+  /** The application frame that called Mongoose (`file` absolute). `<unknown>` when no stack could be read. */
+  callSite: Frame;
+  /** Application frames, innermost first, starting at the call site; Mongoose, driver, Node and plugin frames left out. */
+  stack: Frame[];
+  /** Frames beyond `maxFrames` not kept in `stack`. */
+  framesOmitted: number;
+  /** Stable for the same model, operation and call site (path relative to `root`), across processes and machines. */
+  fingerprint: string;
+  /** The `_id`s written, as strings, at most `maxDocumentIds`; compound `_id`s are hashed, never shown. */
+  documentIds: string[];
+  /** `_id`s written beyond those listed. */
+  documentIdsOmitted: number;
+  outcome: WriteOutcome;
+  at: Date;
+  /** Events for this call site held back by the rate limit since the last one sent. */
+  suppressed: number;
+  /** True in throw mode: the write was refused before it reached MongoDB. */
+  blocked: boolean;
+  /** The call site relative to `root`, `/`-separated, e.g. `src/legacy/tokens.ts:42:7`. */
+  location: string;
+}
+
+/** The error a rogue write rejects with in `mode: 'throw'`. */
+export class RogueWriteError extends Error {
+  override name = 'RogueWriteError';
+  constructor(readonly report: BypassReport) {
+    super(`mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved code`);
+  }
+}
+
+export const UNKNOWN_FRAME: Frame = Object.freeze({ file: '<unknown>', line: 0, column: 0 });
+
+export function displayPath(file: string, root: string): string {
+  if (!file.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(file)) return file;
+  const rel = relative(root, file);
+  const shown = rel === '' || rel.startsWith('..') ? file : rel;
+  return sep === '/' ? shown : shown.split(sep).join('/');
+}
+
+export function fingerprintOf(model: string, operation: string, location: string): string {
+  return createHash('sha256').update(`${model}\0${operation}\0${location}`).digest('hex').slice(0, 16);
+}
+
+interface HexId { toHexString(): string }
+function hasHex(value: object): value is HexId {
+  return typeof (value as Partial<HexId>).toHexString === 'function';
+}
+
+/** An `_id` as a string; a compound `_id` (an object of fields) is hashed so none of its values leave. */
+export function idToString(id: unknown): string | undefined {
+  if (id === undefined || id === null) return undefined;
+  switch (typeof id) {
+    case 'string': return id;
+    case 'number':
+    case 'bigint': return String(id);
+    case 'object':
+      if (id instanceof Date) return id.toISOString();
+      if (hasHex(id)) return id.toHexString();
+      return `compound:${createHash('sha256').update(safeKeyShape(id)).digest('hex').slice(0, 12)}`;
+    default: return undefined;
+  }
+}
+
+function safeKeyShape(value: object): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export interface ReportInput {
+  model: string;
+  operation: WriteOperation;
+  kind: WriteKind;
+  capture: RogueCapture;
+  ids: readonly unknown[];
+  outcome: WriteOutcome;
+  at: Date;
+  blocked: boolean;
+  root: string;
+  maxDocumentIds: number;
+}
+
+export function buildReport(input: ReportInput): BypassReport {
+  const stack = input.capture.frames.slice();
+  const callSite = stack[0] ?? UNKNOWN_FRAME;
+  const location = `${displayPath(callSite.file, input.root)}:${callSite.line}:${callSite.column}`;
+  const documentIds: string[] = [];
+  let documentIdsOmitted = 0;
+  const seen = new Set<string>();
+  for (const id of input.ids) {
+    const text = idToString(id);
+    if (text === undefined || seen.has(text)) continue;
+    seen.add(text);
+    if (documentIds.length < input.maxDocumentIds) documentIds.push(text);
+    else documentIdsOmitted++;
+  }
+  return {
+    model: input.model,
+    operation: input.operation,
+    kind: input.kind,
+    callSite,
+    stack,
+    framesOmitted: input.capture.framesOmitted,
+    fingerprint: fingerprintOf(input.model, input.operation, location),
+    documentIds,
+    documentIdsOmitted,
+    outcome: input.outcome,
+    at: input.at,
+    suppressed: 0,
+    blocked: input.blocked,
+    location,
+  };
+}

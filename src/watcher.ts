@@ -1,0 +1,181 @@
+/**
+ * One registration of the plugin at run time: it classifies each write when it is called and turns
+ * each rogue write into a report, delivered after the write completed.
+ */
+import { compileApproval, countApprovedFiles, type Approval } from './approval.js';
+import { APPROVED, captureCallSite, type Capture, type RogueCapture } from './capture.js';
+import { createFaultReporter, type FaultReporter } from './faults.js';
+import type { ResolvedOptions } from './options.js';
+import { EventRateLimiter } from './rate-limit.js';
+import { createSink, type DatadogSink } from './datadog-sink.js';
+import { buildReport, RogueWriteError, type BypassReport, type WriteKind, type WriteOperation, type WriteOutcome } from './report.js';
+
+/** A write that completed (or, in throw mode, is about to be refused). */
+export interface WriteEvent {
+  model: string;
+  operation: WriteOperation;
+  kind: WriteKind;
+  /** Undefined when the call was never seen by a wrapper: then the post hook captures what it can. */
+  capture: Capture | undefined;
+  ids: () => readonly unknown[];
+  outcome: () => WriteOutcome;
+}
+
+/** Receives every write and every report; the Datadog sink is one. */
+export interface WriteListener {
+  write(model: string, operation: WriteOperation, kind: WriteKind, approved: boolean): void;
+  /** A rogue write; `sendEvent` is false when the rate limit holds its event back. */
+  bypass(report: BypassReport, sendEvent: boolean): void;
+  fault(reason: string): void;
+}
+
+interface ModelName { modelName?: string; baseModelName?: string }
+
+/** Every registration in this process, for `flush()`, `close()` and `verify()`. */
+export const activeWatchers = new Set<Watcher>();
+
+const LOST_CALL_SITE: RogueCapture = Object.freeze({ approved: false, frames: Object.freeze([]), framesOmitted: 0, degraded: 'call site not captured' });
+
+export class Watcher {
+  readonly approval: Approval;
+  readonly reportFault: FaultReporter;
+  readonly limiter: EventRateLimiter;
+  readonly sink: DatadogSink | undefined;
+  /** Models compiled from an instrumented schema, by name (weakly: a model may be dropped). */
+  readonly compiledModels = new Map<string, WeakRef<object>>();
+  /** `approved` patterns and how many files under `root` each matched at registration (`null`: a function). */
+  readonly approvedFiles: ReadonlyArray<{ pattern: string; files: number | null }>;
+  private readonly listeners: WriteListener[] = [];
+
+  constructor(readonly options: ResolvedOptions) {
+    this.approval = compileApproval(options.approved, options.root);
+    this.limiter = new EventRateLimiter(options.rateLimit);
+    this.reportFault = createFaultReporter(options.onError, (fault) => {
+      for (const listener of this.listeners) listener.fault(fault.reason);
+    });
+    this.sink = createSink(options, this.reportFault, () => [...this.compiledModels.keys()]);
+    if (this.sink) this.listeners.push(this.sink);
+    activeWatchers.add(this);
+    this.approvedFiles = options.approved.map((pattern) => ({ pattern: String(pattern), files: countApprovedFiles(pattern, options.root) }));
+    this.bootChecks();
+  }
+
+  /** What can be wrong at boot without being an error: each is a warning, once. */
+  private bootChecks(): void {
+    for (const { pattern, files } of this.approvedFiles) {
+      if (files === 0) {
+        this.reportFault('approved_matches_nothing', `approved pattern ${pattern} matches no file under root ${this.options.root}: a typo, a moved folder or a wrong root? Every write would be reported as rogue`);
+      }
+    }
+    if (this.options.statsd === undefined && !process.env.DD_AGENT_HOST) {
+      this.reportFault('statsd_default_target', 'no statsd option and no DD_AGENT_HOST: events go to udp://127.0.0.1:8125, and whether an agent listens there is unknown (UDP never says)');
+    }
+  }
+
+  /** A model was compiled from an instrumented schema (Mongoose emits `init` on the schema). */
+  modelCompiled(model: object & ModelName): void {
+    if (model.modelName && this.watches(model.modelName, model.baseModelName)) {
+      this.compiledModels.set(model.modelName, new WeakRef(model));
+      this.sink?.heartbeat();
+    }
+  }
+
+  addListener(listener: WriteListener): void {
+    this.listeners.push(listener);
+  }
+
+  watches(modelName: string | undefined, baseModelName?: string): boolean {
+    const models = this.options.models;
+    if (!models) return true;
+    return (modelName !== undefined && models.has(modelName)) || (baseModelName !== undefined && models.has(baseModelName));
+  }
+
+  /** Called synchronously by the wrapper the app called. Never throws: a fault lets the write through, visibly. */
+  capture(entry: Function): Capture {
+    try {
+      return captureCallSite(entry, this.approval, this.options.maxFrames);
+    } catch (error) {
+      this.reportFault('capture_failed', 'could not read the call site of a write (an approved-pattern function threw?)', error);
+      return { ...LOST_CALL_SITE, degraded: 'call site capture failed' };
+    }
+  }
+
+  /** From a post hook: count the write and, if rogue, report it after the write's promise settles. */
+  completed(event: WriteEvent, entry: Function): void {
+    try {
+      const capture = event.capture ?? this.lostCapture(event, entry);
+      for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, capture.approved);
+      if (capture.approved) return;
+      const report = this.report(event, capture, false);
+      setImmediate(() => this.deliver(report));
+    } catch (error) {
+      this.reportFault('report_failed', `could not report a write to ${event.model}`, error);
+    }
+  }
+
+  /** Throw mode, from a pre hook: the error to refuse a rogue write with, or undefined to let it through. */
+  refusal(event: WriteEvent, entry: Function): RogueWriteError | undefined {
+    try {
+      const capture = event.capture ?? this.lostCapture(event, entry);
+      if (capture.approved) return undefined;
+      const report = this.report(event, capture, true);
+      for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, false);
+      this.deliver(report);
+      return new RogueWriteError(report);
+    } catch (error) {
+      this.reportFault('report_failed', `could not check a write to ${event.model}`, error);
+      return undefined;
+    }
+  }
+
+  private lostCapture(event: WriteEvent, entry: Function): Capture {
+    // A write whose call never went through a wrapper (a query built by hand, a Mongoose path we do
+    // not know): the stack here rarely holds the caller, so say so rather than guess quietly.
+    this.reportFault('call_site_lost', `${event.model}.${event.operation} was not seen when it was called; its call site may be wrong`);
+    const late = this.capture(entry);
+    return late.approved ? APPROVED : { ...late, degraded: 'call site captured late, in middleware' };
+  }
+
+  private report(event: WriteEvent, capture: RogueCapture, blocked: boolean): BypassReport {
+    if (capture.degraded) this.reportFault('degraded_stack', `${event.model}.${event.operation}: ${capture.degraded}`);
+    return buildReport({
+      model: event.model,
+      operation: event.operation,
+      kind: event.kind,
+      capture,
+      ids: event.ids(),
+      outcome: event.outcome(),
+      at: new Date(),
+      blocked,
+      root: this.options.root,
+      maxDocumentIds: this.options.maxDocumentIds,
+    });
+  }
+
+  private deliver(report: BypassReport): void {
+    const admission = this.limiter.admit(report.fingerprint);
+    if (admission.send) report.suppressed = admission.suppressed;
+    for (const listener of this.listeners) {
+      try {
+        listener.bypass(report, admission.send);
+      } catch (error) {
+        this.reportFault('sink_failed', 'could not send a bypass event', error);
+      }
+    }
+    const onBypass = this.options.onBypass;
+    if (!onBypass) return;
+    try {
+      const result = onBypass(report);
+      if (result && typeof (result as Promise<void>).then === 'function') {
+        (result as Promise<void>).then(undefined, (error: unknown) => this.reportFault('onBypass_rejected', 'the onBypass option rejected', error));
+      }
+    } catch (error) {
+      this.reportFault('onBypass_threw', 'the onBypass option threw', error);
+    }
+  }
+
+  async close(): Promise<void> {
+    activeWatchers.delete(this);
+    await this.sink?.close();
+  }
+}

@@ -1,0 +1,58 @@
+/** Approval is exact: the substring test of the original tool was wrong in both directions. */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { compileApproval } from '../src/approval.js';
+
+const root = mkdtempSync(join(tmpdir(), 'tripwire-approval-'));
+mkdirSync(join(root, 'src/auth/deep'), { recursive: true });
+writeFileSync(join(root, 'src/auth/deep/issue.ts'), '');
+writeFileSync(join(root, 'src/token-writer.ts'), '');
+const at = (path: string) => join(root, path);
+
+describe('approved patterns', () => {
+  it('matches a glob against the whole path relative to root, never a look-alike', () => {
+    const approval = compileApproval(['src/auth/**'], root);
+    expect(approval.isApprovedFile(at('src/auth/index.ts'))).toBe(true);
+    expect(approval.isApprovedFile(at('src/auth/deep/issue.ts'))).toBe(true);
+    expect(approval.isApprovedFile(pathToFileURL(at('src/auth/deep/issue.ts')).href)).toBe(true);
+    for (const lookAlike of ['src/auth-legacy/x.ts', 'src/legacy/auth_module_old.ts', 'lib/src/auth/x.ts', 'src/authx/y.ts']) {
+      expect(approval.isApprovedFile(at(lookAlike)), lookAlike).toBe(false);
+    }
+    expect(approval.isApprovedFile(at('node_modules/mongodb/lib/cmap/auth/scram.js'))).toBe(false);
+    expect(approval.isApprovedFile('/elsewhere/src/auth/index.ts')).toBe(false);
+  });
+
+  it('never approves Mongoose, the driver, Node internals or the plugin itself, even when a pattern would', () => {
+    const approval = compileApproval([/auth/, /mongoose/, /node:/], root);
+    expect(approval.isApprovedFile(at('node_modules/mongodb/lib/cmap/auth/scram.js'))).toBe(false);
+    expect(approval.isApprovedFile(at('node_modules/mongoose/lib/model.js'))).toBe(false);
+    expect(approval.isApprovedFile('node:internal/process/task_queues')).toBe(false);
+    expect(approval.isApprovedFile(at('src/auth/index.ts'))).toBe(true);
+  });
+
+  it('takes absolute files and directories exactly, with a directory boundary', () => {
+    const approval = compileApproval([at('src/token-writer.ts'), at('src/auth')], root);
+    expect(approval.isApprovedFile(at('src/token-writer.ts'))).toBe(true);
+    expect(approval.isApprovedFile(at('src/token-writer.tsx'))).toBe(false);
+    expect(approval.isApprovedFile(at('src/auth/deep/issue.ts'))).toBe(true);
+    expect(approval.isApprovedFile(at('src/authority.ts'))).toBe(false);
+  });
+
+  it('answers the same every time for a global RegExp, and lets functions see frames', () => {
+    const approval = compileApproval([/\/src\/auth\//g], root);
+    for (let i = 0; i < 3; i++) expect(approval.isApprovedFile(at('src/auth/a.ts'))).toBe(true);
+    const byFunction = compileApproval([(frame) => frame.function === 'issueToken'], root);
+    expect(byFunction.needsFrames).toBe(true);
+    expect(byFunction.isApprovedFrame({ file: at('x.ts'), line: 1, column: 1, function: 'issueToken' })).toBe(true);
+    expect(byFunction.isApprovedFrame({ file: at('x.ts'), line: 1, column: 1, function: 'other' })).toBe(false);
+  });
+
+  it('refuses a pattern that approves every file', () => {
+    for (const pattern of ['**', '**/*', /.*/, /\//]) {
+      expect(() => compileApproval([pattern], root), String(pattern)).toThrow(/approves every file/);
+    }
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * Detection beyond the matrix: shared helpers reached through await chains, timers and callbacks,
+ * reads and other models, registration mistakes, throw mode, and `mongoose.plugin` with `models`.
+ */
+import { join } from 'node:path';
+import mongoose, { type Connection } from 'mongoose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RogueWriteError, TripwireConfigError, tripwire, type BypassReport } from '../src/index.js';
+// @ts-expect-error plain ESM fixtures without types
+import { fixtureDir, openMatrix, siteLine } from './fixtures/app/matrix.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as auth from './fixtures/app/auth/service.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as legacy from './fixtures/app/legacy/handlers.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as jobs from './fixtures/app/jobs/cleanup.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { tokenSchema } from './fixtures/app/models.mjs';
+import { connect } from './support/connect.js';
+
+type Model = mongoose.Model<Record<string, unknown>>;
+interface Matrix {
+  models: { AccessToken: Model; Session: Model };
+  reports: BypassReport[];
+  settle(): Promise<void>;
+  token(): string;
+}
+
+let connection: Connection;
+let m: Matrix;
+const fixture = (file: string) => join(fixtureDir as string, file);
+
+beforeAll(async () => {
+  connection = await connect('detection');
+  m = (await openMatrix(connection, tripwire)) as Matrix;
+});
+afterAll(async () => {
+  await connection?.close();
+});
+
+async function reportsOf(run: () => Promise<unknown>): Promise<BypassReport[]> {
+  await m.settle();
+  m.reports.length = 0;
+  await run();
+  await m.settle();
+  return m.reports.splice(0);
+}
+
+describe('shared helpers, timers and callbacks', () => {
+  it('approves a write made by a shared helper when the approved caller awaits it', async () => {
+    const T = m.models.AccessToken;
+    expect(await reportsOf(() => auth.login(T, m.token()))).toEqual([]);
+    const doc = await T.create({ token: m.token() }).catch(() => undefined);
+    m.reports.length = 0;
+    expect(await reportsOf(() => auth.logout(T, doc!._id))).toEqual([]);
+  });
+
+  it('reports the same helper reached from legacy code, at the helper line, with the legacy caller in the trace', async () => {
+    const T = m.models.AccessToken;
+    const [report] = await reportsOf(() => legacy.legacyLogin(T, m.token()));
+    expect(report?.callSite).toMatchObject({ file: fixture('shared/repo.mjs'), line: siteLine('shared/repo.mjs', 'repo.issueToken') });
+    expect(report?.stack.map((frame) => `${frame.file}:${frame.line}`)).toContain(`${fixture('legacy/handlers.mjs')}:${siteLine('legacy/handlers.mjs', 'legacy.legacyLogin')}`);
+    const doc = await T.findOne({}).orFail();
+    const [revoke] = await reportsOf(() => legacy.legacyLogout(T, doc._id));
+    expect(revoke).toMatchObject({ operation: 'deleteOne', kind: 'delete' });
+    expect(revoke?.stack.map((frame) => frame.line)).toContain(siteLine('legacy/handlers.mjs', 'legacy.legacyLogout'));
+  });
+
+  it('reports a token issued from a nextTick callback (the native-app refresh flow) and a delete from a timer job', async () => {
+    const T = m.models.AccessToken;
+    const [refresh] = await reportsOf(() => new Promise<void>((resolve, reject) => legacy.nativeAppRefresh(T, m.token(), (e?: Error) => (e ? reject(e) : resolve()))));
+    expect(refresh?.callSite).toMatchObject({ file: fixture('legacy/handlers.mjs'), line: siteLine('legacy/handlers.mjs', 'legacy.nativeAppRefresh') });
+    expect(refresh).toMatchObject({ operation: 'save', kind: 'create' });
+    const [cleanup] = await reportsOf(() => jobs.scheduleCleanup(T));
+    expect(cleanup?.callSite).toMatchObject({ file: fixture('jobs/cleanup.mjs'), line: siteLine('jobs/cleanup.mjs', 'jobs.cleanup') });
+    expect(await reportsOf(() => auth.scheduleSweep(T))).toEqual([]);
+  });
+
+  it('documents its one blind spot: an approved function that returns a helper promise without awaiting it', async () => {
+    const reports = await reportsOf(() => auth.loginWithoutAwait(m.models.AccessToken, m.token()));
+    // No stack holds auth/service.mjs when the helper writes after its own await: reported as rogue (see README, Limits).
+    expect(reports).toHaveLength(1);
+    expect(reports[0]?.callSite.file).toBe(fixture('shared/repo.mjs'));
+  });
+});
+
+describe('what is never reported', () => {
+  it('reads, other models, failed writes and writes that change nothing are not bypasses', async () => {
+    const { AccessToken: T, Session } = m.models;
+    const reports = await reportsOf(async () => {
+      await T.find({});
+      await T.findOne({});
+      await T.countDocuments({});
+      await T.exists({ user: 'nobody' });
+      await Session.create({ token: 'x', user: 'u' });
+      await Session.updateMany({}, { $set: { user: 'v' } });
+      await Session.deleteMany({});
+    });
+    expect(reports).toEqual([]);
+    const existing = await T.findOne({}).orFail();
+    const failed = await reportsOf(() => T.create({ token: existing.get('token') as string }).catch((error: unknown) => error));
+    expect(failed).toEqual([]); // a duplicate key: nothing was written
+  });
+
+  it('never puts a field value into a report', async () => {
+    const secret = `secret_${m.token()}`;
+    const [report] = await reportsOf(() => legacy.legacyLogin(m.models.AccessToken, secret));
+    expect(JSON.stringify(report)).not.toContain(secret);
+  });
+});
+
+describe('registration', () => {
+  it('refuses a plugin registered after the model was compiled, naming the fix', () => {
+    const schema = tokenSchema() as mongoose.Schema;
+    connection.model('LateToken', schema);
+    expect(() => schema.plugin(tripwire, { approved: ['auth/**'], statsd: false })).toThrow(TripwireConfigError);
+    expect(() => schema.plugin(tripwire, { approved: ['auth/**'], statsd: false })).toThrow(/already compiled.*before mongoose\.model/s);
+  });
+
+  it.each([
+    [{}, /"approved"/],
+    [{ approved: [] }, /"approved"/],
+    [{ approved: ['**'] }, /approves every file/],
+    [{ approved: [/.*/] }, /approves every file/],
+    [{ approved: ['auth/**'], mode: 'loud' }, /"mode"/],
+    [{ approved: ['auth/**'], onBypas: () => undefined }, /unknown option "onBypas"/],
+    [{ approved: ['auth/**'], rateLimit: { perCallSite: { events: 0, intervalMs: 1 } } }, /events/],
+    [{ approved: ['auth/**'], notify: 'slack-auth' }, /notify/],
+  ])('rejects wrong options at registration: %o', (options, message) => {
+    const schema = new mongoose.Schema({ a: String });
+    expect(() => schema.plugin(tripwire, options as never)).toThrow(message);
+  });
+
+  it('with mongoose.plugin and models, watches only the named models and shares one registration', async () => {
+    const instance = new mongoose.Mongoose();
+    const reports: BypassReport[] = [];
+    instance.plugin(tripwire, { models: ['GlobalToken'], approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (r: BypassReport) => void reports.push(r) });
+    const conn = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `global_${process.pid}` }).asPromise();
+    try {
+      const Token = conn.model('GlobalToken', new instance.Schema({ token: String, nested: new instance.Schema({ a: String }) }));
+      const Other = conn.model('GlobalOther', new instance.Schema({ token: String }));
+      await Token.create({ token: 'a', nested: { a: 'b' } }); // @site global.create
+      await Other.create({ token: 'b' });
+      await Token.updateOne({ token: 'a' }, { $set: { 'nested.a': 'c' } });
+      await m.settle();
+      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['GlobalToken.save', 'GlobalToken.updateOne']);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
+describe('throw mode', () => {
+  it('refuses a rogue write before it reaches MongoDB and lets approved writes through', async () => {
+    const conn = await connect('throw');
+    try {
+      const t = (await openMatrix(conn, tripwire, { mode: 'throw' })) as Matrix;
+      const T = t.models.AccessToken;
+      const before = await T.countDocuments();
+      const error = await legacy.legacyLogin(T, t.token()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RogueWriteError);
+      expect((error as RogueWriteError).report).toMatchObject({ model: 'AccessToken', operation: 'save', blocked: true });
+      expect(await T.countDocuments()).toBe(before);
+      const doc = await T.collection.insertOne({ token: t.token() });
+      await expect(T.updateOne({ _id: doc.insertedId }, { $set: { user: 'x' } })).rejects.toBeInstanceOf(RogueWriteError);
+      await expect(T.deleteMany({})).rejects.toBeInstanceOf(RogueWriteError);
+      await expect(T.insertMany([{ token: t.token() }])).rejects.toBeInstanceOf(RogueWriteError);
+      expect(await T.countDocuments()).toBe(before + 1);
+      expect((await T.findById(doc.insertedId))?.get('user')).toBeUndefined();
+      await auth.login(T, t.token());
+      expect(await T.countDocuments()).toBe(before + 2);
+    } finally {
+      await conn.close();
+    }
+  });
+});
