@@ -39,7 +39,7 @@ export const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 // A lone surrogate has no UTF-8 form (Buffer would send U+FFFD anyway): send U+FFFD on purpose so it is counted.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 const wellFormed = (s: string) => s.replace(LONE_SURROGATE, '\uFFFD');
-// '|' ends a field for the agent even inside length-delimited text, in some versions; '¦' reads the same.
+// '|' separates fields: a reader that splits before honouring the lengths would break the event; '¦' reads the same.
 const cleanTitle = (s: string) => wellFormed(s).replace(/\r\n|\n|\r/g, ' ').replace(/\|/g, '¦');
 const cleanText = (s: string) => wellFormed(s).replace(/\r\n?/g, '\n').replace(/\|/g, '¦');
 const cleanField = (s: string) => wellFormed(s).replace(/[|\r\n]/g, '_');
@@ -172,17 +172,18 @@ const EXTENSION = /^(c|e|card):/;
  * Reads `|field|…|#tags|ext|…` after the fixed part: the caller's fields first, then tags, then
  * extension fields; anything else, or anything out of that order, is refused. Returns the tags.
  */
-function parseSuffix(rest: string, at: number, field: (segment: string) => boolean): string[] {
+function parseSuffix(kind: string, rest: string, at: number, field: (segment: string) => boolean): string[] {
   if (rest === '') return [];
-  if (!rest.startsWith('|')) throw new DatagramError(`unexpected ${JSON.stringify(rest.slice(0, 30))} at byte ${at}`);
+  if (!rest.startsWith('|')) throw new DatagramError(`unexpected ${JSON.stringify(rest.slice(0, 30))} at byte ${at}: a ${kind}'s fixed part must be followed by '|' or nothing`);
   let tags: string[] | undefined;
   let extensions = false;
   for (const segment of rest.slice(1).split('|')) {
     at += 1;
     if (EXTENSION.test(segment)) extensions = true;
     else if (!tags && !extensions && field(segment)) { /* taken */ }
-    else if (!tags && !extensions && segment.startsWith('#')) tags = segment.slice(1).split(',').filter(Boolean);
-    else throw new DatagramError(`unknown or misplaced field ${JSON.stringify(segment.slice(0, 30))} at byte ${at}`);
+    else if (!tags && !extensions && segment.startsWith('#')) tags = segment.slice(1).split(',');
+    else throw new DatagramError(`unknown ${kind} field (or out of order) ${JSON.stringify(segment.slice(0, 30))} at byte ${at}`);
+    if (tags?.includes('')) throw new DatagramError(`empty tag in ${JSON.stringify(segment.slice(0, 60))} at byte ${at}`);
     at += utf8Bytes(segment);
   }
   return tags ?? [];
@@ -198,45 +199,50 @@ function exactSlice(buf: Buffer, start: number, end: number, what: string): stri
 }
 
 const EVENT_FIELDS = { d: 'dateHappened', h: 'hostname', k: 'aggregationKey', p: 'priority', s: 'sourceTypeName', t: 'alertType' } as const;
-const CHOICES: Partial<Record<string, readonly string[]>> = { p: ['normal', 'low'], t: ['error', 'warning', 'info', 'success'] };
+const CHOICES: Partial<Record<string, [name: string, values: readonly string[]]>> = {
+  p: ['priority', ['normal', 'low']],
+  t: ['alert type', ['error', 'warning', 'info', 'success']],
+};
 
 function parseEvent(buf: Buffer): EventDatagram {
   const header = /^_e\{(\d{1,7}),(\d{1,7})\}:/.exec(buf.toString('latin1', 0, 20));
   if (!header) throw new DatagramError(`bad event header ${JSON.stringify(buf.toString('utf8', 0, 20))}: expected _e{<title bytes>,<text bytes>}:`);
   const titleEnd = header[0].length + Number(header[1]);
   const textEnd = titleEnd + 1 + Number(header[2]);
-  if (textEnd > buf.length) throw new DatagramError(`header claims ${textEnd} bytes of header, title and text; the datagram has ${buf.length}`);
+  if (textEnd > buf.length) throw new DatagramError(`header's title and text lengths run past the end of the ${buf.length}-byte datagram`);
   if (buf[titleEnd] !== 0x7c) throw new DatagramError(`expected '|' after the ${header[1]}-byte title, at byte ${titleEnd}: wrong title length?`);
   const title = exactSlice(buf, header[0].length, titleEnd, 'title');
   const text = exactSlice(buf, titleEnd + 1, textEnd, 'text').replace(/\\n/g, '\n');
   const event: EventDatagram = { type: 'event', title, text, tags: [] };
-  event.tags = parseSuffix(buf.toString('utf8', textEnd), textEnd, (segment) => {
+  event.tags = parseSuffix('event', buf.toString('utf8', textEnd), textEnd, (segment) => {
     const match = /^([dhkpst]):(.*)$/s.exec(segment);
     if (!match) return false;
     const key = match[1] as keyof typeof EVENT_FIELDS;
     const value = match[2] ?? '';
-    const name = EVENT_FIELDS[key];
-    if (event[name] !== undefined) throw new DatagramError(`field ${key}: given twice`);
-    const choices = CHOICES[key];
-    if (choices && !choices.includes(value)) throw new DatagramError(`field ${key}:${value} is not one of ${choices.join(', ')}`);
-    if (key !== 'd') event[name] = value;
-    else if (/^-?\d+$/.test(value)) event.dateHappened = Number(value);
-    else throw new DatagramError(`field d:${value} is not an integer timestamp`);
+    if (event[EVENT_FIELDS[key]] !== undefined) throw new DatagramError(`event field ${key}: given twice`);
+    if (key === 'd') {
+      if (!/^-?\d+$/.test(value)) throw new DatagramError(`date d:${value} is not an integer timestamp`);
+      event.dateHappened = Number(value);
+    } else {
+      const choice = CHOICES[key];
+      if (choice && !choice[1].includes(value)) throw new DatagramError(`bad ${choice[0]} ${JSON.stringify(value)}: expected ${choice[1].join(' or ')}`);
+      event[EVENT_FIELDS[key]] = value;
+    }
     return true;
   });
   return event;
 }
 
 function parseMetric(s: string): ParsedDatagram {
-  const match = /^([^:|]*):([^|]*)\|([^|]*)/.exec(s);
+  const match = /^([^:|]*):([^|]*)(?:\|([^|]*))?/.exec(s);
   if (!match) throw new DatagramError(`not a metric (expected name:value|type): ${JSON.stringify(s.slice(0, 60))}`);
-  const [head, name = '', value = '', type = ''] = match;
+  const [head, name = '', value = '', type] = match;
   if (name === '') throw new DatagramError('metric with an empty name');
-  if (!NUMBER.test(value) || !Number.isFinite(Number(value))) throw new DatagramError(`metric ${name}: value ${JSON.stringify(value)} is not a finite number`);
+  if (!NUMBER.test(value) || !Number.isFinite(Number(value))) throw new DatagramError(`metric ${name}: non-numeric or infinite value ${JSON.stringify(value)}`);
   const metricType = METRIC_TYPES.find((known) => known === type);
-  if (!metricType) throw new DatagramError(`metric ${name}: unknown type ${JSON.stringify(type)}`);
+  if (!metricType) throw new DatagramError(`metric ${name}: unknown type ${type === undefined ? '(none)' : JSON.stringify(type)}`);
   let sampleRate: number | undefined;
-  const tags = parseSuffix(s.slice(head.length), utf8Bytes(head), (segment) => {
+  const tags = parseSuffix('metric', s.slice(head.length), utf8Bytes(head), (segment) => {
     if (!segment.startsWith('@') || sampleRate !== undefined) return false;
     sampleRate = Number(segment.slice(1));
     if (!NUMBER.test(segment.slice(1)) || !(sampleRate > 0 && sampleRate <= 1)) throw new DatagramError(`metric ${name}: bad sample rate ${segment}`);
