@@ -1,4 +1,4 @@
-/** Extra cases for src/dogstatsd.ts, kept outside the repo because test/dogstatsd.test.ts was written concurrently by someone else. */
+/** Edge cases of the DogStatsD format: surrogate pairs, lone surrogates, random byte limits, parser refusals. */
 import { describe, expect, it } from 'vitest';
 import { DatagramError, formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeMetricName, sanitizeTag, utf8Bytes } from '../src/dogstatsd.js';
 

@@ -3,10 +3,6 @@
 // embedded MongoDB wire server (or uses MONGODB_URI) and a local DogStatsD listener (or sends to a
 // real agent when DD_AGENT_HOST is set), runs a scripted day of traffic, shows what Slack and the
 // dashboard would show, and exits.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
 import { close } from 'mongoose-tripwire';
 import { renderForTerminal, startListener } from 'mongoose-tripwire/listen';
@@ -16,21 +12,12 @@ import { legacyLogin } from './app/legacy/login-handler.mjs';
 import { nativeRefresh } from './app/native/refresh.mjs';
 import { scheduleNightlyCleanup } from './app/jobs/cleanup.mjs';
 import { grantScope } from './app/admin/update-scopes.mjs';
+import { startEmbeddedMongo } from '../../test/support/spawn-mongo.mjs';
 
-const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 const say = (text) => process.stdout.write(`${text}\n`);
 
-/** The embedded wire server, in a child process so the app itself runs in plain Node. */
-async function startEmbeddedMongo() {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/run-mongo-server.ts'], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] });
-  for await (const line of createInterface({ input: child.stdout })) {
-    if (line.startsWith('MONGODB_URI=')) return { uri: line.slice('MONGODB_URI='.length), stop: () => child.kill('SIGTERM') };
-  }
-  throw new Error('the embedded MongoDB server did not start');
-}
-
 const realAgent = Boolean(process.env.DD_AGENT_HOST);
-const mongo = process.env.MONGODB_URI ? { uri: process.env.MONGODB_URI, stop() {} } : await startEmbeddedMongo();
+const mongo = await startEmbeddedMongo();
 const listener = realAgent ? undefined : await startListener({ port: 0 });
 const reports = [];
 
