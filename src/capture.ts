@@ -39,8 +39,9 @@ export interface RogueCapture {
 
 export const APPROVED: ApprovedCapture = Object.freeze({ approved: true });
 
-// Deep enough to reach an auth module a few helpers above the write, shallow enough to stay cheap.
-const SHALLOW_DEPTH = 16;
+// The approved caller is usually within a few frames of the write (the auth module calls Mongoose);
+// 8 frames cost about what a bare Error.captureStackTrace at its default limit of 10 does.
+const SHALLOW_DEPTH = 8;
 // A rogue write reads further, once, to find approved frames deep in the stack (and async frames).
 const FULL_DEPTH = 200;
 
