@@ -76,6 +76,12 @@ function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | unde
   }
 }
 
+/** The file of the frame that called `entry` (one frame read: about 2 µs). */
+export function callerFileName(entry: Function): string | undefined {
+  const sites = readCallSites(1, entry);
+  return sites?.[0]?.getFileName() ?? undefined;
+}
+
 function isApprovedSite(site: NodeJS.CallSite, approval: Approval): boolean {
   const fileName = site.getFileName();
   if (fileName && approval.isApprovedFile(fileName)) return true;

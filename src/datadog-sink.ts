@@ -74,7 +74,12 @@ export class DatadogSink implements WriteListener {
   }
 
   write(model: string, operation: WriteOperation, kind: WriteKind, approved: boolean): void {
-    this.count('writes', [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`]);
+    // Reads (opt-in) get their own metric so `tripwire.writes` stays a count of writes.
+    this.count(kind === 'read' ? 'reads' : 'writes', [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`]);
+  }
+
+  unattributed(collection: string, command: string): void {
+    this.count('unattributed_writes', [`collection:${collection}`, `command:${command}`]);
   }
 
   bypass(report: BypassReport, sendEvent: boolean): void {

@@ -66,6 +66,8 @@ export interface TripwireOptions {
   maxDocumentIds?: number;
   /** `false` registers nothing (say, outside the environments you watch); the plugin says so once. Default `true`. */
   enabled?: boolean;
+  /** Which kinds of access are checked. Default `['create', 'update', 'delete']`; add `'read'` to report reads outside approved code too. */
+  operations?: ReadonlyArray<'create' | 'update' | 'delete' | 'read'>;
   /** How often the `tripwire.watching` gauge is sent per watched model, for a "no data" monitor. Default 60 000. */
   heartbeatMs?: number;
 }
@@ -91,6 +93,7 @@ export interface ResolvedOptions {
   maxDocumentIds: number;
   enabled: boolean;
   heartbeatMs: number;
+  operations: ReadonlySet<'create' | 'update' | 'delete' | 'read'>;
 }
 
 export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
@@ -103,7 +106,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
   'approved', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
-  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs',
+  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs', 'operations',
 ]);
 
 function fail(message: string): never {
@@ -256,8 +259,15 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
   const enabled = raw.enabled ?? true;
   if (typeof enabled !== 'boolean') fail(`option "enabled" must be true or false, got ${describe(enabled)}`);
 
+  const KINDS = ['create', 'update', 'delete', 'read'];
+  const operations = raw.operations ?? ['create', 'update', 'delete'];
+  if (!Array.isArray(operations) || operations.length === 0 || !operations.every((kind) => KINDS.includes(kind as string))) {
+    fail(`option "operations" must be a non-empty array of 'create', 'update', 'delete', 'read', got ${describe(operations)}`);
+  }
+
   return {
     enabled,
+    operations: new Set(operations as Array<'create' | 'update' | 'delete' | 'read'>),
     heartbeatMs: positiveInteger(raw.heartbeatMs, 'heartbeatMs', 60_000),
     approved: resolveApproved(raw.approved),
     root: isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root),

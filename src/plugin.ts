@@ -16,6 +16,7 @@ import type { Capture } from './capture.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
 import { activeWatchers, Watcher, type WriteEvent } from './watcher.js';
+import { instrumentCollection } from './collection.js';
 
 const QUERY_WRITES = {
   updateOne: 'update',
@@ -27,8 +28,20 @@ const QUERY_WRITES = {
   deleteOne: 'delete',
   deleteMany: 'delete',
 } as const satisfies Record<string, WriteKind>;
+// Reads are instrumented only with `operations: [..., 'read']`: they are far more frequent than writes.
+// `findById` and `exists` are `findOne` queries.
+const QUERY_READS = {
+  find: 'read',
+  findOne: 'read',
+  countDocuments: 'read',
+  estimatedDocumentCount: 'read',
+  distinct: 'read',
+} as const satisfies Record<string, WriteKind>;
+const QUERY_OPS: Record<string, WriteKind> = { ...QUERY_WRITES, ...QUERY_READS };
 type QueryWrite = keyof typeof QUERY_WRITES;
+type QueryOp = QueryWrite | keyof typeof QUERY_READS;
 const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as QueryWrite[];
+const QUERY_READ_NAMES = Object.keys(QUERY_READS) as Array<keyof typeof QUERY_READS>;
 
 const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
 const SAVE_METHODS = ['save', '$save'] as const;
@@ -97,12 +110,13 @@ function filterId(query: QueryLike): unknown[] {
   return [id];
 }
 
-function queryOutcome(operation: QueryWrite, result: unknown): WriteOutcome {
+function queryOutcome(operation: QueryOp, result: unknown): WriteOutcome {
+  if (QUERY_OPS[operation] === 'read') return {};
   if (operation.startsWith('findOneAnd')) {
     const doc = isObject(result) && 'value' in result && 'ok' in result ? result.value : result;
     return operation === 'findOneAndDelete' ? { deleted: doc ? 1 : 0 } : { matched: doc ? 1 : 0 };
   }
-  if (QUERY_WRITES[operation] === 'delete') return compact({ deleted: numberField(result, 'deletedCount') });
+  if (QUERY_OPS[operation] === 'delete') return compact({ deleted: numberField(result, 'deletedCount') });
   return compact({
     matched: numberField(result, 'matchedCount'),
     modified: numberField(result, 'modifiedCount'),
@@ -110,8 +124,9 @@ function queryOutcome(operation: QueryWrite, result: unknown): WriteOutcome {
   });
 }
 
-function queryIds(operation: QueryWrite, query: QueryLike, result: unknown): unknown[] {
+function queryIds(operation: QueryOp, query: QueryLike, result: unknown): unknown[] {
   const ids = filterId(query);
+  if (QUERY_OPS[operation] === 'read') return ids;
   if (operation.startsWith('findOneAnd')) {
     const doc = isObject(result) && 'value' in result && 'ok' in result ? result.value : result;
     if (isObject(doc) && doc._id !== undefined) ids.push(doc._id);
@@ -180,6 +195,28 @@ export function isOurWrapper(value: unknown): boolean {
 
 export { QUERY_WRITE_NAMES };
 
+// `Model.aggregate()` builds an Aggregate synchronously and runs it later: capture on the call,
+// report from the aggregate post hook, where `this` is the Aggregate.
+const aggregateCaptures = new WeakMap<object, Capture>();
+function instrumentAggregate(schema: Schema, watcher: Watcher): void {
+  const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
+    const model = this as ModelLike;
+    const aggregate = inherited(this as object, 'aggregate').apply(this, args);
+    if (isObject(aggregate) && watcher.watches(model.modelName, model.baseModelName)) aggregateCaptures.set(aggregate, watcher.capture(wrapper));
+    return aggregate;
+  });
+  schema.static('aggregate', wrapper);
+  const onAggregateDone = function postAggregate(this: unknown): void {
+    const model = (this as { _model?: ModelLike })._model;
+    if (!model || !watcher.watches(model.modelName, model.baseModelName)) return;
+    watcher.completed({
+      model: model.modelName ?? '<unknown>', operation: 'aggregate', kind: 'read',
+      capture: aggregateCaptures.get(this as object), ids: () => [], outcome: () => ({}),
+    }, onAggregateDone);
+  };
+  schema.post('aggregate', onAggregateDone);
+}
+
 const watchersByOptions = new WeakMap<object, Watcher>();
 const disabledOptions = new WeakSet<object>();
 
@@ -218,14 +255,19 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
   Object.defineProperty(schema, INSTRUMENTED, { value: watcher });
   instrument(schema, watcher);
   const known = watcher;
-  schema.on('init', (model: object) => known.modelCompiled(model as ModelLike));
+  schema.on('init', (model: object) => {
+    known.modelCompiled(model as ModelLike);
+    instrumentCollection(model as ModelLike & { collection?: unknown }, known);
+  });
 }
 
 function instrument(schema: Schema, watcher: Watcher): void {
   const throwMode = watcher.options.mode === 'throw';
 
   // ---- Call time ----
-  for (const name of QUERY_WRITE_NAMES) {
+  const readsToo = watcher.options.operations.has('read');
+  const queryNames: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
+  for (const name of queryNames) {
     const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
       const query = this as QueryLike;
       // The first call is the application's; Mongoose calls the method again on the same query from
@@ -266,13 +308,13 @@ function instrument(schema: Schema, watcher: Watcher): void {
 
   // ---- Completion (and refusal in throw mode) ----
   const queryEvent = (query: QueryLike & { op?: string }, result: unknown): WriteEvent | undefined => {
-    const operation = query.op as QueryWrite | undefined;
+    const operation = query.op as QueryOp | undefined;
     const model = query.model;
-    if (!operation || !(operation in QUERY_WRITES) || !model || !watcher.watches(model.modelName, model.baseModelName)) return undefined;
+    if (!operation || !(operation in QUERY_OPS) || !model || !watcher.watches(model.modelName, model.baseModelName)) return undefined;
     return {
       model: model.modelName ?? '<unknown>',
       operation,
-      kind: QUERY_WRITES[operation],
+      kind: QUERY_OPS[operation]!,
       capture: queryCaptures.get(query),
       ids: () => queryIds(operation, query, result),
       outcome: () => queryOutcome(operation, result),
@@ -334,7 +376,8 @@ function instrument(schema: Schema, watcher: Watcher): void {
   };
 
   instrumentation.set(schema, { watcher, postQuery: onQueryDone, postSave: onSaveDone, postInsertMany: onInsertManyDone, postBulkWrite: onBulkWriteDone });
-  schema.post(QUERY_WRITE_NAMES, { document: false, query: true }, onQueryDone);
+  schema.post(queryNames, { document: false, query: true }, onQueryDone);
+  if (readsToo) instrumentAggregate(schema, watcher);
   schema.post('save', onSaveDone);
   schema.post('insertMany', onInsertManyDone);
   schema.post('bulkWrite', onBulkWriteDone);

@@ -6,12 +6,21 @@ import { createHash } from 'node:crypto';
 import { relative, sep } from 'node:path';
 import type { Frame, RogueCapture } from './capture.js';
 
-export type WriteKind = 'create' | 'update' | 'delete';
+/** What a write did; `read` only with `operations: [..., 'read']`. */
+export type WriteKind = 'create' | 'update' | 'delete' | 'read';
+
+/** Methods of `Model.collection` (the driver collection), which skip Mongoose middleware. */
+export type CollectionMethod =
+  | 'insertOne' | 'insertMany' | 'updateOne' | 'updateMany' | 'replaceOne' | 'deleteOne' | 'deleteMany'
+  | 'findOneAndUpdate' | 'findOneAndReplace' | 'findOneAndDelete' | 'bulkWrite'
+  | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate';
 
 export type WriteOperation =
   | 'save' | 'insertMany' | 'bulkWrite'
   | 'updateOne' | 'updateMany' | 'replaceOne' | 'findOneAndUpdate' | 'findOneAndReplace'
-  | 'findOneAndDelete' | 'deleteOne' | 'deleteMany';
+  | 'findOneAndDelete' | 'deleteOne' | 'deleteMany'
+  | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate'
+  | `collection.${CollectionMethod}`;
 
 /** Counts the server reported, when the operation reports them. */
 export interface WriteOutcome {
@@ -47,6 +56,8 @@ export interface BypassReport {
   blocked: boolean;
   /** The call site relative to `root`, `/`-separated, e.g. `src/legacy/tokens.ts:42:7`. */
   location: string;
+  /** True for `Model.collection.*` calls: the driver was called directly and no Mongoose middleware ran. */
+  bypassedMiddleware: boolean;
 }
 
 /** The error a rogue write rejects with in `mode: 'throw'`. */
@@ -109,6 +120,7 @@ export interface ReportInput {
   blocked: boolean;
   root: string;
   maxDocumentIds: number;
+  bypassedMiddleware?: boolean;
 }
 
 export function buildReport(input: ReportInput): BypassReport {
@@ -140,5 +152,6 @@ export function buildReport(input: ReportInput): BypassReport {
     suppressed: 0,
     blocked: input.blocked,
     location,
+    bypassedMiddleware: input.bypassedMiddleware ?? false,
   };
 }

@@ -22,6 +22,8 @@ export interface RegistrationCheck {
   models: ModelCheck[];
   /** Names in the `models` option for which no model was compiled. */
   modelsNeverCompiled: string[];
+  /** Per collection: whether writes that bypass Mongoose entirely are counted (`tripwire.unattributed_writes`). */
+  unattributedWrites: Record<string, 'counted' | 'not counted: connect with { monitorCommands: true }'>;
 }
 
 export interface VerifyResult {
@@ -89,6 +91,9 @@ function checkRegistration(watcher: Watcher, problems: string[]): RegistrationCh
     statsd: watcher.sink?.target.description ?? 'none (statsd: false)',
     models,
     modelsNeverCompiled,
+    unattributedWrites: Object.fromEntries(
+      [...watcher.driverMonitoring].map(([name, on]) => [name, on ? 'counted' : 'not counted: connect with { monitorCommands: true }'] as const),
+    ),
   };
 }
 

@@ -19,6 +19,8 @@ export interface WriteEvent {
   capture: Capture | undefined;
   ids: () => readonly unknown[];
   outcome: () => WriteOutcome;
+  /** A `Model.collection.*` call: no Mongoose middleware ran. */
+  bypassedMiddleware?: boolean;
 }
 
 /** Receives every write and every report; the Datadog sink is one. */
@@ -27,6 +29,8 @@ export interface WriteListener {
   /** A rogue write; `sendEvent` is false when the rate limit holds its event back. */
   bypass(report: BypassReport, sendEvent: boolean): void;
   fault(reason: string): void;
+  /** A write command to a watched collection that came through no Mongoose path at all. */
+  unattributed?(collection: string, command: string): void;
 }
 
 interface ModelName { modelName?: string; baseModelName?: string }
@@ -45,6 +49,8 @@ export class Watcher {
   readonly compiledModels = new Map<string, WeakRef<object>>();
   /** `approved` patterns and how many files under `root` each matched at registration (`null`: a function). */
   readonly approvedFiles: ReadonlyArray<{ pattern: string; files: number | null }>;
+  /** Per watched collection: are writes that bypass Mongoose entirely counted (driver command monitoring on)? */
+  readonly driverMonitoring = new Map<string, boolean>();
   private readonly listeners: WriteListener[] = [];
 
   constructor(readonly options: ResolvedOptions) {
@@ -102,6 +108,7 @@ export class Watcher {
 
   /** From a post hook: count the write and, if rogue, report it after the write's promise settles. */
   completed(event: WriteEvent, entry: Function): void {
+    if (!this.options.operations.has(event.kind)) return;
     try {
       const capture = event.capture ?? this.lostCapture(event, entry);
       for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, capture.approved);
@@ -115,6 +122,7 @@ export class Watcher {
 
   /** Throw mode, from a pre hook: the error to refuse a rogue write with, or undefined to let it through. */
   refusal(event: WriteEvent, entry: Function): RogueWriteError | undefined {
+    if (!this.options.operations.has(event.kind)) return undefined;
     try {
       const capture = event.capture ?? this.lostCapture(event, entry);
       if (capture.approved) return undefined;
@@ -126,6 +134,11 @@ export class Watcher {
       this.reportFault('report_failed', `could not check a write to ${event.model}`, error);
       return undefined;
     }
+  }
+
+  /** From the driver's command monitoring: a write no Mongoose path (and so no call site) accounts for. */
+  unattributed(collection: string, command: string): void {
+    for (const listener of this.listeners) listener.unattributed?.(collection, command);
   }
 
   private lostCapture(event: WriteEvent, entry: Function): Capture {
@@ -149,6 +162,7 @@ export class Watcher {
       blocked,
       root: this.options.root,
       maxDocumentIds: this.options.maxDocumentIds,
+      bypassedMiddleware: event.bypassedMiddleware ?? false,
     });
   }
 

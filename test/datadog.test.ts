@@ -116,7 +116,7 @@ describe('the DogStatsD event', () => {
 describe('rate limit and counters', () => {
   it('sends one event per call site for 1 000 rogue writes from 3 sites, counts every write exactly', async () => {
     const { T, reports } = await tokenModel();
-    const doc = await T.collection.insertOne({ token: 'tok_rate' });
+    const doc = await connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_rate' });
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
     await new Promise((resolve) => setTimeout(resolve, 20));
     flush();
@@ -137,7 +137,7 @@ describe('rate limit and counters', () => {
 
   it('reports the suppressed count on the next event a call site is allowed', async () => {
     const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 200 }, global: { events: 100, intervalMs: 1000 } } });
-    const doc = await T.collection.insertOne({ token: 'tok_next' });
+    const doc = await connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_next' });
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
     await new Promise((resolve) => setTimeout(resolve, 250));
     await nonAscii.sites[0](T, doc.insertedId);

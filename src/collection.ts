@@ -1,0 +1,170 @@
+/**
+ * Writes that skip Mongoose middleware.
+ *
+ * `Model.collection.*` calls the driver directly: no hook fires, so the plugin wraps the methods of
+ * that collection object itself. Mongoose uses the same object for its own writes (already seen by
+ * middleware), so a call whose caller is Mongoose passes straight through: nothing is reported twice.
+ *
+ * Any other route to the same collection (`connection.db.collection('accesstokens')`, another
+ * client) is invisible to Mongoose. With driver command monitoring on, those write commands are
+ * counted as `tripwire.unattributed_writes`: every path this plugin knows runs inside a marked
+ * AsyncLocalStorage context, so an unmarked write command came from elsewhere. Its call site is not
+ * recoverable (the driver runs the command after its own awaits).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { callerFileName } from './capture.js';
+import type { CollectionMethod, WriteKind, WriteOutcome } from './report.js';
+import type { Watcher } from './watcher.js';
+
+const KINDS: Record<CollectionMethod, WriteKind> = {
+  insertOne: 'create', insertMany: 'create',
+  updateOne: 'update', updateMany: 'update', replaceOne: 'update', findOneAndUpdate: 'update', findOneAndReplace: 'update',
+  deleteOne: 'delete', deleteMany: 'delete', findOneAndDelete: 'delete',
+  bulkWrite: 'update',
+  find: 'read', findOne: 'read', countDocuments: 'read', estimatedDocumentCount: 'read', distinct: 'read', aggregate: 'read',
+};
+const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
+const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/]/;
+
+/** Marks the async context of every write made through a path the plugin knows. */
+const knownPath = new AsyncLocalStorage<true>();
+
+/** Runs Mongoose's own writes in the marked context (called by the plugin's wrappers). */
+export function runKnown<T>(fn: () => T): T {
+  return knownPath.run(true, fn);
+}
+
+interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
+interface ConnectionLike { getClient?(): ClientLike | undefined; once?(event: string, fn: () => void): void; name?: string }
+interface ClientLike {
+  options?: { monitorCommands?: boolean };
+  on(event: string, fn: (event: CommandEvent) => void): void;
+}
+interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
+
+const instrumented = new WeakMap<object, Set<Watcher>>();
+const WRAPPED = Symbol('mongoose-tripwire.collection');
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object';
+}
+
+function resultIds(method: CollectionMethod, args: unknown[], result: unknown): unknown[] {
+  const ids: unknown[] = [];
+  const filter = args[0];
+  if (isObject(filter) && filter._id !== undefined && !(isObject(filter._id) && Object.keys(filter._id).some((k) => k.startsWith('$')))) ids.push(filter._id);
+  if (!isObject(result)) return ids;
+  if (method === 'insertOne' && result.insertedId !== undefined) ids.push(result.insertedId);
+  if (isObject(result.insertedIds)) ids.push(...Object.values(result.insertedIds));
+  if (result.upsertedId !== undefined && result.upsertedId !== null) ids.push(result.upsertedId);
+  if (method.startsWith('findOneAnd')) {
+    const doc = 'value' in result && 'ok' in result ? result.value : result;
+    if (isObject(doc) && doc._id !== undefined) ids.push(doc._id);
+  }
+  return ids;
+}
+
+function outcomeOf(result: unknown): WriteOutcome {
+  if (!isObject(result)) return {};
+  const outcome: WriteOutcome = {};
+  const pick = (key: keyof WriteOutcome, field: string) => {
+    if (typeof result[field] === 'number') outcome[key] = result[field] as number;
+  };
+  pick('inserted', 'insertedCount');
+  pick('matched', 'matchedCount');
+  pick('modified', 'modifiedCount');
+  pick('deleted', 'deletedCount');
+  pick('upserted', 'upsertedCount');
+  return outcome;
+}
+
+/** Wraps the methods of a compiled model's `Model.collection` for one registration. */
+export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
+  const collection = model.collection as CollectionLike | undefined;
+  if (!isObject(collection)) return;
+  let watchers = instrumented.get(collection);
+  if (watchers?.has(watcher)) return;
+  if (!watchers) instrumented.set(collection, (watchers = new Set()));
+  watchers.add(watcher);
+  const modelName = model.modelName ?? '<unknown>';
+  const reads = watcher.options.operations.has('read');
+
+  for (const method of Object.keys(KINDS) as CollectionMethod[]) {
+    if (KINDS[method] === 'read' && !reads) continue;
+    const original = collection[method];
+    if (typeof original !== 'function' || (original as { [WRAPPED]?: true })[WRAPPED]) continue;
+    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+      // Mongoose's own call for a model write or read: its middleware reports it.
+      const caller = callerFileName(wrapper);
+      if (caller !== undefined && MONGOOSE_FILE.test(caller)) return runKnown(() => original.apply(this, args));
+      const capture = watcher.capture(wrapper);
+      const kind = method === 'bulkWrite' ? bulkKind(args[0]) : KINDS[method];
+      const report = (result: unknown) => watcher.completed({
+        model: modelName, operation: `collection.${method}`, kind, capture, bypassedMiddleware: true,
+        ids: () => resultIds(method, args, result), outcome: () => outcomeOf(result),
+      }, wrapper);
+      const result = runKnown(() => original.apply(this, args));
+      if (isObject(result) && typeof result.then === 'function') {
+        (result as unknown as Promise<unknown>).then(report, () => undefined); // failed writes are not reported
+      } else {
+        report(undefined); // cursors (find, aggregate): reported when created
+      }
+      return result;
+    };
+    Object.defineProperty(wrapper, WRAPPED, { value: true });
+    Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+  }
+  watchDriver(collection, watcher);
+}
+
+function bulkKind(ops: unknown): WriteKind {
+  if (!Array.isArray(ops)) return 'update';
+  let kind: WriteKind = 'create';
+  for (const op of ops) {
+    if (!isObject(op)) continue;
+    if ('deleteOne' in op || 'deleteMany' in op) return 'delete';
+    if ('updateOne' in op || 'updateMany' in op || 'replaceOne' in op) kind = 'update';
+  }
+  return kind;
+}
+
+const watchedClients = new WeakMap<object, Map<string, Set<Watcher>>>();
+
+/** Subscribes to the driver's command monitoring for write commands no known path made. */
+function watchDriver(collection: CollectionLike, watcher: Watcher): void {
+  const name = collection.collectionName ?? collection.name;
+  const connection = collection.conn;
+  if (!name || !connection) return;
+  const attach = () => {
+    const client = connection.getClient?.();
+    if (!client || typeof client.on !== 'function') return;
+    if (client.options?.monitorCommands !== true) {
+      watcher.driverMonitoring.set(name, false); // verify() says how to turn it on
+      return;
+    }
+    watcher.driverMonitoring.set(name, true);
+    let byCollection = watchedClients.get(client);
+    if (!byCollection) {
+      watchedClients.set(client, (byCollection = new Map()));
+      const pending = new Map<number, { collection: string; command: string }>();
+      const seen = byCollection;
+      client.on('commandStarted', (event) => {
+        if (!WRITE_COMMANDS.has(event.commandName) || knownPath.getStore()) return;
+        const target = event.command?.[event.commandName];
+        if (typeof target === 'string' && seen.has(target)) pending.set(event.requestId, { collection: target, command: event.commandName });
+      });
+      client.on('commandSucceeded', (event) => {
+        const write = pending.get(event.requestId);
+        if (!write) return;
+        pending.delete(event.requestId);
+        for (const w of seen.get(write.collection) ?? []) w.unattributed(write.collection, write.command);
+      });
+      client.on('commandFailed', (event) => void pending.delete(event.requestId));
+    }
+    let watchers = byCollection.get(name);
+    if (!watchers) byCollection.set(name, (watchers = new Set()));
+    watchers.add(watcher);
+  };
+  if (connection.getClient?.()) attach();
+  else connection.once?.('connected', attach);
+}
