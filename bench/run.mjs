@@ -89,7 +89,7 @@ const target = (name, value, limit, unit, pass) => results.targets.push({ name, 
 // ---- 1. Approved write overhead ----
 say('1. Approved writes (plugin vs plain model, same server, rotated order)');
 for (const depth of [10, 30, 60]) {
-  for (const [op, run] of Object.entries(approvedOps)) {
+  for (const [op, run] of Object.entries(approvedOps).filter(([name]) => name !== 'findOne')) {
     const rounds = [];
     const variants = [PlainBefore, Tripwired, PlainAfter];
     for (let round = 0; round < ROUNDS; round++) {
@@ -194,7 +194,26 @@ say(`\n4. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from ${stormS
   target('storm: event-loop delay p99', s.eventLoopDelayP99Ms, 20, 'ms');
 }
 
-say('\n5. Reads with read detection on: not measured (read detection is not implemented yet, issue 6).');
+// ---- 5. Reads with read detection on ----
+say('\n5. findOne at depth 30 with read detection on (approved caller) vs a plain model');
+{
+  const Reads = instrumented('ReadsOn', { operations: ['create', 'update', 'delete', 'read'] });
+  await Reads.init();
+  const readCtx = await context(Reads);
+  const rounds = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const variants = [PlainBefore, Reads, PlainAfter];
+    const m = new Map();
+    for (const M of variants.map((_, i) => variants[(i + round) % variants.length])) {
+      const c = M === Reads ? readCtx : contexts.get(M);
+      m.set(M, await measure(`read ${M.modelName}`, () => atDepth(30, () => approvedOps.findOne(M, c))));
+    }
+    const bare = (m.get(PlainBefore).cpuUs + m.get(PlainAfter).cpuUs) / 2;
+    rounds.push({ bare, added: m.get(Reads).cpuUs - bare, ratio: m.get(Reads).cpuUs / bare });
+  }
+  results.reads = { bareCpuUs: median(rounds.map((r) => r.bare)), addedCpuUs: median(rounds.map((r) => r.added)), cpuRatio: median(rounds.map((r) => r.ratio)) };
+  say(`   bare findOne ${fmt(results.reads.bareCpuUs)} µs CPU, +${fmt(results.reads.addedCpuUs)} µs (${fmt((results.reads.cpuRatio - 1) * 100)} %) with read detection on`);
+}
 
 say('\nTargets:');
 for (const t of results.targets) say(`   ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${fmt(t.value, 2)} ${t.unit} (target ≤ ${t.limit}${t.unit === 'events' || t.unit === 'writes' ? ', exact' : ''})`);

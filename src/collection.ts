@@ -94,9 +94,10 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
     const original = collection[method];
     if (typeof original !== 'function' || (original as { [WRAPPED]?: true })[WRAPPED]) continue;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      // Mongoose's own call for a model write or read: its middleware reports it.
+      // Mongoose's own call for a model write or read: its middleware reports it. When no stack can
+      // be read at all, assume so too: most calls are Mongoose's, and a double report is worse.
       const caller = callerFileName(wrapper);
-      if (caller !== undefined && MONGOOSE_FILE.test(caller)) return runKnown(() => original.apply(this, args));
+      if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return runKnown(() => original.apply(this, args));
       const capture = watcher.capture(wrapper);
       const kind = method === 'bulkWrite' ? bulkKind(args[0]) : KINDS[method];
       const report = (result: unknown) => watcher.completed({

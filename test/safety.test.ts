@@ -2,7 +2,10 @@
  * Fault injection: whatever goes wrong inside the plugin or around it, the host write succeeds with
  * its normal result, nothing is thrown or rejected into the app, and the fault is visible once.
  */
+import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import mongoose, { type Connection } from 'mongoose';
@@ -10,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { close, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
 import { startListener, type Listener } from '../src/listen.js';
 // @ts-expect-error plain ESM fixtures without types
-import { fixtureDir } from './fixtures/app/matrix.mjs';
+import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -105,6 +108,16 @@ describe('faults around the plugin', () => {
     }
     await settle();
     expect(reports.map((r) => r.callSite.file)).toEqual([`${fixtureDir as string}legacy/writes.mjs`]);
+  });
+
+  it('attributes from the stack string when the app froze Error (CallSites cannot be requested)', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [join(fixtureDir as string, 'run-frozen.mjs'), join(process.cwd(), 'dist', 'index.js')], { env: process.env });
+    const result = JSON.parse(stdout) as { frozen: boolean; rogue: Array<{ file: string; line: number }>; approved: number; faults: string[] };
+    expect(result.frozen).toBe(true);
+    expect(result.approved).toBe(0);
+    expect(result.rogue).toHaveLength(1);
+    expect(result.rogue[0]).toMatchObject({ file: join(fixtureDir as string, 'legacy/writes.mjs'), line: siteLine('legacy/writes.mjs', 'Model.updateOne') });
+    expect(result.faults.join('\n')).toMatch(/Error is frozen/);
   });
 
   it('handles odd _ids: strings, numbers, compound objects — never showing a compound value', async () => {

@@ -11,3 +11,10 @@ export function makeOps(caller) {
     findOneAndUpdate: (M, c) => caller(() => M.findOneAndUpdate({ _id: c.id }, { $set: { user: `f${counter++ % 7}` } })),
   };
 }
+
+/** Reads, measured separately (read detection is opt-in). */
+export function makeReads(caller) {
+  return {
+    findOne: (M, c) => caller(() => M.findOne({ _id: c.id })),
+  };
+}

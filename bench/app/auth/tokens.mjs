@@ -1,6 +1,8 @@
 // The approved module: it calls Mongoose itself.
-import { makeOps } from '../ops.mjs';
+import { makeOps, makeReads } from '../ops.mjs';
 
-export const ops = makeOps(function authWrite(write) {
+function authWrite(write) {
   return write();
-});
+}
+
+export const ops = { ...makeOps(authWrite), ...makeReads(authWrite) };

@@ -1,6 +1,8 @@
 // Legacy code: the same writes, not approved.
-import { makeOps } from '../ops.mjs';
+import { makeOps, makeReads } from '../ops.mjs';
 
-export const ops = makeOps(function legacyWrite(write) {
+function legacyWrite(write) {
   return write();
-});
+}
+
+export const ops = { ...makeOps(legacyWrite), ...makeReads(legacyWrite) };
