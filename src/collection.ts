@@ -29,9 +29,13 @@ const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/]/;
 /** Marks the async context of every write made through a path the plugin knows. */
 const knownPath = new AsyncLocalStorage<true>();
 
-/** Runs Mongoose's own writes in the marked context (called by the plugin's wrappers). */
-export function runKnown<T>(fn: () => T): T {
-  return knownPath.run(true, fn);
+// Marking costs: in Node 20 an active AsyncLocalStorage turns on promise hooks for the whole
+// process. So contexts are marked only once some connection really monitors commands.
+let marking = false;
+
+/** Runs a write of a known path in the marked context, when anything reads the mark. */
+function runKnown<T>(fn: () => T): T {
+  return marking ? knownPath.run(true, fn) : fn();
 }
 
 interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
@@ -43,7 +47,6 @@ interface ClientLike {
 interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
 
 const instrumented = new WeakMap<object, Set<Watcher>>();
-const WRAPPED = Symbol('mongoose-tripwire.collection');
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object';
@@ -78,33 +81,51 @@ function outcomeOf(result: unknown): WriteOutcome {
   return outcome;
 }
 
-/** Wraps the methods of a compiled model's `Model.collection` for one registration. */
+const USER_FACING = Symbol('mongoose-tripwire.userFacingCollection');
+
+/** Marks the shared collection's own methods so Mongoose's writes through it run in the known context. */
+function markKnownCalls(native: CollectionLike): void {
+  if (instrumented.has(native)) return;
+  instrumented.set(native, new Set());
+  for (const method of Object.keys(KINDS) as CollectionMethod[]) {
+    const original = native[method];
+    if (typeof original !== 'function') continue;
+    const marked = function (this: unknown, ...args: unknown[]): unknown {
+      return runKnown(() => original.apply(this, args));
+    };
+    Object.defineProperty(native, method, { value: marked, writable: true, configurable: true, enumerable: false });
+  }
+}
+
+/**
+ * Gives `Model.collection` a user-facing object whose methods capture and report. Mongoose's own
+ * writes go through `$__collection` (the shared collection), so they never reach these wrappers
+ * and pay nothing for them; if a Mongoose path does call `Model.collection`, the caller check
+ * below hands it back to the middleware, so nothing is reported twice.
+ */
 export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
-  const collection = model.collection as CollectionLike | undefined;
-  if (!isObject(collection)) return;
-  let watchers = instrumented.get(collection);
-  if (watchers?.has(watcher)) return;
-  if (!watchers) instrumented.set(collection, (watchers = new Set()));
-  watchers.add(watcher);
+  const native = model.collection as CollectionLike | undefined;
+  if (!isObject(native) || (native as Record<symbol, unknown>)[USER_FACING]) return;
+  markKnownCalls(native);
   const modelName = model.modelName ?? '<unknown>';
   const reads = watcher.options.operations.has('read');
+  const userFacing = Object.create(native) as CollectionLike;
+  Object.defineProperty(userFacing, USER_FACING, { value: true });
 
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     if (KINDS[method] === 'read' && !reads) continue;
-    const original = collection[method];
-    if (typeof original !== 'function' || (original as { [WRAPPED]?: true })[WRAPPED]) continue;
+    const original = native[method];
+    if (typeof original !== 'function') continue;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      // Mongoose's own call for a model write or read: its middleware reports it. When no stack can
-      // be read at all, assume so too: most calls are Mongoose's, and a double report is worse.
       const caller = callerFileName(wrapper);
-      if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return runKnown(() => original.apply(this, args));
+      if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return original.apply(native, args);
       const capture = watcher.capture(wrapper);
       const kind = method === 'bulkWrite' ? bulkKind(args[0]) : KINDS[method];
       const report = (result: unknown) => watcher.completed({
         model: modelName, operation: `collection.${method}`, kind, capture, bypassedMiddleware: true,
         ids: () => resultIds(method, args, result), outcome: () => outcomeOf(result),
       }, wrapper);
-      const result = runKnown(() => original.apply(this, args));
+      const result = original.apply(native, args);
       if (isObject(result) && typeof result.then === 'function') {
         (result as unknown as Promise<unknown>).then(report, () => undefined); // failed writes are not reported
       } else {
@@ -112,10 +133,10 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       }
       return result;
     };
-    Object.defineProperty(wrapper, WRAPPED, { value: true });
-    Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(userFacing, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
   }
-  watchDriver(collection, watcher);
+  model.collection = userFacing;
+  watchDriver(native, watcher);
 }
 
 function bulkKind(ops: unknown): WriteKind {
@@ -144,6 +165,7 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
       return;
     }
     watcher.driverMonitoring.set(name, true);
+    marking = true;
     let byCollection = watchedClients.get(client);
     if (!byCollection) {
       watchedClients.set(client, (byCollection = new Map()));

@@ -256,8 +256,10 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
   instrument(schema, watcher);
   const known = watcher;
   schema.on('init', (model: object) => {
-    known.modelCompiled(model as ModelLike);
-    instrumentCollection(model as ModelLike & { collection?: unknown }, known);
+    const compiled = model as ModelLike & { collection?: unknown };
+    if (!known.watches(compiled.modelName, compiled.baseModelName)) return;
+    known.modelCompiled(compiled);
+    instrumentCollection(compiled, known);
   });
 }
 
