@@ -33,6 +33,8 @@ export interface RogueCapture {
   readonly frames: readonly Frame[];
   /** Frames beyond `maxFrames` that were not kept. */
   readonly framesOmitted: number;
+  /** `frames[0]`, cheaper to get alone. */
+  readonly callSite?: Frame | undefined;
   /** Why the stack could not be read in full, when it could not. */
   readonly degraded?: string;
 }
@@ -203,6 +205,34 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
     if (anyApproved(sites, approval)) return APPROVED;
   }
   // A stack deeper than FULL_DEPTH is cut by V8: approved code above that depth is not seen (README, limits).
-  const { frames, omitted } = applicationFrames(sites.map(siteToFrame), approval, maxFrames);
-  return { approved: false, frames, framesOmitted: omitted };
+  return new LazyRogueCapture(sites, approval, maxFrames);
+}
+
+/**
+ * A rogue verdict whose frames are built only when a report is: most rogue writes in a storm are
+ * rate limited, and for those only the call site (the fingerprint) is needed. CallSites stay valid.
+ */
+class LazyRogueCapture implements RogueCapture {
+  readonly approved = false as const;
+  private built: { frames: Frame[]; omitted: number } | undefined;
+  constructor(private readonly sites: readonly NodeJS.CallSite[], private readonly approval: Approval, private readonly maxFrames: number) {}
+
+  private build(): { frames: Frame[]; omitted: number } {
+    this.built ??= applicationFrames(this.sites.map(siteToFrame), this.approval, this.maxFrames);
+    return this.built;
+  }
+  get frames(): readonly Frame[] {
+    return this.build().frames;
+  }
+  get framesOmitted(): number {
+    return this.build().omitted;
+  }
+  get callSite(): Frame | undefined {
+    if (this.built) return this.built.frames[0];
+    for (const site of this.sites) {
+      const frame = siteToFrame(site);
+      if (frame && !this.approval.isInternalFile(frame.file)) return sourceMapped(frame);
+    }
+    return undefined;
+  }
 }

@@ -11,7 +11,7 @@ import { formatCount, formatEvent, formatGauge, sanitizeTag } from './dogstatsd.
 import type { FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
 import type { BypassReport, WriteKind, WriteOperation } from './report.js';
-import type { WriteListener } from './watcher.js';
+import type { BypassSite, WriteListener } from './watcher.js';
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
 export const MAX_DATAGRAM_BYTES = 8192;
@@ -82,10 +82,10 @@ export class DatadogSink implements WriteListener {
     this.count('unattributed_writes', [`collection:${collection}`, `command:${command}`]);
   }
 
-  bypass(report: BypassReport, sendEvent: boolean): void {
-    const base = [`model:${report.model}`, `operation:${report.operation}`, `kind:${report.kind}`];
-    this.count('bypasses', [...base, `callsite:${report.location.replace(/:\d+$/, '')}`]);
-    if (!sendEvent) {
+  bypass(site: BypassSite, report: BypassReport | undefined): void {
+    const base = [`model:${site.model}`, `operation:${site.operation}`, `kind:${site.kind}`];
+    this.count('bypasses', [...base, `callsite:${site.location.replace(/:\d+$/, '')}`]);
+    if (!report) {
       this.count('events_suppressed', base);
       return;
     }

@@ -77,8 +77,24 @@ export function displayPath(file: string, root: string): string {
   return sep === '/' ? shown : shown.split(sep).join('/');
 }
 
+// A process sees a bounded set of call sites: hash each once (the bound only guards generated code).
+const fingerprints = new Map<string, string>();
+
 export function fingerprintOf(model: string, operation: string, location: string): string {
-  return createHash('sha256').update(`${model}\0${operation}\0${location}`).digest('hex').slice(0, 16);
+  const key = `${model}\0${operation}\0${location}`;
+  let fingerprint = fingerprints.get(key);
+  if (fingerprint === undefined) {
+    fingerprint = createHash('sha256').update(key).digest('hex').slice(0, 16);
+    if (fingerprints.size >= 10_000) fingerprints.clear();
+    fingerprints.set(key, fingerprint);
+  }
+  return fingerprint;
+}
+
+/** Where a frame is, as shown to people and used in fingerprints: `path/relative/to/root:line:column`. */
+export function locationOf(frame: Frame | undefined, root: string): string {
+  const site = frame ?? UNKNOWN_FRAME;
+  return `${displayPath(site.file, root)}:${site.line}:${site.column}`;
 }
 
 interface HexId { toHexString(): string }
@@ -126,7 +142,7 @@ export interface ReportInput {
 export function buildReport(input: ReportInput): BypassReport {
   const stack = input.capture.frames.slice();
   const callSite = stack[0] ?? UNKNOWN_FRAME;
-  const location = `${displayPath(callSite.file, input.root)}:${callSite.line}:${callSite.column}`;
+  const location = locationOf(callSite, input.root);
   const documentIds: string[] = [];
   let documentIdsOmitted = 0;
   const seen = new Set<string>();

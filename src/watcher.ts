@@ -8,7 +8,7 @@ import { createFaultReporter, type FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
 import { EventRateLimiter } from './rate-limit.js';
 import { createSink, type DatadogSink } from './datadog-sink.js';
-import { buildReport, RogueWriteError, type BypassReport, type WriteKind, type WriteOperation, type WriteOutcome } from './report.js';
+import { buildReport, fingerprintOf, locationOf, RogueWriteError, type BypassReport, type WriteKind, type WriteOperation, type WriteOutcome } from './report.js';
 
 /** A write that completed (or, in throw mode, is about to be refused). */
 export interface WriteEvent {
@@ -26,11 +26,24 @@ export interface WriteEvent {
 /** Receives every write and every report; the Datadog sink is one. */
 export interface WriteListener {
   write(model: string, operation: WriteOperation, kind: WriteKind, approved: boolean): void;
-  /** A rogue write; `sendEvent` is false when the rate limit holds its event back. */
-  bypass(report: BypassReport, sendEvent: boolean): void;
+  /**
+   * A rogue write. `report` is the full report when an event is to be sent, undefined when the rate
+   * limit holds it back (then only the call site is known, which is all counters need).
+   */
+  bypass(site: BypassSite, report: BypassReport | undefined): void;
   fault(reason: string): void;
   /** A write command to a watched collection that came through no Mongoose path at all. */
   unattributed?(collection: string, command: string): void;
+}
+
+/** What every rogue write is counted by, cheap to know: no frames are built for it. */
+export interface BypassSite {
+  model: string;
+  operation: WriteOperation;
+  kind: WriteKind;
+  /** `path:line:column` relative to root. */
+  location: string;
+  fingerprint: string;
 }
 
 interface ModelName { modelName?: string; baseModelName?: string }
@@ -113,8 +126,8 @@ export class Watcher {
       const capture = event.capture ?? this.lostCapture(event, entry);
       for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, capture.approved);
       if (capture.approved) return;
-      const report = this.report(event, capture, false);
-      setImmediate(() => this.deliver(report));
+      const at = new Date();
+      setImmediate(() => this.deliver(event, capture, at, false));
     } catch (error) {
       this.reportFault('report_failed', `could not report a write to ${event.model}`, error);
     }
@@ -126,10 +139,9 @@ export class Watcher {
     try {
       const capture = event.capture ?? this.lostCapture(event, entry);
       if (capture.approved) return undefined;
-      const report = this.report(event, capture, true);
       for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, false);
-      this.deliver(report);
-      return new RogueWriteError(report);
+      const report = this.deliver(event, capture, new Date(), true);
+      return report ? new RogueWriteError(report) : undefined;
     } catch (error) {
       this.reportFault('report_failed', `could not check a write to ${event.model}`, error);
       return undefined;
@@ -146,10 +158,18 @@ export class Watcher {
     // not know): the stack here rarely holds the caller, so say so rather than guess quietly.
     this.reportFault('call_site_lost', `${event.model}.${event.operation} was not seen when it was called; its call site may be wrong`);
     const late = this.capture(entry);
-    return late.approved ? APPROVED : { ...late, degraded: 'call site captured late, in middleware' };
+    if (late.approved) return APPROVED;
+    // Delegating getters: the frames of a capture are built lazily, and a spread would drop them.
+    return {
+      approved: false,
+      get frames() { return late.frames; },
+      get framesOmitted() { return late.framesOmitted; },
+      get callSite() { return late.callSite ?? late.frames[0]; },
+      degraded: 'call site captured late, in middleware',
+    };
   }
 
-  private report(event: WriteEvent, capture: RogueCapture, blocked: boolean): BypassReport {
+  private report(event: WriteEvent, capture: RogueCapture, at: Date, blocked: boolean): BypassReport {
     if (capture.degraded) this.reportFault('degraded_stack', `${event.model}.${event.operation}: ${capture.degraded}`);
     return buildReport({
       model: event.model,
@@ -158,7 +178,7 @@ export class Watcher {
       capture,
       ids: event.ids(),
       outcome: event.outcome(),
-      at: new Date(),
+      at,
       blocked,
       root: this.options.root,
       maxDocumentIds: this.options.maxDocumentIds,
@@ -166,18 +186,34 @@ export class Watcher {
     });
   }
 
-  private deliver(report: BypassReport): void {
-    const admission = this.limiter.admit(report.fingerprint);
-    if (admission.send) report.suppressed = admission.suppressed;
-    for (const listener of this.listeners) {
-      try {
-        listener.bypass(report, admission.send);
-      } catch (error) {
-        this.reportFault('sink_failed', 'could not send a bypass event', error);
+  /**
+   * Rate limits, counts and reports one rogue write. The full report (frames, ids, text) is built
+   * only when something will read it: an event to send, `onBypass`, or throw mode's error.
+   */
+  private deliver(event: WriteEvent, capture: RogueCapture, at: Date, blocked: boolean): BypassReport | undefined {
+    try {
+      const location = locationOf(capture.callSite ?? capture.frames[0], this.options.root);
+      const site: BypassSite = { model: event.model, operation: event.operation, kind: event.kind, location, fingerprint: fingerprintOf(event.model, event.operation, location) };
+      const admission = this.limiter.admit(site.fingerprint);
+      const onBypass = this.options.onBypass;
+      const report = admission.send || onBypass || blocked ? this.report(event, capture, at, blocked) : undefined;
+      if (report && admission.send) report.suppressed = admission.suppressed;
+      for (const listener of this.listeners) {
+        try {
+          listener.bypass(site, admission.send ? report : undefined);
+        } catch (error) {
+          this.reportFault('sink_failed', 'could not send a bypass event', error);
+        }
       }
+      if (onBypass && report) this.callOnBypass(onBypass, report);
+      return report;
+    } catch (error) {
+      this.reportFault('report_failed', `could not report a write to ${event.model}`, error);
+      return undefined;
     }
-    const onBypass = this.options.onBypass;
-    if (!onBypass) return;
+  }
+
+  private callOnBypass(onBypass: (report: BypassReport) => void | Promise<void>, report: BypassReport): void {
     try {
       const result = onBypass(report);
       if (result && typeof (result as Promise<void>).then === 'function') {
