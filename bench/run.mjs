@@ -23,8 +23,8 @@ import { ops as legacyOps } from './app/legacy/tokens.mjs';
 import { sites as stormSites } from './app/legacy/storm-sites.mjs';
 
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const TASK_MS = Number(process.env.BENCH_TASK_MS ?? 120);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const TASK_MS = Number(process.env.BENCH_TASK_MS ?? 200);
 const STORM_WRITES = Number(process.env.BENCH_STORM ?? 100_000);
 const started = Date.now();
 const say = (text = '') => process.stdout.write(`${text}\n`);
