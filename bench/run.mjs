@@ -24,7 +24,7 @@ import { sites as stormSites } from './app/legacy/storm-sites.mjs';
 
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const TASK_MS = Number(process.env.BENCH_TASK_MS ?? 200);
+const TASK_MS = Number(process.env.BENCH_TASK_MS ?? 150);
 const STORM_WRITES = Number(process.env.BENCH_STORM ?? 100_000);
 const started = Date.now();
 const say = (text = '') => process.stdout.write(`${text}\n`);

@@ -108,6 +108,7 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
     `**Rogue write** to ${code(report.model)}: ${code(report.operation)} (${report.kind})${report.blocked ? ', refused (throw mode)' : ''}`,
     `- call site: ${code(sitePath)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
+  if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
   if (report.documentIds.length > 0) {
     const more = report.documentIdsOmitted > 0 ? ` (+${report.documentIdsOmitted} more)` : '';
     headLines.push(`- documents: ${report.documentIds.map(code).join(', ')}${more}`);

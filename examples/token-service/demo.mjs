@@ -9,6 +9,7 @@ import { renderForTerminal, startListener } from 'mongoose-tripwire/listen';
 import { defineModels } from './app/models.mjs';
 import { deleteSession, postLogin, postRefresh } from './app/routes/sessions.mjs';
 import { legacyLogin } from './app/legacy/login-handler.mjs';
+import { revokeAllOnPasswordReset } from './app/legacy/password-reset.mjs';
 import { nativeRefresh } from './app/native/refresh.mjs';
 import { scheduleNightlyCleanup } from './app/jobs/cleanup.mjs';
 import { grantScope } from './app/admin/update-scopes.mjs';
@@ -36,10 +37,13 @@ const sessions = [];
 for (const user of users) sessions.push(await postLogin(models, String(user._id)));
 for (const session of sessions.slice(0, 5)) await postRefresh(models, session.tokenId);
 for (const user of users.slice(0, 6)) await legacyLogin(models, String(user._id)); // one Slack message, five suppressed
-const nativeToken = await models.AccessToken.collection.insertOne({ token: 'seeded-native', userId: String(users[0]._id), client: 'ios', scopes: [] });
+// The demo's own setup writes straight to the database, as a fixture would.
+const tokens = connection.db.collection(models.AccessToken.collection.collectionName);
+const nativeToken = await tokens.insertOne({ token: 'seeded-native', userId: String(users[0]._id), client: 'ios', scopes: [] });
 await new Promise((resolve, reject) => nativeRefresh(models, nativeToken.insertedId, (error) => (error ? reject(error) : resolve())));
 await grantScope(models, 'web', 'billing:read');
-await models.AccessToken.collection.updateMany({}, { $set: { expiresAt: new Date(0) } }, {}); // time passes
+await revokeAllOnPasswordReset(models, String(users[1]._id));
+await tokens.updateMany({}, { $set: { expiresAt: new Date(0) } }); // time passes
 await scheduleNightlyCleanup(models, 10);
 for (const session of sessions.slice(5, 8)) await deleteSession(models, session.tokenId).catch(() => undefined);
 
