@@ -84,6 +84,14 @@ describe('faults around the plugin', () => {
     expect(reports).toHaveLength(1);
   });
 
+  it('an event that cannot fit in a datagram (8 KB of tags) is a visible fault, and the write is unaffected', async () => {
+    const { T, faults } = await model({ tags: { huge: 'x'.repeat(9000) } });
+    expect(await rogueCreate(T, ctx())).toHaveProperty('_id');
+    await expect.poll(() => faults.length).toBeGreaterThan(0);
+    expect(faults[0]!.message).toMatch(/bypass event|fit/);
+    expect(await T.countDocuments()).toBe(1);
+  });
+
   it('a UDS socket that does not exist is a visible fault, not a crash', async () => {
     const { T, faults } = await model({ statsd: { protocol: 'uds', path: '/nonexistent/dsd.socket' } });
     expect(await rogueCreate(T, ctx())).toHaveProperty('_id');
