@@ -8,7 +8,8 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { findSourceMap } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
 import type { ApprovedPattern } from './options.js';
 import type { Frame } from './capture.js';
@@ -97,6 +98,20 @@ function approvesEverything(test: PathTest, root: string): boolean {
   return UNRELATED_PATHS.every((path) => test(toPosix(resolve(root, path))));
 }
 
+/** The original sources of a generated file, from its source map (none when it has no map). */
+function sourcesOf(fileName: string, path: string): string[] {
+  try {
+    const map = findSourceMap(fileName) ?? findSourceMap(path);
+    const payload = map?.payload as { sources?: unknown; sourceRoot?: unknown } | undefined;
+    if (!payload || !Array.isArray(payload.sources)) return [];
+    const base = pathToFileURL(path);
+    const root = typeof payload.sourceRoot === 'string' && payload.sourceRoot !== '' ? new URL(payload.sourceRoot.replace(/\/?$/, '/'), base) : base;
+    return payload.sources.filter((source): source is string => typeof source === 'string').map((source) => toFilePath(new URL(source, root).href));
+  } catch {
+    return [];
+  }
+}
+
 export function compileApproval(patterns: readonly ApprovedPattern[], root: string): Approval {
   const pathTests: PathTest[] = [];
   const frameTests: Array<(frame: Frame) => boolean> = [];
@@ -115,11 +130,18 @@ export function compileApproval(patterns: readonly ApprovedPattern[], root: stri
   }
 
   const verdicts = new Map<string, boolean>();
+  const approvedPath = (path: string): boolean => {
+    for (const test of pathTests) if (test(path)) return true;
+    return false;
+  };
   const decide = (fileName: string): boolean => {
     const path = toFilePath(fileName);
     if (isInternalFile(path)) return false;
-    for (const test of pathTests) if (test(path)) return true;
-    return false;
+    if (approvedPath(path)) return true;
+    // A compiled app run with source maps: `approved: ['src/auth/**']` means the sources, so a
+    // generated file is approved when every source it was built from is.
+    const sources = process.sourceMapsEnabled ? sourcesOf(fileName, path) : [];
+    return sources.length > 0 && sources.every(approvedPath);
   };
 
   return {
