@@ -150,6 +150,21 @@ describe('registration', () => {
   });
 });
 
+describe('discriminators', () => {
+  it('watches a discriminator of an instrumented model, reported under its own name', async () => {
+    const reports: BypassReport[] = [];
+    const schema = tokenSchema() as mongoose.Schema;
+    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (r) => void reports.push(r) });
+    const Base = connection.model('DiscToken', schema);
+    const Service = Base.discriminator('ServiceToken', new mongoose.Schema({ service: String }));
+    await Service.create({ token: m.token(), service: 'billing' });
+    await Service.updateOne({ service: 'billing' }, { $set: { service: 'x' } });
+    await Service.deleteMany({});
+    await m.settle();
+    expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['ServiceToken.save', 'ServiceToken.updateOne', 'ServiceToken.deleteMany']);
+  });
+});
+
 describe('throw mode', () => {
   it('refuses a rogue write before it reaches MongoDB and lets approved writes through', async () => {
     const conn = await connect('throw');
