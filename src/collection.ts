@@ -13,8 +13,9 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { callerFileName } from './capture.js';
-import type { CollectionMethod, WriteKind, WriteOutcome } from './report.js';
+import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher } from './watcher.js';
+import { bulkKindOf, filterId, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const KINDS: Record<CollectionMethod, WriteKind> = {
   insertOne: 'create', insertMany: 'create',
@@ -47,39 +48,6 @@ interface ClientLike {
 interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
 
 const instrumented = new WeakMap<object, Set<Watcher>>();
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object';
-}
-
-function resultIds(method: CollectionMethod, args: unknown[], result: unknown): unknown[] {
-  const ids: unknown[] = [];
-  const filter = args[0];
-  if (isObject(filter) && filter._id !== undefined && !(isObject(filter._id) && Object.keys(filter._id).some((k) => k.startsWith('$')))) ids.push(filter._id);
-  if (!isObject(result)) return ids;
-  if (method === 'insertOne' && result.insertedId !== undefined) ids.push(result.insertedId);
-  if (isObject(result.insertedIds)) ids.push(...Object.values(result.insertedIds));
-  if (result.upsertedId !== undefined && result.upsertedId !== null) ids.push(result.upsertedId);
-  if (method.startsWith('findOneAnd')) {
-    const doc = 'value' in result && 'ok' in result ? result.value : result;
-    if (isObject(doc) && doc._id !== undefined) ids.push(doc._id);
-  }
-  return ids;
-}
-
-function outcomeOf(result: unknown): WriteOutcome {
-  if (!isObject(result)) return {};
-  const outcome: WriteOutcome = {};
-  const pick = (key: keyof WriteOutcome, field: string) => {
-    if (typeof result[field] === 'number') outcome[key] = result[field] as number;
-  };
-  pick('inserted', 'insertedCount');
-  pick('matched', 'matchedCount');
-  pick('modified', 'modifiedCount');
-  pick('deleted', 'deletedCount');
-  pick('upserted', 'upsertedCount');
-  return outcome;
-}
 
 const USER_FACING = Symbol('mongoose-tripwire.userFacingCollection');
 
@@ -120,10 +88,10 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       const caller = callerFileName(wrapper);
       if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return original.apply(native, args);
       const capture = watcher.capture(wrapper);
-      const kind = method === 'bulkWrite' ? bulkKind(args[0]) : KINDS[method];
+      const kind = method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
       const report = (result: unknown) => watcher.completed({
         model: modelName, operation: `collection.${method}`, kind, capture, bypassedMiddleware: true,
-        ids: () => resultIds(method, args, result), outcome: () => outcomeOf(result),
+        ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
       }, wrapper);
       const result = original.apply(native, args);
       if (isObject(result) && typeof result.then === 'function') {
@@ -137,17 +105,6 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
   }
   model.collection = userFacing;
   watchDriver(native, watcher);
-}
-
-function bulkKind(ops: unknown): WriteKind {
-  if (!Array.isArray(ops)) return 'update';
-  let kind: WriteKind = 'create';
-  for (const op of ops) {
-    if (!isObject(op)) continue;
-    if ('deleteOne' in op || 'deleteMany' in op) return 'delete';
-    if ('updateOne' in op || 'updateMany' in op || 'replaceOne' in op) kind = 'update';
-  }
-  return kind;
 }
 
 const watchedClients = new WeakMap<object, Map<string, Set<Watcher>>>();

@@ -17,6 +17,7 @@ import { resolveOptions, TripwireConfigError, type TripwireOptions } from './opt
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
 import { activeWatchers, Watcher, type WriteEvent } from './watcher.js';
 import { instrumentCollection } from './collection.js';
+import { bulkKindOf, filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const QUERY_WRITES = {
   updateOne: 'update',
@@ -83,78 +84,19 @@ interface ModelLike { modelName?: string; baseModelName?: string }
 interface QueryLike { model?: ModelLike; getFilter?(): Record<string, unknown> }
 interface DocumentLike { _id?: unknown; $isSubdocument?: boolean; isNew?: boolean; constructor: ModelLike }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object';
-}
-function numberField(source: unknown, key: string): number | undefined {
-  if (!isObject(source)) return undefined;
-  const value = source[key];
-  return typeof value === 'number' ? value : undefined;
-}
-function compact(outcome: WriteOutcome): WriteOutcome {
-  const result: WriteOutcome = {};
-  for (const [key, value] of Object.entries(outcome) as Array<[keyof WriteOutcome, number | undefined]>) {
-    if (value !== undefined) result[key] = value;
-  }
-  return result;
-}
-
-/** The `_id` a filter pins, when it pins exactly one (`doc.updateOne()`, `findByIdAnd*`). Nothing else of the filter is read. */
-function filterId(query: QueryLike): unknown[] {
-  const filter = typeof query.getFilter === 'function' ? query.getFilter() : undefined;
-  const id = isObject(filter) ? filter._id : undefined;
-  if (id === undefined || id === null) return [];
-  if (isObject(id) && Object.keys(id).some((key) => key.startsWith('$'))) {
-    return []; // an operator such as { $in: [...] }: not one id
-  }
-  return [id];
-}
-
 function queryOutcome(operation: QueryOp, result: unknown): WriteOutcome {
   if (QUERY_OPS[operation] === 'read') return {};
   if (operation.startsWith('findOneAnd')) {
-    const doc = isObject(result) && 'value' in result && 'ok' in result ? result.value : result;
-    return operation === 'findOneAndDelete' ? { deleted: doc ? 1 : 0 } : { matched: doc ? 1 : 0 };
+    const found = foundDocument(result) ? 1 : 0;
+    return operation === 'findOneAndDelete' ? { deleted: found } : { matched: found };
   }
-  if (QUERY_OPS[operation] === 'delete') return compact({ deleted: numberField(result, 'deletedCount') });
-  return compact({
-    matched: numberField(result, 'matchedCount'),
-    modified: numberField(result, 'modifiedCount'),
-    upserted: numberField(result, 'upsertedCount'),
-  });
+  return resultCounts(result);
 }
 
 function queryIds(operation: QueryOp, query: QueryLike, result: unknown): unknown[] {
-  const ids = filterId(query);
+  const ids = filterId(typeof query.getFilter === 'function' ? query.getFilter() : undefined);
   if (QUERY_OPS[operation] === 'read') return ids;
-  if (operation.startsWith('findOneAnd')) {
-    const doc = isObject(result) && 'value' in result && 'ok' in result ? result.value : result;
-    if (isObject(doc) && doc._id !== undefined) ids.push(doc._id);
-  } else if (isObject(result) && result.upsertedId !== undefined && result.upsertedId !== null) {
-    ids.push(result.upsertedId);
-  }
-  return ids;
-}
-
-/** `bulkWrite` mixes kinds: it is reported once, as the most destructive kind it contains. */
-function bulkKindOf(ops: unknown): WriteKind {
-  let kind: WriteKind = 'create';
-  if (!Array.isArray(ops)) return 'update';
-  for (const op of ops) {
-    if (!isObject(op)) continue;
-    if ('deleteOne' in op || 'deleteMany' in op) return 'delete';
-    if ('updateOne' in op || 'updateMany' in op || 'replaceOne' in op) kind = 'update';
-  }
-  return kind;
-}
-
-function bulkIds(result: unknown): unknown[] {
-  const ids: unknown[] = [];
-  for (const key of ['insertedIds', 'upsertedIds'] as const) {
-    const map = isObject(result) ? result[key] : undefined;
-    if (isObject(map)) ids.push(...Object.values(map));
-  }
-  return ids;
+  return [...ids, ...resultIds(result, operation.startsWith('findOneAnd'))];
 }
 
 function schemaIsCompiled(schema: Schema): boolean {
@@ -348,14 +290,8 @@ function instrument(schema: Schema, watcher: Watcher): void {
     }
     return {
       model: model.modelName ?? '<unknown>', operation, kind: store?.bulkKind ?? 'update', capture,
-      ids: () => bulkIds(result),
-      outcome: () => compact({
-        inserted: numberField(result, 'insertedCount'),
-        matched: numberField(result, 'matchedCount'),
-        modified: numberField(result, 'modifiedCount'),
-        deleted: numberField(result, 'deletedCount'),
-        upserted: numberField(result, 'upsertedCount'),
-      }),
+      ids: () => resultIds(result, false),
+      outcome: () => resultCounts(result),
     };
   };
 

@@ -1,0 +1,64 @@
+/**
+ * The shapes Mongoose and the driver hand back, read defensively (no `any` at the boundary), for
+ * both the middleware path (plugin.ts) and the raw collection path (collection.ts). Only `_id`s and
+ * counts are read: never a field, filter or update value.
+ */
+import type { WriteKind, WriteOutcome } from './report.js';
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object';
+}
+
+/** The `_id` a filter pins, when it pins exactly one (`doc.updateOne()`, `findByIdAnd*`). */
+export function filterId(filter: unknown): unknown[] {
+  const id = isObject(filter) ? filter._id : undefined;
+  if (id === undefined || id === null) return [];
+  if (isObject(id) && Object.keys(id).some((key) => key.startsWith('$'))) return []; // { $in: [...] }: not one id
+  return [id];
+}
+
+/** A `findOneAnd*` result: the document, or the `{ value, ok }` metadata form. */
+export function foundDocument(result: unknown): unknown {
+  return isObject(result) && 'value' in result && 'ok' in result ? result.value : result;
+}
+
+/** Ids a write result names: inserted, upserted, the document a `findOneAnd*` touched. */
+export function resultIds(result: unknown, findOneAnd: boolean): unknown[] {
+  const ids: unknown[] = [];
+  if (findOneAnd) {
+    const doc = foundDocument(result);
+    if (isObject(doc) && doc._id !== undefined) ids.push(doc._id);
+    return ids;
+  }
+  if (!isObject(result)) return ids;
+  if (result.insertedId !== undefined && result.insertedId !== null) ids.push(result.insertedId);
+  if (result.upsertedId !== undefined && result.upsertedId !== null) ids.push(result.upsertedId);
+  for (const key of ['insertedIds', 'upsertedIds'] as const) {
+    const map = result[key];
+    if (isObject(map)) ids.push(...Object.values(map));
+  }
+  return ids;
+}
+
+/** Counts a write result reports (`insertedCount`, `matchedCount`, ...), those present only. */
+export function resultCounts(result: unknown): WriteOutcome {
+  const outcome: WriteOutcome = {};
+  if (!isObject(result)) return outcome;
+  const fields = { inserted: 'insertedCount', matched: 'matchedCount', modified: 'modifiedCount', deleted: 'deletedCount', upserted: 'upsertedCount' } as const;
+  for (const [key, field] of Object.entries(fields) as Array<[keyof WriteOutcome, string]>) {
+    if (typeof result[field] === 'number') outcome[key] = result[field];
+  }
+  return outcome;
+}
+
+/** `bulkWrite` mixes kinds: it is reported once, as the most destructive kind it contains. */
+export function bulkKindOf(ops: unknown): WriteKind {
+  if (!Array.isArray(ops)) return 'update';
+  let kind: WriteKind = 'create';
+  for (const op of ops) {
+    if (!isObject(op)) continue;
+    if ('deleteOne' in op || 'deleteMany' in op) return 'delete';
+    if ('updateOne' in op || 'updateMany' in op || 'replaceOne' in op) kind = 'update';
+  }
+  return kind;
+}
