@@ -77,6 +77,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
   markKnownCalls(native);
   const modelName = model.modelName ?? '<unknown>';
   const reads = watcher.options.operations.has('read');
+  const throwMode = watcher.options.mode === 'throw';
   const userFacing = Object.create(native) as CollectionLike;
   Object.defineProperty(userFacing, USER_FACING, { value: true });
 
@@ -89,10 +90,15 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return original.apply(native, args);
       const capture = watcher.capture(wrapper);
       const kind = method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
-      const report = (result: unknown) => watcher.completed({
-        model: modelName, operation: `collection.${method}`, kind, capture, bypassedMiddleware: true,
+      const event = (result: unknown) => ({
+        model: modelName, operation: `collection.${method}` as const, kind, capture, bypassedMiddleware: true,
         ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
-      }, wrapper);
+      });
+      if (throwMode && kind !== 'read') {
+        const refusal = watcher.refusal(event(undefined), wrapper);
+        if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
+      }
+      const report = (result: unknown) => watcher.completed(event(result), wrapper);
       const result = original.apply(native, args);
       if (isObject(result) && typeof result.then === 'function') {
         (result as unknown as Promise<unknown>).then(report, () => undefined); // failed writes are not reported

@@ -176,7 +176,8 @@ describe('throw mode', () => {
       expect(error).toBeInstanceOf(RogueWriteError);
       expect((error as RogueWriteError).report).toMatchObject({ model: 'AccessToken', operation: 'save', blocked: true });
       expect(await T.countDocuments()).toBe(before);
-      const doc = await T.collection.insertOne({ token: t.token() });
+      await expect(T.collection.insertOne({ token: t.token() })).rejects.toBeInstanceOf(RogueWriteError); // raw writes too
+      const doc = await conn.db!.collection(T.collection.collectionName).insertOne({ token: t.token() });
       await expect(T.updateOne({ _id: doc.insertedId }, { $set: { user: 'x' } })).rejects.toBeInstanceOf(RogueWriteError);
       await expect(T.deleteMany({})).rejects.toBeInstanceOf(RogueWriteError);
       await expect(T.insertMany([{ token: t.token() }])).rejects.toBeInstanceOf(RogueWriteError);
