@@ -213,6 +213,17 @@ describe('never silent', () => {
     await listener.waitFor((all) => all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2);
   });
 
+  it('warns at registration when no statsd option and no DD_AGENT_HOST leave the target unknown', async () => {
+    const saved = process.env.DD_AGENT_HOST;
+    delete process.env.DD_AGENT_HOST;
+    try {
+      const { faults } = await model({ statsd: undefined });
+      expect(faults.map((f) => f.message).join('\n')).toMatch(/no statsd option and no DD_AGENT_HOST: events go to udp:\/\/127\.0\.0\.1:8125/);
+    } finally {
+      if (saved !== undefined) process.env.DD_AGENT_HOST = saved;
+    }
+  });
+
   it('enabled: false registers nothing and says so once', async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => void warnings.push(warning.message);
