@@ -4,7 +4,7 @@
  * Pure functions: no I/O, nothing here reads a document.
  */
 import { hostname } from 'node:os';
-import { displayPath } from './report.js';
+import { locationOf, withoutColumn } from './report.js';
 import type { BypassReport } from './report.js';
 import type { Frame } from './capture.js';
 
@@ -50,7 +50,7 @@ function packageOf(file: string): string | undefined {
 }
 
 function frameLine(frame: Frame, root: string): string {
-  const where = `${displayPath(frame.file, root)}:${frame.line}:${frame.column}`;
+  const where = locationOf(frame, root);
   const fn = frame.function ? ` ${frame.async ? 'async ' : ''}${frame.function}` : frame.async ? ' async' : '';
   return defuseHandles(`${where}${fn}`);
 }
@@ -86,8 +86,8 @@ function shortenPath(location: string, room: number): string {
   return `…${location.slice(location.length - room + 1)}`;
 }
 
-export function alertTitle(report: BypassReport, root: string, maxChars = 100): string {
-  const where = `${displayPath(report.callSite.file, root)}:${report.callSite.line}`;
+export function alertTitle(report: BypassReport, maxChars = 100): string {
+  const where = withoutColumn(report.location);
   const what = `Rogue write: ${report.model}.${report.operation}`;
   const fixed = `${what} from `;
   if (fixed.length >= maxChars - 10) return defuseHandles(what.slice(0, maxChars));
@@ -101,12 +101,11 @@ function outcomeText(report: BypassReport): string | undefined {
 
 export function renderAlert(report: BypassReport, context: AlertContext): AlertContent {
   const site = report.callSite;
-  const sitePath = `${displayPath(site.file, context.root)}:${site.line}:${site.column}`;
   const headLines: string[] = [];
   if (context.notify.length > 0) headLines.push(context.notify.join(' '));
   headLines.push(
     `**Rogue write** to ${code(report.model)}: ${code(report.operation)} (${report.kind})${report.blocked ? ', refused (throw mode)' : ''}`,
-    `- call site: ${code(sitePath)}${site.function ? ` in ${code(site.function)}` : ''}`,
+    `- call site: ${code(report.location)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
   if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
   if (report.documentIds.length > 0) {
@@ -119,9 +118,8 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
   if (report.suppressed > 0) headLines.push(`- ${report.suppressed} more event${report.suppressed === 1 ? '' : 's'} from this call site held back by the rate limit since the last one`);
   headLines.push(`- fingerprint: ${code(report.fingerprint)}`, '', 'Caller trace (innermost first):', '```');
 
-  const callsite = `${displayPath(site.file, context.root)}:${site.line}`;
   return {
-    title: alertTitle(report, context.root),
+    title: alertTitle(report),
     head: `%%%\n${headLines.join('\n')}`,
     trace: traceLines(report.stack, context.root, report.framesOmitted),
     tail: '```\n%%%',
@@ -129,7 +127,7 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
       `model:${report.model}`,
       `operation:${report.operation}`,
       `kind:${report.kind}`,
-      `callsite:${callsite}`,
+      `callsite:${withoutColumn(report.location)}`,
       `fingerprint:${report.fingerprint}`,
     ],
   };

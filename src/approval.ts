@@ -11,6 +11,7 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { findSourceMap } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
+import { memoize } from './memo.js';
 import type { ApprovedPattern } from './options.js';
 import type { Frame } from './capture.js';
 import { TripwireConfigError } from './options.js';
@@ -31,18 +32,11 @@ const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
 // Mongoose and the libraries it calls through: frames here are the write machinery, not its caller.
 const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose|mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/]/;
 
-const urlToPath = new Map<string, string>();
+const urlToPath = memoize(fileURLToPath, 10_000);
 
 /** V8 reports ESM files as `file://` URLs and CommonJS files as paths; patterns see paths. */
 export function toFilePath(fileName: string): string {
-  if (!fileName.startsWith('file://')) return fileName;
-  let path = urlToPath.get(fileName);
-  if (path === undefined) {
-    path = fileURLToPath(fileName);
-    if (urlToPath.size >= 10_000) urlToPath.clear();
-    urlToPath.set(fileName, path);
-  }
-  return path;
+  return fileName.startsWith('file://') ? urlToPath(fileName) : fileName;
 }
 
 export function isInternalFile(path: string): boolean {
@@ -129,7 +123,6 @@ export function compileApproval(patterns: readonly ApprovedPattern[], root: stri
     pathTests.push(test);
   }
 
-  const verdicts = new Map<string, boolean>();
   const approvedPath = (path: string): boolean => {
     for (const test of pathTests) if (test(path)) return true;
     return false;
@@ -146,16 +139,7 @@ export function compileApproval(patterns: readonly ApprovedPattern[], root: stri
 
   return {
     needsFrames: frameTests.length > 0,
-    isApprovedFile(fileName) {
-      let verdict = verdicts.get(fileName);
-      if (verdict === undefined) {
-        verdict = decide(fileName);
-        // File names are a finite set in a real app; the bound only guards generated code (eval, vm).
-        if (verdicts.size >= 50_000) verdicts.clear();
-        verdicts.set(fileName, verdict);
-      }
-      return verdict;
-    },
+    isApprovedFile: memoize(decide, 50_000),
     isApprovedFrame(frame) {
       if (isInternalFile(frame.file)) return false;
       for (const test of frameTests) if (test(frame) === true) return true;

@@ -10,7 +10,7 @@ import { renderAlert } from './alert.js';
 import { formatCount, formatEvent, formatGauge, sanitizeTag } from './dogstatsd.js';
 import type { FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
-import type { BypassReport, WriteKind, WriteOperation } from './report.js';
+import { withoutColumn, type BypassReport, type WriteKind, type WriteOperation } from './report.js';
 import type { BypassSite, WriteListener } from './watcher.js';
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
@@ -84,7 +84,7 @@ export class DatadogSink implements WriteListener {
 
   bypass(site: BypassSite, report: BypassReport | undefined): void {
     const base = [`model:${site.model}`, `operation:${site.operation}`, `kind:${site.kind}`];
-    this.count('bypasses', [...base, `callsite:${site.location.replace(/:\d+$/, '')}`]);
+    this.count('bypasses', [...base, `callsite:${withoutColumn(site.location)}`]);
     if (!report) {
       this.count('events_suppressed', base);
       return;

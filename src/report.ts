@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { relative, sep } from 'node:path';
 import type { Frame, RogueCapture } from './capture.js';
+import { memoize } from './memo.js';
 
 /** What a write did; `read` only with `operations: [..., 'read']`. */
 export type WriteKind = 'create' | 'update' | 'delete' | 'read';
@@ -77,24 +78,22 @@ export function displayPath(file: string, root: string): string {
   return sep === '/' ? shown : shown.split(sep).join('/');
 }
 
-// A process sees a bounded set of call sites: hash each once (the bound only guards generated code).
-const fingerprints = new Map<string, string>();
+// Each call site is hashed once: rogue writes in a storm come from a handful of them.
+const hashOnce = memoize((key) => createHash('sha256').update(key).digest('hex').slice(0, 16), 10_000);
 
 export function fingerprintOf(model: string, operation: string, location: string): string {
-  const key = `${model}\0${operation}\0${location}`;
-  let fingerprint = fingerprints.get(key);
-  if (fingerprint === undefined) {
-    fingerprint = createHash('sha256').update(key).digest('hex').slice(0, 16);
-    if (fingerprints.size >= 10_000) fingerprints.clear();
-    fingerprints.set(key, fingerprint);
-  }
-  return fingerprint;
+  return hashOnce(`${model}\0${operation}\0${location}`);
 }
 
 /** Where a frame is, as shown to people and used in fingerprints: `path/relative/to/root:line:column`. */
 export function locationOf(frame: Frame | undefined, root: string): string {
   const site = frame ?? UNKNOWN_FRAME;
   return `${displayPath(site.file, root)}:${site.line}:${site.column}`;
+}
+
+/** A location without its column, `path:line`: the `callsite` tag and the event title. */
+export function withoutColumn(location: string): string {
+  return location.replace(/:\d+$/, '');
 }
 
 interface HexId { toHexString(): string }
