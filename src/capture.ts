@@ -85,13 +85,7 @@ function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | unde
 export function callerFileName(entry: Function): string | null | undefined {
   const sites = readCallSites(1, entry);
   if (sites) return sites[0]?.getFileName() ?? null;
-  const holder: { stack?: unknown } = {};
-  try {
-    Error.captureStackTrace(holder, entry);
-  } catch {
-    return undefined;
-  }
-  const first = parseStackString(typeof holder.stack === 'string' ? holder.stack : '')[0];
+  const first = parsedStack(entry)?.[0];
   return first ? first.file ?? null : undefined;
 }
 
@@ -160,14 +154,20 @@ function applicationFrames(frames: Iterable<Frame | undefined>, approval: Approv
   return { frames: kept, omitted };
 }
 
-/** When `Error` is frozen we cannot ask for CallSites: parse whatever stack string the app's settings give. */
-function captureFromStackString(entry: Function, approval: Approval, maxFrames: number): Capture {
+/** The stack above `entry`, parsed from its string form; undefined when not even that can be read. */
+function parsedStack(entry: Function): ReturnType<typeof parseStackString> | undefined {
   const holder: { stack?: unknown } = {};
   try {
     Error.captureStackTrace(holder, entry);
-  } catch { /* leave the stack empty */ }
-  const text = typeof holder.stack === 'string' ? holder.stack : '';
-  const parsed = parseStackString(text).map((f): Frame | undefined => {
+  } catch {
+    return undefined;
+  }
+  return parseStackString(typeof holder.stack === 'string' ? holder.stack : '');
+}
+
+/** When `Error` is frozen we cannot ask for CallSites: parse whatever stack string the app's settings give. */
+function captureFromStackString(entry: Function, approval: Approval, maxFrames: number): Capture {
+  const parsed = (parsedStack(entry) ?? []).map((f): Frame | undefined => {
     if (!f.file) return undefined;
     const isAsync = f.methodName.startsWith('async ');
     const fn = isAsync ? f.methodName.slice(6) : f.methodName;

@@ -34,10 +34,6 @@ const knownPath = new AsyncLocalStorage<true>();
 // process. So contexts are marked only once some connection really monitors commands.
 let marking = false;
 
-/** Runs a write of a known path in the marked context, when anything reads the mark. */
-function runKnown<T>(fn: () => T): T {
-  return marking ? knownPath.run(true, fn) : fn();
-}
 
 interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
 interface ConnectionLike { getClient?(): ClientLike | undefined; once?(event: string, fn: () => void): void; name?: string }
@@ -47,21 +43,24 @@ interface ClientLike {
 }
 interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
 
-const instrumented = new WeakMap<object, Set<Watcher>>();
+const marked = new WeakSet<object>();
 
 const USER_FACING = Symbol('mongoose-tripwire.userFacingCollection');
 
-/** Marks the shared collection's own methods so Mongoose's writes through it run in the known context. */
+/**
+ * Marks the shared collection's write methods so Mongoose's writes through it run in the known
+ * context. Every Mongoose write passes here: unmarked (no monitoring), it is one flag test.
+ */
 function markKnownCalls(native: CollectionLike): void {
-  if (instrumented.has(native)) return;
-  instrumented.set(native, new Set());
+  if (marked.has(native)) return;
+  marked.add(native);
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     const original = native[method];
-    if (typeof original !== 'function') continue;
-    const marked = function (this: unknown, ...args: unknown[]): unknown {
-      return runKnown(() => original.apply(this, args));
+    if (KINDS[method] === 'read' || typeof original !== 'function') continue; // reads send no write command
+    const markedCall = function (this: unknown, ...args: unknown[]): unknown {
+      return marking ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
     };
-    Object.defineProperty(native, method, { value: marked, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(native, method, { value: markedCall, writable: true, configurable: true, enumerable: false });
   }
 }
 

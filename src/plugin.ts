@@ -119,7 +119,6 @@ function appliedAsGlobalPlugin(schema: Schema, options: TripwireOptions): boolea
 
 /** The hooks one schema was given, so `verify()` can look for them in what Mongoose compiled. */
 export interface Instrumentation {
-  watcher: Watcher;
   postQuery: Function;
   postSave: Function;
   postInsertMany: Function;
@@ -313,7 +312,7 @@ function instrument(schema: Schema, watcher: Watcher): void {
     if (event) watcher.completed(event, onBulkWriteDone);
   };
 
-  instrumentation.set(schema, { watcher, postQuery: onQueryDone, postSave: onSaveDone, postInsertMany: onInsertManyDone, postBulkWrite: onBulkWriteDone });
+  instrumentation.set(schema, { postQuery: onQueryDone, postSave: onSaveDone, postInsertMany: onInsertManyDone, postBulkWrite: onBulkWriteDone });
   schema.post(queryNames, { document: false, query: true }, onQueryDone);
   if (readsToo) instrumentAggregate(schema, watcher);
   schema.post('save', onSaveDone);

@@ -91,16 +91,12 @@ export class Watcher {
     }
   }
 
-  /** A model was compiled from an instrumented schema (Mongoose emits `init` on the schema). */
+  /** A watched model was compiled from an instrumented schema (Mongoose emits `init` on the schema). */
   modelCompiled(model: object & ModelName): void {
-    if (model.modelName && this.watches(model.modelName, model.baseModelName)) {
+    if (model.modelName) {
       this.compiledModels.set(model.modelName, new WeakRef(model));
       this.sink?.heartbeat();
     }
-  }
-
-  addListener(listener: WriteListener): void {
-    this.listeners.push(listener);
   }
 
   watches(modelName: string | undefined, baseModelName?: string): boolean {
