@@ -3,10 +3,10 @@
  * never double-reported), driver writes by other routes (counted through command monitoring), and
  * opt-in read detection — each entry point from approved and from legacy code.
  */
-import mongoose, { type Connection } from 'mongoose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { close, flush, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
-import { startListener, type Listener } from '../src/listen.js';
+import mongoose from 'mongoose';
+import { describe, expect, it } from 'vitest';
+import { flush, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
+import { listenerSuite } from './support/listener-suite.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -19,23 +19,10 @@ import { tokenSchema } from './fixtures/app/models.mjs';
 type Model = mongoose.Model<Record<string, unknown>>;
 type Entry = (T: Model, c: { token(): string; id: unknown }) => Promise<unknown>;
 
-let connection: Connection;
-let listener: Listener;
 let count = 0;
 
-beforeAll(async () => {
-  // monitorCommands: the driver reports each command, so writes that bypass Mongoose can be counted.
-  connection = await mongoose.createConnection(process.env.MONGODB_URI!, { dbName: `beyond_${process.pid}`, monitorCommands: true }).asPromise();
-  listener = await startListener({ port: 0 });
-});
-afterEach(async () => {
-  await close();
-  listener.datagrams.length = 0;
-});
-afterAll(async () => {
-  await listener.close();
-  await connection.close();
-});
+// monitorCommands: the driver reports each command, so writes that bypass Mongoose can be counted.
+const suite = listenerSuite(() => mongoose.createConnection(process.env.MONGODB_URI!, { dbName: `beyond_${process.pid}`, monitorCommands: true }).asPromise());
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 const token = () => `tok_${Math.random().toString(36).slice(2)}`;
@@ -44,12 +31,12 @@ async function model(options: Partial<TripwireOptions> = {}) {
   const reports: BypassReport[] = [];
   const schema = tokenSchema() as mongoose.Schema;
   schema.plugin(tripwire, {
-    approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: listener.port },
+    approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port },
     onBypass: (r) => void reports.push(r), rateLimit: false, onError: () => undefined, ...options,
   });
-  const T = connection.model(`Beyond${++count}`, schema) as unknown as Model;
+  const T = suite.connection.model(`Beyond${++count}`, schema) as unknown as Model;
   await T.init();
-  const seed = async () => (await connection.db!.collection(T.collection.collectionName).insertOne({ token: token(), user: 'u1' })).insertedId;
+  const seed = async () => (await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: token(), user: 'u1' })).insertedId;
   const run = async (entry: Entry) => {
     const id = await seed();
     await settle();
@@ -62,7 +49,7 @@ async function model(options: Partial<TripwireOptions> = {}) {
 }
 
 const counter = (name: string, tag: string) =>
-  [...listener.counters()].filter(([key]) => key.startsWith(`${name}|`) && key.includes(tag)).reduce((n, [, v]) => n + v, 0);
+  [...suite.listener.counters()].filter(([key]) => key.startsWith(`${name}|`) && key.includes(tag)).reduce((n, [, v]) => n + v, 0);
 
 describe('Model.collection writes skip middleware, and are still attributed', () => {
   it.each(Object.keys(legacyRaw.raw as object))('%s from legacy code is reported at its call site, flagged; from the auth module it is not', async (name) => {
@@ -89,12 +76,12 @@ describe('Model.collection writes skip middleware, and are still attributed', ()
     const name = T.collection.collectionName;
     await run((Tk, c) => Tk.updateOne({ _id: c.id }, { $set: { user: 'mw' } }));
     await run((legacyRaw.raw as Record<string, Entry>)['collection.updateOne']!);
-    const viaDriver = await run(async (_Tk, c) => connection.db!.collection(name).updateOne({ _id: c.id as never }, { $set: { user: 'driver' } }));
+    const viaDriver = await run(async (_Tk, c) => suite.connection.db!.collection(name).updateOne({ _id: c.id as never }, { $set: { user: 'driver' } }));
     expect(viaDriver).toEqual([]); // no call site to report
-    await connection.db!.collection(name).deleteMany({ user: 'nobody' });
+    await suite.connection.db!.collection(name).deleteMany({ user: 'nobody' });
     flush();
     // 3 seeds + 1 update + 1 delete went straight to the driver; the middleware and Model.collection writes did not.
-    await listener.waitFor(() => counter('tripwire.unattributed_writes', `collection:${name}`) === 5);
+    await suite.listener.waitFor(() => counter('tripwire.unattributed_writes', `collection:${name}`) === 5);
     expect(counter('tripwire.unattributed_writes', 'command:update')).toBe(1);
     expect(counter('tripwire.unattributed_writes', 'command:delete')).toBe(1);
     const registration = verify().registrations.find((r) => r.models.some((m) => m.model === T.modelName))!;
@@ -122,7 +109,7 @@ describe('reads outside the auth module (opt-in)', () => {
     // Writes are not checked with operations: ['read'].
     expect(await on.run((legacyRaw.raw as Record<string, Entry>)['collection.updateOne']!)).toEqual([]);
     flush();
-    await listener.waitFor(() => counter('tripwire.reads', `model:${on.T.modelName}`) === 2);
+    await suite.listener.waitFor(() => counter('tripwire.reads', `model:${on.T.modelName}`) === 2);
     expect(counter('tripwire.reads', 'approved:false')).toBe(1);
   });
 });

@@ -3,9 +3,8 @@
  * UDP datagrams received by a local socket and checked by the strict parser.
  */
 import StatsD from 'hot-shots';
-import mongoose, { type Connection } from 'mongoose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startListener, type Listener } from '../src/listen.js';
+import mongoose from 'mongoose';
+import { describe, expect, it } from 'vitest';
 import { close, flush, tripwire, type BypassReport, type TripwireOptions } from '../src/index.js';
 import type { ParsedDatagram } from '../src/dogstatsd.js';
 // @ts-expect-error plain ESM fixtures without types
@@ -15,27 +14,14 @@ import * as nonAscii from './fixtures/app/légacy/jetons-été.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
+import { listenerSuite } from './support/listener-suite.js';
 
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
 type Model = mongoose.Model<Record<string, unknown>>;
 
-let connection: Connection;
-let listener: Listener;
 let modelCount = 0;
 
-beforeAll(async () => {
-  connection = await connect('datadog');
-  listener = await startListener({ port: 0 });
-});
-afterEach(async () => {
-  await close();
-  listener.datagrams.length = 0;
-  listener.malformed.length = 0;
-});
-afterAll(async () => {
-  await listener.close();
-  await connection.close();
-});
+const suite = listenerSuite(() => connect('datadog'));
 
 /** A fresh AccessToken-like model with the plugin pointed at the local listener. */
 async function tokenModel(options: Partial<TripwireOptions> = {}): Promise<{ T: Model; reports: BypassReport[] }> {
@@ -44,19 +30,19 @@ async function tokenModel(options: Partial<TripwireOptions> = {}): Promise<{ T: 
   schema.plugin(tripwire, {
     approved: ['auth/**'],
     root: fixtureDir as string,
-    statsd: { host: '127.0.0.1', port: listener.port },
+    statsd: { host: '127.0.0.1', port: suite.listener.port },
     notify: '@slack-auth-alerts',
     onBypass: (report) => void reports.push(report),
     ...options,
   });
-  const T = connection.model(`DdToken${++modelCount}`, schema) as unknown as Model;
+  const T = suite.connection.model(`DdToken${++modelCount}`, schema) as unknown as Model;
   await T.init();
   return { T, reports };
 }
 
-const events = () => listener.datagrams.filter((d): d is EventDatagram => d.type === 'event');
+const events = () => suite.listener.datagrams.filter((d): d is EventDatagram => d.type === 'event');
 const counterSum = (name: string, tag?: string) =>
-  listener.datagrams
+  suite.listener.datagrams
     .filter((d) => d.type === 'metric' && d.name === name && (!tag || d.tags.includes(tag)))
     .reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0);
 
@@ -64,8 +50,8 @@ describe('the DogStatsD event', () => {
   it('is a correct event for a non-ASCII call site, with handles, call site, trace and tags', async () => {
     const { T } = await tokenModel({ tags: { team: 'auth' } });
     await nonAscii.发放令牌(T, 'tok_secret_value_1');
-    await listener.waitFor(() => events().length === 1);
-    expect(listener.malformed).toEqual([]);
+    await suite.listener.waitFor(() => events().length === 1);
+    expect(suite.listener.malformed).toEqual([]);
     const [event] = events();
     const line = siteLine('légacy/jetons-été.mjs', '发放令牌') as number;
     expect(event!.title).toBe(`Rogue write: ${T.modelName}.save from légacy/jetons-été.mjs:${line}`);
@@ -77,26 +63,26 @@ describe('the DogStatsD event', () => {
     expect(text).toContain('发放令牌');
     expect(event).toMatchObject({ alertType: 'warning', aggregationKey: expect.stringMatching(/^[0-9a-f]{16}$/) });
     expect(event!.tags).toEqual(expect.arrayContaining([`model:${T.modelName}`, 'operation:save', 'kind:create', `callsite:légacy/jetons-été.mjs:${line}`, 'team:auth']));
-    expect(JSON.stringify(listener.datagrams)).not.toContain('tok_secret_value_1');
+    expect(JSON.stringify(suite.listener.datagrams)).not.toContain('tok_secret_value_1');
   });
 
   it('shows what hot-shots alone would send: its UTF-16 header is refused by a strict parser', async () => {
-    const client = new StatsD({ host: '127.0.0.1', port: listener.port, maxBufferSize: 0 });
+    const client = new StatsD({ host: '127.0.0.1', port: suite.listener.port, maxBufferSize: 0 });
     client.event('Rogue write from légacy/jetons-été.mjs', 'in 发放令牌');
-    await listener.waitFor(() => listener.malformed.length === 1);
-    expect(listener.malformed[0]!.error).toMatch(/byte|length|character/i);
+    await suite.listener.waitFor(() => suite.listener.malformed.length === 1);
+    expect(suite.listener.malformed[0]!.error).toMatch(/byte|length|character/i);
     await new Promise<void>((resolve) => client.close(() => resolve()));
   });
 
   it('never carries a hot-shots prefix into the title, and keeps a client the app passed in open', async () => {
-    const client = new StatsD({ host: '127.0.0.1', port: listener.port, prefix: 'myapp.', maxBufferSize: 0 });
+    const client = new StatsD({ host: '127.0.0.1', port: suite.listener.port, prefix: 'myapp.', maxBufferSize: 0 });
     const { T } = await tokenModel({ statsd: client });
     await nonAscii.发放令牌(T, 'tok_prefix');
-    await listener.waitFor(() => events().length === 1);
+    await suite.listener.waitFor(() => events().length === 1);
     expect(events()[0]!.title).toMatch(/^Rogue write: /);
     await close();
     client.increment('still.open');
-    await listener.waitFor((all) => all.some((d) => d.type === 'metric' && d.name === 'myapp.still.open'));
+    await suite.listener.waitFor((all) => all.some((d) => d.type === 'metric' && d.name === 'myapp.still.open'));
     await new Promise<void>((resolve) => client.close(() => resolve()));
   });
 
@@ -104,24 +90,24 @@ describe('the DogStatsD event', () => {
     const { T } = await tokenModel({ maxFrames: 400 });
     const recurse = (depth: number): Promise<unknown> => (depth === 0 ? nonAscii.发放令牌(T, `tok_deep_${Date.now()}`) : recurse(depth - 1));
     await recurse(300);
-    await listener.waitFor(() => events().length === 1);
+    await suite.listener.waitFor(() => events().length === 1);
     const text = events()[0]!.text;
     expect(text).toMatch(/… \d+ more frames/);
     expect(text).toContain('@slack-auth-alerts');
     expect(text.endsWith('```\n%%%')).toBe(true);
-    expect(listener.malformed).toEqual([]);
+    expect(suite.listener.malformed).toEqual([]);
   });
 });
 
 describe('rate limit and counters', () => {
   it('sends one event per call site for 1 000 rogue writes from 3 sites, counts every write exactly', async () => {
     const { T, reports } = await tokenModel();
-    const doc = await connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_rate' });
+    const doc = await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_rate' });
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
     await new Promise((resolve) => setTimeout(resolve, 20));
     flush();
     const name = T.modelName;
-    await listener.waitFor(() => counterSum('tripwire.bypasses') === 1000 && events().length === 3);
+    await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 1000 && events().length === 3);
     expect(reports).toHaveLength(1000);
     expect(counterSum('tripwire.writes', 'approved:false')).toBe(1000);
     expect(counterSum('tripwire.events_suppressed')).toBe(997);
@@ -132,16 +118,16 @@ describe('rate limit and counters', () => {
     expect(new Set(events().map((e) => e.aggregationKey)).size).toBe(3);
     // The next event sent for a site says how many were held back.
     expect(reports.filter((r) => r.suppressed > 0)).toEqual([]);
-    expect(listener.datagrams.filter((d) => d.type === 'metric').every((d) => d.tags.includes(`model:${name}`) || d.tags.some((t) => t.startsWith('reason:')))).toBe(true);
+    expect(suite.listener.datagrams.filter((d) => d.type === 'metric').every((d) => d.tags.includes(`model:${name}`) || d.tags.some((t) => t.startsWith('reason:')))).toBe(true);
   });
 
   it('reports the suppressed count on the next event a call site is allowed', async () => {
     const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 200 }, global: { events: 100, intervalMs: 1000 } } });
-    const doc = await connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_next' });
+    const doc = await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_next' });
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
     await new Promise((resolve) => setTimeout(resolve, 250));
     await nonAscii.sites[0](T, doc.insertedId);
-    await listener.waitFor(() => events().length === 2);
+    await suite.listener.waitFor(() => events().length === 2);
     expect(reports.at(-1)!.suppressed).toBe(4);
     expect(events()[1]!.text).toContain('4 more events from this call site held back');
   });
@@ -150,7 +136,7 @@ describe('rate limit and counters', () => {
     const { T } = await tokenModel({ approved: ['légacy/**'] });
     await nonAscii.发放令牌(T, 'tok_approved');
     flush();
-    await listener.waitFor(() => counterSum('tripwire.writes', 'approved:true') === 1);
+    await suite.listener.waitFor(() => counterSum('tripwire.writes', 'approved:true') === 1);
     expect(events()).toEqual([]);
   });
 });

@@ -8,10 +8,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import mongoose, { type Connection } from 'mongoose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import mongoose from 'mongoose';
+import { describe, expect, it } from 'vitest';
 import { close, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
-import { startListener, type Listener } from '../src/listen.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -21,26 +20,14 @@ import { writes as authWrites } from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
+import { listenerSuite } from './support/listener-suite.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type Write = (T: Model, c: { token(): string; id?: unknown; opts: object }) => Promise<unknown>;
 
-let connection: Connection;
-let listener: Listener;
 let count = 0;
 
-beforeAll(async () => {
-  connection = await connect('safety');
-  listener = await startListener({ port: 0 });
-});
-afterEach(async () => {
-  await close();
-  listener.datagrams.length = 0;
-});
-afterAll(async () => {
-  await listener.close();
-  await connection.close();
-});
+const suite = listenerSuite(() => connect('safety'));
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -53,12 +40,12 @@ async function model(options: Partial<TripwireOptions> = {}, schema = tokenSchem
   schema.plugin(tripwire, {
     approved: ['auth/**'],
     root: fixtureDir as string,
-    statsd: { host: '127.0.0.1', port: listener.port },
+    statsd: { host: '127.0.0.1', port: suite.listener.port },
     onBypass: (report) => void reports.push(report),
     onError: (error) => void faults.push(error),
     ...options,
   });
-  const T = connection.model(`SafeToken${++count}`, schema) as unknown as Model;
+  const T = suite.connection.model(`SafeToken${++count}`, schema) as unknown as Model;
   await T.init();
   return { T, reports, faults };
 }
@@ -197,7 +184,7 @@ describe('never silent', () => {
     expect(registration.modelsNeverCompiled).toEqual(['NeverCompiled']);
     expect(result.ok).toBe(false);
     expect(result.problems.join('\n')).toMatch(/no-such-folder/);
-    expect(registration.statsd).toBe(`udp://127.0.0.1:${listener.port}`);
+    expect(registration.statsd).toBe(`udp://127.0.0.1:${suite.listener.port}`);
   });
 
   it('verify() notices a model whose hooks were taken away', async () => {
@@ -210,7 +197,7 @@ describe('never silent', () => {
 
   it('sends a tripwire.watching heartbeat per watched model', async () => {
     const { T } = await model({ heartbeatMs: 50 });
-    await listener.waitFor((all) => all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2);
+    await suite.listener.waitFor((all) => all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2);
   });
 
   it('warns at registration when no statsd option and no DD_AGENT_HOST leave the target unknown', async () => {
@@ -231,7 +218,7 @@ describe('never silent', () => {
     const options = { approved: ['auth/**'], enabled: false, statsd: false as const };
     const schema = tokenSchema() as mongoose.Schema;
     schema.plugin(tripwire, options);
-    const T = connection.model(`Disabled${++count}`, schema) as unknown as Model;
+    const T = suite.connection.model(`Disabled${++count}`, schema) as unknown as Model;
     await rogueCreate(T, ctx());
     await settle();
     process.off('warning', onWarning);
@@ -260,7 +247,7 @@ describe('nothing leaks', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(secrets).toHaveLength(10_000);
     expect(reports.length).toBeGreaterThan(4_000);
-    const everything = JSON.stringify(reports) + JSON.stringify(listener.datagrams);
+    const everything = JSON.stringify(reports) + JSON.stringify(suite.listener.datagrams);
     const leaked = secrets.filter((secret) => everything.includes(secret));
     expect(leaked).toEqual([]);
   }, 120_000);

@@ -1,0 +1,31 @@
+/**
+ * A test file's connection and local DogStatsD listener: opened once, closed at the end; after each
+ * test the plugin's clients are closed (counters flushed) and the received datagrams cleared.
+ */
+import type { Connection } from 'mongoose';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { close } from '../../src/index.js';
+import { startListener, type Listener } from '../../src/listen.js';
+
+export interface ListenerSuite {
+  connection: Connection;
+  listener: Listener;
+}
+
+export function listenerSuite(open: () => Promise<Connection>): ListenerSuite {
+  const suite = {} as ListenerSuite;
+  beforeAll(async () => {
+    suite.connection = await open();
+    suite.listener = await startListener({ port: 0 });
+  });
+  afterEach(async () => {
+    await close();
+    suite.listener.datagrams.length = 0;
+    suite.listener.malformed.length = 0;
+  });
+  afterAll(async () => {
+    await suite.listener?.close();
+    await suite.connection?.close();
+  });
+  return suite;
+}
