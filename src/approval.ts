@@ -8,7 +8,8 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { findSourceMap } from 'node:module';
+import { createRequire, findSourceMap } from 'node:module';
+import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
 import { memoize } from './memo.js';
@@ -39,8 +40,49 @@ export function toFilePath(fileName: string): string {
   return fileName.startsWith('file://') ? urlToPath(fileName) : fileName;
 }
 
+// Mongoose (and the driver it resolves) wherever it is loaded from: a vendored, bundled or symlinked
+// copy is not under node_modules/mongoose. Learned from the stack when Mongoose compiles a model.
+const machineryDirs: string[] = [];
+let mongooseDirs: string[] = [];
+
+/** The folder holding the package that `file` belongs to (the nearest one with a package.json). */
+function packageDirOf(file: string): string | undefined {
+  for (let dir = dirname(file); dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(`${dir}${sep}package.json`)) return dir + sep;
+  }
+  return undefined;
+}
+
+/**
+ * Records where this Mongoose lives, from one of its own files (`lib/model.js`), and the driver and
+ * helpers it resolves from there. Idempotent; never throws.
+ */
+export function learnMongooseFrom(mongooseFile: string): void {
+  const lib = dirname(mongooseFile) + sep;
+  if (mongooseDirs.includes(lib)) return;
+  mongooseDirs = [...mongooseDirs, lib];
+  machineryDirs.push(lib);
+  const resolveFrom = createRequire(mongooseFile);
+  for (const name of ['mongodb', 'kareem', 'mquery', 'bson', 'mpath', 'sift']) {
+    try {
+      const dir = packageDirOf(resolveFrom.resolve(name));
+      if (dir && !machineryDirs.includes(dir)) machineryDirs.push(dir);
+    } catch { /* not a dependency of this Mongoose version */ }
+  }
+}
+
+/** True for a file of Mongoose itself (not the driver): its calls are Mongoose's own. */
+export function isMongooseFile(path: string): boolean {
+  for (const dir of mongooseDirs) if (path.startsWith(dir)) return true;
+  return MONGOOSE_FILE.test(path);
+}
+
+const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/]/;
+
 export function isInternalFile(path: string): boolean {
-  return path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(OWN_DIR) || WRITE_MACHINERY.test(path);
+  if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(OWN_DIR) || WRITE_MACHINERY.test(path)) return true;
+  for (const dir of machineryDirs) if (path.startsWith(dir)) return true;
+  return false;
 }
 
 const toPosix = sep === '/' ? (p: string) => p : (p: string) => p.split(sep).join('/');

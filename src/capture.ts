@@ -11,7 +11,7 @@
  */
 import { findSourceMap } from 'node:module';
 import { parse as parseStackString } from 'stacktrace-parser';
-import { toFilePath, type Approval } from './approval.js';
+import { isMongooseFile, toFilePath, type Approval } from './approval.js';
 
 /** One stack frame, as shown in reports. */
 export interface Frame {
@@ -79,14 +79,27 @@ function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | unde
 }
 
 /**
- * The file of the frame that called `entry` (one frame read: about 2 µs); `null` for a frame without
- * a file (eval); `undefined` when no stack can be read at all (a frozen `Error` with a limit of 0).
+ * Is the code that called `entry` Mongoose itself (its own write through the collection, an internal
+ * `$save` of `Model.create`)? Frames of other packages (a test spy wrapping the method) and Node's
+ * are looked through. A few frames are read; `undefined` when no stack can be read at all.
  */
-export function callerFileName(entry: Function): string | null | undefined {
-  const sites = readCallSites(1, entry);
-  if (sites) return sites[0]?.getFileName() ?? null;
-  const first = parsedStack(entry)?.[0];
-  return first ? first.file ?? null : undefined;
+export function calledByMongoose(entry: Function): boolean | undefined {
+  const sites = readCallSites(CALLER_DEPTH, entry);
+  if (sites) return mongooseCalled(sites.map((site) => site.getFileName()));
+  const parsed = parsedStack(entry);
+  return parsed ? mongooseCalled(parsed.slice(0, CALLER_DEPTH).map((frame) => frame.file)) : undefined;
+}
+
+const CALLER_DEPTH = 6;
+
+function mongooseCalled(fileNames: ReadonlyArray<string | null | undefined>): boolean {
+  for (const fileName of fileNames) {
+    if (!fileName) return false;
+    const path = toFilePath(fileName);
+    if (isMongooseFile(path)) return true;
+    if (!path.startsWith('node:') && !/[\\/]node_modules[\\/]/.test(path)) return false;
+  }
+  return false;
 }
 
 function isApprovedSite(site: NodeJS.CallSite, approval: Approval): boolean {
@@ -195,9 +208,16 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
  * Classifies the write being called right now. `entry` is the wrapper the app called (directly or
  * through Mongoose), so the plugin's own frames never appear and never count as approved.
  */
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture {
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture;
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose: true): Capture | undefined;
+/** With `unlessMongoose`, undefined when Mongoose itself made the call (no second stack read for it). */
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose = false): Capture | undefined {
   const shallow = readCallSites(SHALLOW_DEPTH, entry);
-  if (shallow === undefined) return captureFromStackString(entry, approval, maxFrames);
+  if (shallow === undefined) {
+    if (unlessMongoose && calledByMongoose(entry)) return undefined;
+    return captureFromStackString(entry, approval, maxFrames);
+  }
+  if (unlessMongoose && mongooseCalled(shallow.map((site) => site.getFileName()))) return undefined;
   if (anyApproved(shallow, approval)) return APPROVED;
   let sites = shallow;
   if (shallow.length >= SHALLOW_DEPTH) {

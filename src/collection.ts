@@ -1,20 +1,22 @@
 /**
- * Writes that skip Mongoose middleware.
+ * Writes that skip Mongoose: `Model.collection.*` (the same object as `doc.collection`,
+ * `connection.collection(name)` and `connection.collections[name]`) calls the driver directly.
  *
- * `Model.collection.*` calls the driver directly: no hook fires, so the plugin wraps the methods of
- * that collection object itself. Mongoose uses the same object for its own writes (already seen by
- * middleware), so a call whose caller is Mongoose passes straight through: nothing is reported twice.
+ * Its write methods are wrapped in place, as own properties of that one shared object, so identity
+ * holds and a spy the app puts on `Model.collection.insertOne` still sees `Model.create`. Mongoose
+ * makes its own writes through the same methods: a call whose caller is Mongoose (looked through a
+ * spy's frames) passes straight through, since the entry point the app called reports it.
  *
  * Any other route to the same collection (`connection.db.collection('accesstokens')`, another
  * client) is invisible to Mongoose. With driver command monitoring on, those write commands are
- * counted as `tripwire.unattributed_writes`: every path this plugin knows runs inside a marked
- * AsyncLocalStorage context, so an unmarked write command came from elsewhere. Its call site is not
- * recoverable (the driver runs the command after its own awaits).
+ * counted as `tripwire.unattributed_writes`: every call through the shared collection runs inside a
+ * marked AsyncLocalStorage context, so an unmarked write command came from elsewhere. Its call site
+ * is not recoverable (the driver runs the command after its own awaits).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { callerFileName } from './capture.js';
+import { calledByMongoose } from './capture.js';
 import type { CollectionMethod, WriteKind } from './report.js';
-import type { Watcher } from './watcher.js';
+import type { Watcher, WriteEvent } from './watcher.js';
 import { bulkKindOf, filterId, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const KINDS: Record<CollectionMethod, WriteKind> = {
@@ -25,15 +27,13 @@ const KINDS: Record<CollectionMethod, WriteKind> = {
   find: 'read', findOne: 'read', countDocuments: 'read', estimatedDocumentCount: 'read', distinct: 'read', aggregate: 'read',
 };
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
-const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/]/;
 
-/** Marks the async context of every write made through a path the plugin knows. */
+/** Marks the async context of every write made through the shared collection. */
 const knownPath = new AsyncLocalStorage<true>();
 
 // Marking costs: in Node 20 an active AsyncLocalStorage turns on promise hooks for the whole
 // process. So contexts are marked only once some connection really monitors commands.
 let marking = false;
-
 
 interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
 interface ConnectionLike { getClient?(): ClientLike | undefined; once?(event: string, fn: () => void): void; name?: string }
@@ -43,53 +43,37 @@ interface ClientLike {
 }
 interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
 
-const marked = new WeakSet<object>();
+const WRAPPED = Symbol('mongoose-tripwire.collection');
 
-const USER_FACING = Symbol('mongoose-tripwire.userFacingCollection');
+type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 
-/**
- * Marks the shared collection's write methods so Mongoose's writes through it run in the known
- * context. Every Mongoose write passes here: unmarked (no monitoring), it is one flag test.
- */
-function markKnownCalls(native: CollectionLike): void {
-  if (marked.has(native)) return;
-  marked.add(native);
-  for (const method of Object.keys(KINDS) as CollectionMethod[]) {
-    const original = native[method];
-    if (KINDS[method] === 'read' || typeof original !== 'function') continue; // reads send no write command
-    const markedCall = function (this: unknown, ...args: unknown[]): unknown {
-      return marking ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
-    };
-    Object.defineProperty(native, method, { value: markedCall, writable: true, configurable: true, enumerable: false });
-  }
+/** The collection's own implementation of `method`, past our wrapper (looked up per call: an app may replace it). */
+function implementation(collection: object, method: string): AnyFunction | undefined {
+  const value: unknown = (Object.getPrototypeOf(collection) as Record<string, unknown> | null)?.[method];
+  return typeof value === 'function' ? (value as AnyFunction) : undefined;
 }
 
-/**
- * Gives `Model.collection` a user-facing object whose methods capture and report. Mongoose's own
- * writes go through `$__collection` (the shared collection), so they never reach these wrappers
- * and pay nothing for them; if a Mongoose path does call `Model.collection`, the caller check
- * below hands it back to the middleware, so nothing is reported twice.
- */
+/** Wraps the write methods (reads too with `operations: [..., 'read']`) of a watched model's collection, once. */
 export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
-  const native = model.collection as CollectionLike | undefined;
-  if (!isObject(native) || (native as Record<symbol, unknown>)[USER_FACING]) return;
-  markKnownCalls(native);
+  const collection = model.collection as CollectionLike | undefined;
+  if (!isObject(collection) || (collection as Record<symbol, unknown>)[WRAPPED]) return;
+  Object.defineProperty(collection, WRAPPED, { value: watcher });
   const modelName = model.modelName ?? '<unknown>';
   const reads = watcher.options.operations.has('read');
   const throwMode = watcher.options.mode === 'throw';
-  const userFacing = Object.create(native) as CollectionLike;
-  Object.defineProperty(userFacing, USER_FACING, { value: true });
 
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
-    if (KINDS[method] === 'read' && !reads) continue;
-    const original = native[method];
-    if (typeof original !== 'function') continue;
+    if ((KINDS[method] === 'read' && !reads) || !implementation(collection, method)) continue;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      const caller = callerFileName(wrapper);
-      if (caller === undefined || (caller !== null && MONGOOSE_FILE.test(caller))) return original.apply(native, args);
+      const original = implementation(collection, method)!;
+      const mongoose = calledByMongoose(wrapper);
+      if (mongoose !== false) {
+        // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
+        return marking && KINDS[method] !== 'read' ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
+      }
       const capture = watcher.capture(wrapper);
       const kind = method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
-      const event = (result: unknown) => ({
+      const event = (result: unknown): WriteEvent => ({
         model: modelName, operation: `collection.${method}` as const, kind, capture, bypassedMiddleware: true,
         ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
       });
@@ -97,19 +81,45 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
         const refusal = watcher.refusal(event(undefined), wrapper);
         if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
       }
-      const report = (result: unknown) => watcher.completed(event(result), wrapper);
-      const result = original.apply(native, args);
-      if (isObject(result) && typeof result.then === 'function') {
-        (result as unknown as Promise<unknown>).then(report, () => undefined); // failed writes are not reported
-      } else {
-        report(undefined); // cursors (find, aggregate): reported when created
+      const result = marking ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
+      if (!isObject(result) || typeof result.then !== 'function') {
+        watcher.completed(event(undefined), wrapper); // cursors and bulk-op builders: reported when created
+        return result;
       }
-      return result;
+      // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
+      return (result as unknown as Promise<unknown>).then(
+        (value) => {
+          watcher.completed(event(value), wrapper);
+          return value;
+        },
+        (error: unknown) => {
+          // A batch that failed part-way still wrote what it wrote.
+          const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
+          if (partial && Object.values(resultCounts(partial)).some((n) => n > 0)) watcher.completed(event(partial), wrapper);
+          throw error;
+        },
+      );
     };
-    Object.defineProperty(userFacing, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
+    Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
   }
-  model.collection = userFacing;
-  watchDriver(native, watcher);
+  watchDriver(collection, watcher);
+}
+
+// One `connected` listener per connection, however many models wait on it (no MaxListenersExceededWarning).
+const waitingForClient = new WeakMap<object, Array<() => void>>();
+
+function whenConnected(connection: ConnectionLike, attach: () => void): void {
+  let waiting = waitingForClient.get(connection);
+  if (!waiting) {
+    const queue: Array<() => void> = [];
+    waitingForClient.set(connection, (waiting = queue));
+    connection.once?.('connected', () => {
+      waitingForClient.delete(connection);
+      for (const fn of queue) fn();
+    });
+  }
+  waiting.push(attach);
 }
 
 const watchedClients = new WeakMap<object, Map<string, Set<Watcher>>>();
@@ -151,5 +161,5 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
     watchers.add(watcher);
   };
   if (connection.getClient?.()) attach();
-  else connection.once?.('connected', attach);
+  else whenConnected(connection, attach);
 }

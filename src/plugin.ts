@@ -1,22 +1,26 @@
 /**
  * Plugin wiring: where each write is seen when it is called, and where it is known to have happened.
  *
- * Call time: the write entry points are overridden on this schema only (statics, query helpers and
- * document methods are Mongoose's per-model extension points), so other models are untouched.
- * Each override captures the call site synchronously and carries the verdict:
- *   - query writes (also reached by `Model.updateOne`, `doc.updateOne()`, chained queries): on the Query;
- *   - `save` / `$save` (also reached by `Model.create`, `Model.insertOne`): on the document;
- *   - `create`, `insertOne`, `insertMany`, `bulkWrite`, `bulkSave`: in an AsyncLocalStorage store,
- *     because they await before the internal saves and their model-level hooks run.
- * Completion: post middleware counts and reports. Throw mode refuses in pre middleware.
+ * Nothing is added to the schema: no method, static, query helper or middleware, because Mongoose
+ * treats a schema's own `save` as a reason to drop its built-in save middleware (timestamps,
+ * subdocument hooks), and middleware can be skipped by the app (`{ middleware: false }`). Instead,
+ * when Mongoose compiles a watched model (the schema's `init` event), the write entry points of that
+ * model only are wrapped as own, non-enumerable properties of its prototype, its Query prototype
+ * and the model itself (other models are untouched), and its collection's methods in place
+ * (collection.ts), so `Model.collection`, `doc.collection` and `connection.collections[name]` stay
+ * one object that the app's spies see.
+ *
+ * Each wrapper captures the call site synchronously, then observes the outcome on the promise the
+ * entry point returns: the app gets `promise.then(observe)`, which settles with the same value or
+ * error and is unhandled exactly when the app leaves it unhandled.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Schema } from 'mongoose';
+import { learnMongooseFrom } from './approval.js';
 import type { Capture } from './capture.js';
+import { instrumentCollection } from './collection.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
-import { activeWatchers, Watcher, type WriteEvent } from './watcher.js';
-import { instrumentCollection } from './collection.js';
+import { Watcher, type WriteEvent } from './watcher.js';
 import { bulkKindOf, filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const QUERY_WRITES = {
@@ -38,53 +42,72 @@ const QUERY_READS = {
   estimatedDocumentCount: 'read',
   distinct: 'read',
 } as const satisfies Record<string, WriteKind>;
-const QUERY_OPS: Record<string, WriteKind> = { ...QUERY_WRITES, ...QUERY_READS };
-type QueryWrite = keyof typeof QUERY_WRITES;
-type QueryOp = QueryWrite | keyof typeof QUERY_READS;
-const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as QueryWrite[];
+const QUERY_OPS: Readonly<Record<string, WriteKind>> = { ...QUERY_WRITES, ...QUERY_READS };
+type QueryOp = keyof typeof QUERY_WRITES | keyof typeof QUERY_READS;
+export const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as Array<keyof typeof QUERY_WRITES>;
 const QUERY_READ_NAMES = Object.keys(QUERY_READS) as Array<keyof typeof QUERY_READS>;
 
-const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
-const SAVE_METHODS = ['save', '$save'] as const;
-
-interface EntryStore {
-  watcher: Watcher;
-  capture: Capture;
-  bulkKind?: WriteKind;
-}
-const entryContext = new AsyncLocalStorage<EntryStore>();
+export const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
+type EntryStatic = (typeof ENTRY_STATICS)[number];
 
 const queryCaptures = new WeakMap<object, Capture>();
-const saveCaptures = new WeakMap<object, { capture: Capture; kind: WriteKind }>();
 
-const WRAPPER = Symbol('mongoose-tripwire.wrapper');
+// Mongoose's `create`/`insertOne` call `doc.$save()` synchronously inside the call we wrapped: that
+// save belongs to the entry already captured, and needs no second stack read.
+let entryDepth = 0;
+
+const WRAPPER = Symbol.for('mongoose-tripwire.wrapper');
 const INSTRUMENTED = Symbol('mongoose-tripwire.instrumented');
 
 type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 type Wrapper = AnyFunction & { [WRAPPER]?: true };
 
-/** The nearest implementation up the prototype chain that is not one of our wrappers. */
-function inherited(target: object, name: string): AnyFunction {
-  for (let holder: object | null = target; holder !== null; holder = Object.getPrototypeOf(holder) as object | null) {
-    const descriptor = Object.getOwnPropertyDescriptor(holder, name);
-    const value: unknown = descriptor?.value;
+/** The nearest implementation from `start` up the prototype chain that is not one of our wrappers. */
+function inherited(start: object | null, name: string): AnyFunction {
+  for (let holder = start; holder !== null; holder = Object.getPrototypeOf(holder) as object | null) {
+    const value: unknown = Object.getOwnPropertyDescriptor(holder, name)?.value;
     if (typeof value === 'function' && !(value as Wrapper)[WRAPPER]) return value as AnyFunction;
   }
   throw new TypeError(`mongoose-tripwire: no Mongoose implementation of ${name} found`);
 }
 
-function markWrapper<F extends AnyFunction>(fn: F): F {
-  Object.defineProperty(fn, WRAPPER, { value: true });
-  return fn;
+// A wrapper's `this` is whatever Mongoose calls it on (a model, a query, a document).
+function defineWrapper(target: object, name: string, wrapper: (this: never, ...args: never[]) => unknown): void {
+  Object.defineProperty(wrapper, WRAPPER, { value: true });
+  Object.defineProperty(target, name, { value: wrapper, writable: true, configurable: true, enumerable: false });
+}
+
+export function isOurWrapper(value: unknown): boolean {
+  return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return isObject(value) && typeof value.then === 'function';
+}
+
+/** The app's promise, observed: same value, same error, same unhandled-rejection behaviour. */
+function observe(result: unknown, done: (value: unknown) => void, failed?: (error: unknown) => void): unknown {
+  if (!isThenable(result)) return result;
+  return result.then(
+    (value) => {
+      done(value);
+      return value;
+    },
+    failed &&
+      ((error: unknown) => {
+        failed(error);
+        throw error;
+      }),
+  );
 }
 
 // ---- The shapes Mongoose hands us, read defensively (no `any` at the boundary). ----
 
-interface ModelLike { modelName?: string; baseModelName?: string }
-interface QueryLike { model?: ModelLike; getFilter?(): Record<string, unknown> }
+interface ModelLike { modelName?: string; baseModelName?: string; discriminators?: Record<string, unknown>; prototype?: object; Query?: { prototype?: object } }
+interface QueryLike { op?: string; model?: ModelLike; getFilter?(): Record<string, unknown> }
 interface DocumentLike { _id?: unknown; $isSubdocument?: boolean; isNew?: boolean; constructor: ModelLike }
 
-function queryOutcome(operation: QueryOp, result: unknown): WriteOutcome {
+function queryOutcome(operation: string, result: unknown): WriteOutcome {
   if (QUERY_OPS[operation] === 'read') return {};
   if (operation.startsWith('findOneAnd')) {
     const found = foundDocument(result) ? 1 : 0;
@@ -93,16 +116,42 @@ function queryOutcome(operation: QueryOp, result: unknown): WriteOutcome {
   return resultCounts(result);
 }
 
-function queryIds(operation: QueryOp, query: QueryLike, result: unknown): unknown[] {
+function queryIds(operation: string, query: QueryLike, result: unknown): unknown[] {
   const ids = filterId(typeof query.getFilter === 'function' ? query.getFilter() : undefined);
   if (QUERY_OPS[operation] === 'read') return ids;
   return [...ids, ...resultIds(result, operation.startsWith('findOneAnd'))];
 }
 
+/** Documents in what `create`/`insertOne`/`insertMany` resolve with (errors left out). */
+function documentsOf(result: unknown): Array<Record<string, unknown>> {
+  const all = Array.isArray(result) ? (result as unknown[]) : [result];
+  return all.filter((doc): doc is Record<string, unknown> => isObject(doc) && !(doc instanceof Error) && doc._id !== undefined);
+}
+
+/** Ids and counts of an entry point's result (`landed` false: nothing is known to have been written). */
+function entryResult(name: EntryStatic, result: unknown): { ids: unknown[]; outcome: WriteOutcome; landed: boolean } {
+  if (name === 'bulkWrite' || name === 'bulkSave' || (name === 'insertMany' && isObject(result) && !Array.isArray(result) && 'insertedCount' in result)) {
+    const outcome = resultCounts(result);
+    return { ids: resultIds(result, false), outcome, landed: Object.values(outcome).some((n) => n > 0) };
+  }
+  const docs = documentsOf(result);
+  return { ids: docs.map((doc) => doc._id), outcome: { inserted: docs.length }, landed: docs.length > 0 };
+}
+
+/** What a batch that failed part-way still wrote, from the error (Mongoose's `insertedDocs`, the driver's `result`). */
+function partialResult(name: EntryStatic, error: unknown): { ids: unknown[]; outcome: WriteOutcome; landed: boolean } | undefined {
+  if (!isObject(error)) return undefined;
+  if (name === 'insertMany' && Array.isArray(error.insertedDocs)) return entryResult('insertMany', error.insertedDocs);
+  if ((name === 'insertMany' || name === 'bulkWrite' || name === 'bulkSave') && isObject(error.result)) {
+    const partial = entryResult('bulkWrite', error.result);
+    return partial.landed ? partial : undefined;
+  }
+  return undefined;
+}
+
 function schemaIsCompiled(schema: Schema): boolean {
   // Mongoose adds its id getter plugin (`addIdGetter`) while compiling a model (Schema#_preCompile):
-  // a schema that has it already belongs to a model whose hooks and methods were copied before we
-  // could add ours.
+  // a schema that has it already belongs to a model that was compiled before we could watch it.
   const plugins = (schema as unknown as { plugins?: Array<{ fn?: { name?: string } }> }).plugins ?? [];
   return plugins.some((plugin) => plugin.fn?.name === 'addIdGetter');
 }
@@ -117,45 +166,11 @@ function appliedAsGlobalPlugin(schema: Schema, options: TripwireOptions): boolea
   return plugins.some((entry) => Array.isArray(entry) && entry[0] === tripwire && entry[1] === options);
 }
 
-/** The hooks one schema was given, so `verify()` can look for them in what Mongoose compiled. */
-export interface Instrumentation {
-  postQuery: Function;
-  postSave: Function;
-  postInsertMany: Function;
-  postBulkWrite: Function;
-}
-const instrumentation = new WeakMap<object, Instrumentation>();
+const watcherOfSchema = new WeakMap<object, Watcher>();
 
-export function instrumentationOf(schema: unknown): Instrumentation | undefined {
-  return isObject(schema) ? instrumentation.get(schema) : undefined;
-}
-
-export function isOurWrapper(value: unknown): boolean {
-  return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
-}
-
-export { QUERY_WRITE_NAMES };
-
-// `Model.aggregate()` builds an Aggregate synchronously and runs it later: capture on the call,
-// report from the aggregate post hook, where `this` is the Aggregate.
-const aggregateCaptures = new WeakMap<object, Capture>();
-function instrumentAggregate(schema: Schema, watcher: Watcher): void {
-  const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
-    const model = this as ModelLike;
-    const aggregate = inherited(this as object, 'aggregate').apply(this, args);
-    if (isObject(aggregate) && watcher.watches(model.modelName, model.baseModelName)) aggregateCaptures.set(aggregate, watcher.capture(wrapper));
-    return aggregate;
-  });
-  schema.static('aggregate', wrapper);
-  const onAggregateDone = function postAggregate(this: unknown): void {
-    const model = (this as { _model?: ModelLike })._model;
-    if (!model || !watcher.watches(model.modelName, model.baseModelName)) return;
-    watcher.completed({
-      model: model.modelName ?? '<unknown>', operation: 'aggregate', kind: 'read',
-      capture: aggregateCaptures.get(this as object), ids: () => [], outcome: () => ({}),
-    }, onAggregateDone);
-  };
-  schema.post('aggregate', onAggregateDone);
+/** The registration watching a schema, for `verify()`. */
+export function watcherOf(schema: unknown): Watcher | undefined {
+  return isObject(schema) ? watcherOfSchema.get(schema) : undefined;
 }
 
 const watchersByOptions = new WeakMap<object, Watcher>();
@@ -169,7 +184,7 @@ const disabledOptions = new WeakSet<object>();
 export function tripwire(schema: Schema, options: TripwireOptions): void {
   if (!appliedAsGlobalPlugin(schema, options) && schemaIsCompiled(schema)) {
     throw new TripwireConfigError(
-      'mongoose-tripwire: the plugin was registered on a schema whose model is already compiled, so Mongoose will never call its hooks. ' +
+      'mongoose-tripwire: the plugin was registered on a schema whose model is already compiled, so it could never see that model. ' +
         'Register it before mongoose.model()/connection.model() is called for this schema.',
     );
   }
@@ -188,159 +203,199 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
     watcher = new Watcher(resolved);
     watchersByOptions.set(options, watcher);
   }
-  const marked = (schema as unknown as Record<symbol, Watcher | undefined>)[INSTRUMENTED];
+  const marked = watcherOfSchema.get(schema);
   if (marked === watcher) return;
   if (marked) {
     throw new TripwireConfigError('mongoose-tripwire: the plugin is registered twice on one schema with different options; every write would be reported twice');
   }
-  Object.defineProperty(schema, INSTRUMENTED, { value: watcher });
-  instrument(schema, watcher);
+  watcherOfSchema.set(schema, watcher);
   const known = watcher;
-  schema.on('init', (model: object) => {
-    const compiled = model as ModelLike & { collection?: unknown };
-    if (!known.watches(compiled.modelName, compiled.baseModelName)) return;
-    known.modelCompiled(compiled);
-    instrumentCollection(compiled, known);
+  schema.on('init', function onModelCompiled(model: ModelLike) {
+    learnMongoose(onModelCompiled);
+    instrumentModel(model, known);
   });
 }
 
-function instrument(schema: Schema, watcher: Watcher): void {
-  const throwMode = watcher.options.mode === 'throw';
+/** Mongoose emits `init` from its own `Model.init`: the first file on that stack past Node's is Mongoose's. */
+function learnMongoose(listener: Function): void {
+  const holder: { stack?: unknown } = {};
+  const saved = Error.prepareStackTrace;
+  try {
+    Error.prepareStackTrace = (_error, sites) => sites;
+    Error.captureStackTrace(holder, listener);
+    const sites = Array.isArray(holder.stack) ? (holder.stack as NodeJS.CallSite[]) : [];
+    const file = sites.map((site) => site.getFileName()).find((name) => name && !name.startsWith('node:'));
+    if (file) learnMongooseFrom(file.startsWith('file://') ? new URL(file).pathname : file);
+  } catch { /* the built-in pattern for node_modules/mongoose still applies */ } finally {
+    try { Error.prepareStackTrace = saved; } catch { /* a frozen Error: nothing was changed */ }
+  }
+}
 
-  // ---- Call time ----
+/** Wraps one compiled model's entry points (idempotent: Mongoose emits `init` again on reconnect). */
+function instrumentModel(model: ModelLike, watcher: Watcher): void {
+  const target = model as ModelLike & Record<symbol, unknown> & { collection?: unknown };
+  if (target[INSTRUMENTED] || !watcher.watches(model.modelName, model.baseModelName)) return;
+  Object.defineProperty(target, INSTRUMENTED, { value: watcher });
+  watcher.modelCompiled(model as object & ModelLike);
+  instrumentQueries(model, watcher);
+  instrumentStatics(model, watcher);
+  // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
+  if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
+  instrumentCollection(target, watcher);
+  // Discriminators are compiled from a merged copy of the schema, which has no `init` listener of ours.
+  for (const child of Object.values(model.discriminators ?? {})) instrumentModel(child as ModelLike, watcher);
+  const discriminator = (model as { discriminator?: unknown }).discriminator;
+  if (typeof discriminator === 'function' && !isOurWrapper(discriminator)) {
+    defineWrapper(model, 'discriminator', function discriminator(this: unknown, ...args: unknown[]) {
+      const child = inherited(Object.getPrototypeOf(model) as object, 'discriminator').apply(this, args);
+      if (typeof child === 'function') instrumentModel(child as ModelLike, watcher);
+      return child;
+    });
+  }
+}
+
+function instrumentQueries(model: ModelLike, watcher: Watcher): void {
+  const proto = model.Query?.prototype;
+  if (!proto) return;
+  const parent = Object.getPrototypeOf(proto) as object;
   const readsToo = watcher.options.operations.has('read');
-  const queryNames: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
-  for (const name of queryNames) {
-    const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
-      const query = this as QueryLike;
+  const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
+  for (const name of names) {
+    const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
       // The first call is the application's; Mongoose calls the method again on the same query from
       // its own middleware (`doc.updateOne()` does, in a pre hook), where no application frame is left.
-      if (!queryCaptures.has(query) && watcher.watches(query.model?.modelName, query.model?.baseModelName)) {
-        const store = entryContext.getStore();
-        queryCaptures.set(query, store?.watcher === watcher ? store.capture : watcher.capture(wrapper));
+      if (!queryCaptures.has(this) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) {
+        queryCaptures.set(this, watcher.capture(wrapper));
       }
-      return inherited(this as object, name).apply(this, args);
-    });
-    (schema.query as Record<string, unknown>)[name] = wrapper;
-  }
-
-  for (const name of SAVE_METHODS) {
-    const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
-      const doc = this as DocumentLike;
-      if (doc.$isSubdocument !== true && watcher.watches(doc.constructor.modelName, doc.constructor.baseModelName)) {
-        const store = entryContext.getStore();
-        const capture = store?.watcher === watcher ? store.capture : watcher.capture(wrapper);
-        saveCaptures.set(doc, { capture, kind: doc.isNew === false ? 'update' : 'create' });
-      }
-      return inherited(this as object, name).apply(this, args);
-    });
-    schema.method(name, wrapper, { suppressWarning: true });
-  }
-
-  for (const name of ENTRY_STATICS) {
-    const wrapper: Wrapper = markWrapper(function (this: unknown, ...args: unknown[]) {
-      const model = this as ModelLike;
-      const original = inherited(this as object, name);
-      if (!watcher.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
-      const store: EntryStore = { watcher, capture: watcher.capture(wrapper) };
-      if (name === 'bulkWrite') store.bulkKind = bulkKindOf(args[0]);
-      return entryContext.run(store, () => original.apply(this, args));
-    });
-    schema.static(name, wrapper);
-  }
-
-  // ---- Completion (and refusal in throw mode) ----
-  const queryEvent = (query: QueryLike & { op?: string }, result: unknown): WriteEvent | undefined => {
-    const operation = query.op as QueryOp | undefined;
-    const model = query.model;
-    if (!operation || !(operation in QUERY_OPS) || !model || !watcher.watches(model.modelName, model.baseModelName)) return undefined;
-    return {
-      model: model.modelName ?? '<unknown>',
-      operation,
-      kind: QUERY_OPS[operation]!,
-      capture: queryCaptures.get(query),
-      ids: () => queryIds(operation, query, result),
-      outcome: () => queryOutcome(operation, result),
+      return inherited(parent, name).apply(this, args);
     };
-  };
-  const saveEvent = (doc: DocumentLike): WriteEvent | undefined => {
-    if (doc.$isSubdocument === true || !watcher.watches(doc.constructor.modelName, doc.constructor.baseModelName)) return undefined;
-    const seen = saveCaptures.get(doc);
-    return {
-      model: doc.constructor.modelName ?? '<unknown>',
-      operation: 'save',
-      kind: seen?.kind ?? (doc.isNew === false ? 'update' : 'create'),
-      capture: seen?.capture,
-      ids: () => [doc._id],
-      outcome: () => ({}),
-    };
-  };
-  const modelEvent = (model: ModelLike, operation: 'insertMany' | 'bulkWrite', result: unknown): WriteEvent | undefined => {
-    if (!watcher.watches(model.modelName, model.baseModelName)) return undefined;
-    const store = entryContext.getStore();
-    const capture = store?.watcher === watcher ? store.capture : undefined;
-    if (operation === 'insertMany') {
-      const docs = Array.isArray(result) ? (result as unknown[]) : [];
-      return {
-        model: model.modelName ?? '<unknown>', operation, kind: 'create', capture,
-        ids: () => docs.map((doc) => (isObject(doc) ? doc._id : undefined)),
-        outcome: () => ({ inserted: docs.length }),
-      };
+    defineWrapper(proto, name, wrapper);
+  }
+
+  const throwMode = watcher.options.mode === 'throw';
+  defineWrapper(proto, 'exec', function exec(this: QueryLike, ...args: unknown[]): unknown {
+    const original = inherited(parent, 'exec');
+    const operation = typeof args[0] === 'string' ? args[0] : this.op;
+    const kind = operation === undefined ? undefined : QUERY_OPS[operation];
+    const model = this.model;
+    if (kind === undefined || !watcher.options.operations.has(kind) || !model || !watcher.watches(model.modelName, model.baseModelName)) {
+      return original.apply(this, args);
     }
-    return {
-      model: model.modelName ?? '<unknown>', operation, kind: store?.bulkKind ?? 'update', capture,
-      ids: () => resultIds(result, false),
-      outcome: () => resultCounts(result),
+    const query = this;
+    const event = (result: unknown): WriteEvent => ({
+      model: model.modelName ?? '<unknown>',
+      operation: operation as WriteOperation,
+      kind,
+      capture: queryCaptures.get(query),
+      ids: () => queryIds(operation!, query, result),
+      outcome: () => queryOutcome(operation!, result),
+    });
+    if (throwMode && kind !== 'read') {
+      const refusal = watcher.refusal(event(undefined), exec);
+      if (refusal) return Promise.reject(refusal);
+    }
+    return observe(original.apply(this, args), (result) => watcher.completed(event(result), exec));
+  });
+  if (readsToo) instrumentAggregate(model, watcher);
+}
+
+// `Model.aggregate()` builds an Aggregate synchronously and runs it later: capture on the call,
+// observe its `exec` through the Aggregate's own promise.
+function instrumentAggregate(model: ModelLike, watcher: Watcher): void {
+  const parent = Object.getPrototypeOf(model) as object;
+  const wrapper = function aggregate(this: ModelLike, ...args: unknown[]): unknown {
+    const built = inherited(parent, 'aggregate').apply(this, args);
+    if (!isObject(built) || typeof built.exec !== 'function' || !watcher.watches(this.modelName, this.baseModelName)) return built;
+    const capture = watcher.capture(wrapper);
+    const name = this.modelName ?? '<unknown>';
+    const exec = built.exec as AnyFunction;
+    Object.defineProperty(built, 'exec', {
+      configurable: true, writable: true, enumerable: false,
+      value: function (this: unknown, ...execArgs: unknown[]) {
+        return observe(exec.apply(this, execArgs), () =>
+          watcher.completed({ model: name, operation: 'aggregate', kind: 'read', capture, ids: () => [], outcome: () => ({}) }, wrapper));
+      },
+    });
+    return built;
+  };
+  defineWrapper(model, 'aggregate', wrapper);
+}
+
+function instrumentSave(model: ModelLike, watcher: Watcher): void {
+  const proto = model.prototype;
+  if (!proto) return;
+  const parent = Object.getPrototypeOf(proto) as object;
+  const throwMode = watcher.options.mode === 'throw';
+  const wrapper = function save(this: DocumentLike, ...args: unknown[]): unknown {
+    const original = inherited(parent, '$save');
+    const model = this.constructor;
+    if (this.$isSubdocument === true || entryDepth > 0 || !watcher.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
+    // `Model.create([...], { ordered: true })` saves its documents after an await: Mongoose is the caller.
+    const capture = watcher.captureUnlessMongoose(wrapper);
+    if (capture === undefined) return original.apply(this, args);
+    const doc = this;
+    const kind: WriteKind = doc.isNew === false ? 'update' : 'create';
+    const event = (): WriteEvent => ({ model: model.modelName ?? '<unknown>', operation: 'save', kind, capture, ids: () => [doc._id], outcome: () => ({}) });
+    if (throwMode) {
+      const refusal = watcher.refusal(event(), wrapper);
+      if (refusal) return Promise.reject(refusal);
+    }
+    return observe(original.apply(this, args), () => watcher.completed(event(), wrapper));
+  };
+  // One function for both names, as in Mongoose (`doc.$save === doc.save`). A schema path named
+  // `save` owns that name (Mongoose's gh-9010 option): then only `$save` is wrapped.
+  defineWrapper(proto, '$save', wrapper);
+  const path = (model as { schema?: { path?(name: string): unknown } }).schema?.path?.('save');
+  if (path === undefined || path === null) defineWrapper(proto, 'save', wrapper);
+}
+
+function instrumentStatics(model: ModelLike, watcher: Watcher): void {
+  const parent = Object.getPrototypeOf(model) as object;
+  const throwMode = watcher.options.mode === 'throw';
+  for (const name of ENTRY_STATICS) {
+    if (typeof (model as Record<string, unknown>)[name] !== 'function') continue; // bulkSave/insertOne are newer than some 8.x
+    const wrapper = function (this: ModelLike, ...args: unknown[]): unknown {
+      const original = inherited(parent, name);
+      if (entryDepth > 0 || !watcher.watches(this.modelName, this.baseModelName)) return original.apply(this, args);
+      // `bulkSave` calls `bulkWrite` after an await: Mongoose is the caller, the outer call reports.
+      const capture = watcher.captureUnlessMongoose(wrapper);
+      if (capture === undefined) return original.apply(this, args);
+      const model = this.modelName ?? '<unknown>';
+      const kind = entryKind(name, args[0]);
+      const event = (found: { ids: unknown[]; outcome: WriteOutcome } | undefined): WriteEvent => ({
+        model, operation: name, kind, capture, ids: () => found?.ids ?? [], outcome: () => found?.outcome ?? {},
+      });
+      if (throwMode) {
+        const refusal = watcher.refusal(event(undefined), wrapper);
+        if (refusal) return Promise.reject(refusal);
+      }
+      let result: unknown;
+      entryDepth++;
+      try {
+        result = original.apply(this, args);
+      } finally {
+        entryDepth--;
+      }
+      return observe(
+        result,
+        (value) => watcher.completed(event(entryResult(name, value)), wrapper),
+        (error) => {
+          const partial = partialResult(name, error);
+          if (partial) watcher.completed(event(partial), wrapper);
+        },
+      );
     };
-  };
-
-  const onQueryDone = function postQueryWrite(this: unknown, result: unknown): void {
-    const event = queryEvent(this as QueryLike, result);
-    if (event) watcher.completed(event, onQueryDone);
-  };
-  const onSaveDone = function postSave(this: unknown): void {
-    const event = saveEvent(this as DocumentLike);
-    saveCaptures.delete(this as object);
-    if (event) watcher.completed(event, onSaveDone);
-  };
-  const onInsertManyDone = function postInsertMany(this: unknown, docs: unknown): void {
-    const event = modelEvent(this as ModelLike, 'insertMany', docs);
-    if (event) watcher.completed(event, onInsertManyDone);
-  };
-  const onBulkWriteDone = function postBulkWrite(this: unknown, result: unknown): void {
-    const event = modelEvent(this as ModelLike, 'bulkWrite', result);
-    if (event) watcher.completed(event, onBulkWriteDone);
-  };
-
-  instrumentation.set(schema, { postQuery: onQueryDone, postSave: onSaveDone, postInsertMany: onInsertManyDone, postBulkWrite: onBulkWriteDone });
-  schema.post(queryNames, { document: false, query: true }, onQueryDone);
-  if (readsToo) instrumentAggregate(schema, watcher);
-  schema.post('save', onSaveDone);
-  schema.post('insertMany', onInsertManyDone);
-  schema.post('bulkWrite', onBulkWriteDone);
-
-  if (throwMode) {
-    const refuse = (event: WriteEvent | undefined, hook: Function): void => {
-      const error = event && watcher.refusal(event, hook);
-      if (error) throw error;
-    };
-    const preQuery = function refuseQueryWrite(this: unknown): void { refuse(queryEvent(this as QueryLike, undefined), preQuery); };
-    const preSave = function refuseSave(this: unknown): void { refuse(saveEvent(this as DocumentLike), preSave); };
-    const preInsertMany = function refuseInsertMany(this: unknown): void { refuse(modelEvent(this as ModelLike, 'insertMany', undefined), preInsertMany); };
-    const preBulkWrite = function refuseBulkWrite(this: unknown): void { refuse(modelEvent(this as ModelLike, 'bulkWrite', undefined), preBulkWrite); };
-    schema.pre(QUERY_WRITE_NAMES, { document: false, query: true }, preQuery);
-    schema.pre('save', preSave);
-    schema.pre('insertMany', preInsertMany);
-    schema.pre('bulkWrite', preBulkWrite);
+    defineWrapper(model, name, wrapper);
   }
 }
 
-/** Sends the summed counters of every registration now (they are also sent every 2 s and on close). */
-export function flush(): void {
-  for (const watcher of activeWatchers) watcher.sink?.flushCounters();
+function entryKind(name: EntryStatic, first: unknown): WriteKind {
+  if (name === 'bulkWrite') return bulkKindOf(first);
+  if (name === 'bulkSave') {
+    const docs = Array.isArray(first) ? (first as unknown[]) : [];
+    return docs.some((doc) => isObject(doc) && doc.isNew === false) ? 'update' : 'create';
+  }
+  return 'create';
 }
 
-/** Flushes counters and closes the DogStatsD clients the plugin created (never one the app passed in). */
-export async function close(): Promise<void> {
-  await Promise.all([...activeWatchers].map((watcher) => watcher.close()));
-}
+export { flush, close } from './lifecycle.js';

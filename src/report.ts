@@ -17,7 +17,7 @@ export type CollectionMethod =
   | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate';
 
 export type WriteOperation =
-  | 'save' | 'insertMany' | 'bulkWrite'
+  | 'save' | 'create' | 'insertOne' | 'insertMany' | 'bulkWrite' | 'bulkSave'
   | 'updateOne' | 'updateMany' | 'replaceOne' | 'findOneAndUpdate' | 'findOneAndReplace'
   | 'findOneAndDelete' | 'deleteOne' | 'deleteMany'
   | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate'

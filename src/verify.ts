@@ -4,7 +4,7 @@
  * what it found. Never writes to the database.
  */
 import { activeWatchers, type Watcher } from './watcher.js';
-import { instrumentationOf, isOurWrapper, QUERY_WRITE_NAMES, type Instrumentation } from './plugin.js';
+import { ENTRY_STATICS, isOurWrapper, QUERY_WRITE_NAMES, watcherOf } from './plugin.js';
 
 export interface ModelCheck {
   model: string;
@@ -34,35 +34,27 @@ export interface VerifyResult {
   registrations: RegistrationCheck[];
 }
 
-interface Hooked { _posts?: Map<string, Array<{ fn?: unknown }>> }
 interface CompiledModel {
   modelName?: string;
   schema?: unknown;
-  create?: unknown;
-  insertMany?: unknown;
-  bulkWrite?: unknown;
-  prototype?: { save?: unknown; $save?: unknown };
-  Query?: { prototype?: Record<string, unknown> & { _queryMiddleware?: Hooked } };
-  _middleware?: Hooked;
-  hooks?: Hooked;
+  collection?: Record<string, unknown>;
+  prototype?: Record<string, unknown>;
+  Query?: { prototype?: Record<string, unknown> };
+  [name: string]: unknown;
 }
 
-function hasPost(hooks: Hooked | undefined, name: string, fn: Function): boolean {
-  return hooks?._posts?.get(name)?.some((hook) => hook.fn === fn) === true;
-}
-
-function checkModel(model: CompiledModel, hooks: Instrumentation): string[] {
+/** Reads back, from the compiled model itself, every wrapper a write needs to be seen. */
+function checkModel(model: CompiledModel): string[] {
   const missing: string[] = [];
   const queryProto = model.Query?.prototype;
-  for (const name of QUERY_WRITE_NAMES) {
-    if (!hasPost(queryProto?._queryMiddleware, name, hooks.postQuery)) missing.push(`post ${name} query middleware`);
-    if (!isOurWrapper(queryProto?.[name])) missing.push(`Query#${name} call-site capture`);
+  for (const name of [...QUERY_WRITE_NAMES, 'exec']) {
+    if (!isOurWrapper(queryProto?.[name])) missing.push(`Query#${name} wrapper`);
   }
-  if (!hasPost(model._middleware, 'save', hooks.postSave)) missing.push('post save middleware');
-  if (!hasPost(model.hooks, 'insertMany', hooks.postInsertMany)) missing.push('post insertMany middleware');
-  if (!hasPost(model.hooks, 'bulkWrite', hooks.postBulkWrite)) missing.push('post bulkWrite middleware');
-  for (const name of ['create', 'insertMany', 'bulkWrite'] as const) if (!isOurWrapper(model[name])) missing.push(`Model.${name} call-site capture`);
-  for (const name of ['save', '$save'] as const) if (!isOurWrapper(model.prototype?.[name])) missing.push(`Document#${name} call-site capture`);
+  for (const name of ENTRY_STATICS) {
+    if (typeof model[name] === 'function' && !isOurWrapper(model[name])) missing.push(`Model.${name} wrapper`);
+  }
+  if (!isOurWrapper(model.prototype?.$save)) missing.push('Document#$save wrapper');
+  if (!isOurWrapper(model.collection?.insertOne)) missing.push('Model.collection wrappers');
   return missing;
 }
 
@@ -71,8 +63,7 @@ function checkRegistration(watcher: Watcher, problems: string[]): RegistrationCh
   for (const [name, ref] of watcher.compiledModels) {
     const model = ref.deref() as CompiledModel | undefined;
     if (!model) continue;
-    const hooks = instrumentationOf(model.schema);
-    const missing = hooks ? checkModel(model, hooks) : ['the model was compiled from a schema this plugin did not instrument'];
+    const missing = watcherOf(model.schema) === watcher || isOurWrapper(model.prototype?.$save) ? checkModel(model) : ['the model was compiled from a schema this plugin did not instrument'];
     models.push({ model: name, missing });
     if (missing.length > 0) problems.push(`${name}: Mongoose is missing ${missing.join(', ')}; writes there go unseen`);
   }

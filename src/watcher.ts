@@ -115,6 +115,16 @@ export class Watcher {
     }
   }
 
+  /** As `capture`, but undefined (and one stack read only) when Mongoose itself made the call. */
+  captureUnlessMongoose(entry: Function): Capture | undefined {
+    try {
+      return captureCallSite(entry, this.approval, this.options.maxFrames, true);
+    } catch (error) {
+      this.reportFault('capture_failed', 'could not read the call site of a write (an approved-pattern function threw?)', error);
+      return { ...LOST_CALL_SITE, degraded: 'call site capture failed' };
+    }
+  }
+
   /** From a post hook: count the write and, if rogue, report it after the write's promise settles. */
   completed(event: WriteEvent, entry: Function): void {
     if (!this.options.operations.has(event.kind)) return;

@@ -20,9 +20,9 @@ interface Summary {
 interface Result { dir: string; path: string; style: string; id: string; reports: Summary[] }
 
 const EXPECTED: Record<string, { operation: string; kind: string; hasId?: boolean }> = {
-  'Model.create': { operation: 'save', kind: 'create' },
-  'Model.create(single)': { operation: 'save', kind: 'create' },
-  'Model.insertOne': { operation: 'save', kind: 'create' },
+  'Model.create': { operation: 'create', kind: 'create' },
+  'Model.create(single)': { operation: 'create', kind: 'create' },
+  'Model.insertOne': { operation: 'insertOne', kind: 'create' },
   'new Model().save()': { operation: 'save', kind: 'create' },
   'doc.save()': { operation: 'save', kind: 'update', hasId: true },
   'Model.insertMany': { operation: 'insertMany', kind: 'create' },

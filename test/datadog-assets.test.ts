@@ -226,7 +226,7 @@ describe('what the plugin really sent', () => {
     expect([...emitted.eventTagKeys].sort()).toEqual(['callsite', 'fingerprint', 'kind', 'model', 'operation']);
     expect(emitted.eventSources).toEqual(new Set(['mongoose-tripwire']));
     expect(emitted.eventTitles).toHaveLength(1);
-    expect(emitted.eventTitles[0]).toMatch(/^Rogue write: AssetsToken\.save from legacy\/writes\.mjs:\d+$/);
+    expect(emitted.eventTitles[0]).toMatch(/^Rogue write: AssetsToken\.create from legacy\/writes\.mjs:\d+$/);
     expect(listener.malformed).toEqual([]);
   });
 });

@@ -54,7 +54,7 @@ describe('the DogStatsD event', () => {
     expect(suite.listener.malformed).toEqual([]);
     const [event] = events();
     const line = siteLine('légacy/jetons-été.mjs', '发放令牌') as number;
-    expect(event!.title).toBe(`Rogue write: ${T.modelName}.save from légacy/jetons-été.mjs:${line}`);
+    expect(event!.title).toBe(`Rogue write: ${T.modelName}.create from légacy/jetons-été.mjs:${line}`);
     const text = event!.text;
     expect(text.split('\n')[1]).toBe('@slack-auth-alerts');
     expect(text).toMatch(/^%%%\n/);
@@ -62,7 +62,7 @@ describe('the DogStatsD event', () => {
     expect(text).toContain(`légacy/jetons-été.mjs:${line}:`);
     expect(text).toContain('发放令牌');
     expect(event).toMatchObject({ alertType: 'warning', aggregationKey: expect.stringMatching(/^[0-9a-f]{16}$/) });
-    expect(event!.tags).toEqual(expect.arrayContaining([`model:${T.modelName}`, 'operation:save', 'kind:create', `callsite:légacy/jetons-été.mjs:${line}`, 'team:auth']));
+    expect(event!.tags).toEqual(expect.arrayContaining([`model:${T.modelName}`, 'operation:create', 'kind:create', `callsite:légacy/jetons-été.mjs:${line}`, 'team:auth']));
     expect(JSON.stringify(suite.listener.datagrams)).not.toContain('tok_secret_value_1');
   });
 

@@ -143,7 +143,7 @@ describe('registration', () => {
       await Other.create({ token: 'b' });
       await Token.updateOne({ token: 'a' }, { $set: { 'nested.a': 'c' } });
       await m.settle();
-      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['GlobalToken.save', 'GlobalToken.updateOne']);
+      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['GlobalToken.create', 'GlobalToken.updateOne']);
     } finally {
       await conn.close();
     }
@@ -161,7 +161,7 @@ describe('discriminators', () => {
     await Service.updateOne({ service: 'billing' }, { $set: { service: 'x' } });
     await Service.deleteMany({});
     await m.settle();
-    expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['ServiceToken.save', 'ServiceToken.updateOne', 'ServiceToken.deleteMany']);
+    expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['ServiceToken.create', 'ServiceToken.updateOne', 'ServiceToken.deleteMany']);
   });
 });
 
@@ -174,7 +174,7 @@ describe('throw mode', () => {
       const before = await T.countDocuments();
       const error = await legacy.legacyLogin(T, t.token()).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(RogueWriteError);
-      expect((error as RogueWriteError).report).toMatchObject({ model: 'AccessToken', operation: 'save', blocked: true });
+      expect((error as RogueWriteError).report).toMatchObject({ model: 'AccessToken', operation: 'create', blocked: true });
       expect(await T.countDocuments()).toBe(before);
       await expect(T.collection.insertOne({ token: t.token() })).rejects.toBeInstanceOf(RogueWriteError); // raw writes too
       const doc = await conn.db!.collection(T.collection.collectionName).insertOne({ token: t.token() });

@@ -80,7 +80,7 @@ describe('examples/minimal-esm', () => {
     expect(reports, explain(run)).toEqual([
       {
         model: 'AccessToken',
-        operation: 'save',
+        operation: 'create',
         kind: 'create',
         callSite: expect.objectContaining({ file: fromRoot('examples/minimal-esm/app.mjs'), line: siteLine('examples/minimal-esm/app.mjs', 'rogue-create') }),
         location: expect.stringMatching(new RegExp(`^app\\.mjs:${siteLine('examples/minimal-esm/app.mjs', 'rogue-create')}:\\d+$`)),
