@@ -31,7 +31,7 @@ export interface Approval {
 const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
 
 // Mongoose and the libraries it calls through: frames here are the write machinery, not its caller.
-const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose|mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/]/;
+const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose[\\/](?:lib[\\/]|index\.js$)|(?:mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/])/;
 
 const urlToPath = memoize(fileURLToPath, 10_000);
 
@@ -77,7 +77,8 @@ export function isMongooseFile(path: string): boolean {
   return MONGOOSE_FILE.test(path);
 }
 
-const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/]/;
+// Mongoose's code is its lib/ folder (and index.js); its own tests, in the same package, are an app.
+const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/](?:lib[\\/]|index\.js$)/;
 
 export function isInternalFile(path: string): boolean {
   if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(OWN_DIR) || WRITE_MACHINERY.test(path)) return true;
