@@ -272,6 +272,14 @@ function instrumentQueries(model: ModelLike, watcher: Watcher): void {
     defineWrapper(proto, name, wrapper);
   }
 
+  // `query.clone()` builds a query without any builder call: the clone is judged where it is made.
+  const clone = function clone(this: QueryLike, ...args: unknown[]): unknown {
+    const copy = inherited(parent, 'clone').apply(this, args);
+    if (isObject(copy) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, watcher.capture(clone));
+    return copy;
+  };
+  defineWrapper(proto, 'clone', clone);
+
   const throwMode = watcher.options.mode === 'throw';
   defineWrapper(proto, 'exec', function exec(this: QueryLike, ...args: unknown[]): unknown {
     const original = inherited(parent, 'exec');
