@@ -25,6 +25,8 @@ interface Client {
   /** Sends a pre-built message with the client's tags and transport (hot-shots' own, untyped in its .d.ts). */
   send(message: string, tags: readonly string[], callback: (error?: Error | null) => void): void;
   close(callback: (error?: Error | null) => void): void;
+  /** hot-shots ≥ 17: sends the buffer now; the callback runs once it was handed to the socket and sends in flight drained. */
+  flush?(callback?: (error?: Error | null) => void): void;
   globalTags?: string[];
   getDatadogExtensionFields?: () => string[];
   host?: string;
@@ -43,6 +45,8 @@ export class DatadogSink implements WriteListener {
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly environment: string[];
   private closed = false;
+  /** Datagrams handed to a client we own since its buffer was last flushed. */
+  private buffered = false;
   readonly target: StatsdTarget;
 
   constructor(
@@ -117,6 +121,7 @@ export class DatadogSink implements WriteListener {
   }
 
   private send(message: string, tags: string[]): void {
+    if (this.target.owned) this.buffered = true;
     try {
       this.client.send(message, tags, (error) => {
         if (error) this.reportFault('send_failed', 'could not send to DogStatsD', error);
@@ -154,6 +159,48 @@ export class DatadogSink implements WriteListener {
     }
   }
 
+  /** Counters not sent yet, or datagrams still in the buffer of a client we own. */
+  hasUnsent(): boolean {
+    return !this.closed && (this.counters.size > 0 || this.buffered);
+  }
+
+  /**
+   * Sends the counters and, for a client we own, its buffer: resolves once the datagrams were handed
+   * to the socket (hot-shots' `flush` callback). A client the app passed in is the app's to flush.
+   */
+  async flush(): Promise<void> {
+    if (this.closed) return;
+    this.flushCounters();
+    if (!this.target.owned || !this.buffered) return;
+    this.buffered = false;
+    const client = this.client;
+    if (typeof client.flush !== 'function') return;
+    await new Promise<void>((resolve) => {
+      try {
+        client.flush!((error) => {
+          if (error) this.reportFault('send_failed', 'could not send to DogStatsD', error);
+          resolve();
+        });
+      } catch (error) {
+        this.reportFault('send_failed', 'could not send to DogStatsD', error);
+        resolve();
+      }
+    });
+  }
+
+  /** As much of `flush()` as runs synchronously: every datagram handed to the socket (for `process.on('exit')`). */
+  flushSync(): void {
+    if (this.closed) return;
+    this.flushCounters();
+    if (!this.target.owned || !this.buffered) return;
+    this.buffered = false;
+    try {
+      this.client.flush?.();
+    } catch (error) {
+      this.reportFault('send_failed', 'could not send to DogStatsD', error);
+    }
+  }
+
   /** Flushes the counters and, for a client we created, flushes and closes it. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -162,6 +209,7 @@ export class DatadogSink implements WriteListener {
     clearInterval(this.heartbeatTimer);
     this.flushCounters();
     if (!this.target.owned) return;
+    this.buffered = false;
     await new Promise<void>((resolve) => {
       try {
         this.client.close((error) => {

@@ -15,7 +15,7 @@ import type { Schema } from 'mongoose';
 import type { Capture } from './capture.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
-import { activeWatchers, Watcher, type WriteEvent } from './watcher.js';
+import { Watcher, type WriteEvent } from './watcher.js';
 import { instrumentCollection } from './collection.js';
 import { bulkKindOf, filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
 
@@ -333,14 +333,4 @@ function instrument(schema: Schema, watcher: Watcher): void {
     schema.pre('insertMany', preInsertMany);
     schema.pre('bulkWrite', preBulkWrite);
   }
-}
-
-/** Sends the summed counters of every registration now (they are also sent every 2 s and on close). */
-export function flush(): void {
-  for (const watcher of activeWatchers) watcher.sink?.flushCounters();
-}
-
-/** Flushes counters and closes the DogStatsD clients the plugin created (never one the app passed in). */
-export async function close(): Promise<void> {
-  await Promise.all([...activeWatchers].map((watcher) => watcher.close()));
 }
