@@ -4,6 +4,7 @@
  * process, which resolve only once every completed rogue write is counted, reported and sent.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
@@ -71,6 +72,29 @@ describe('a short script delivers, however it ends', () => {
     const run = await runScript('natural', 'no-such-agent.invalid');
     expect(run.code, run.stderr).toBe(0);
     expect(printed(run.stdout).map((line) => line.onError ?? '').join('\n')).toMatch(/could not send to DogStatsD/);
+  });
+});
+
+describe("the checklist's rogue-write script (examples/rogue-write-check)", () => {
+  it('delivers its event and counters to the agent named by DD_AGENT_HOST / DD_DOGSTATSD_PORT', async () => {
+    const script = join(process.cwd(), 'examples', 'rogue-write-check', 'check.mjs');
+    const line = readFileSync(script, 'utf8').split('\n').findIndex((l) => l.trimEnd().endsWith('// @site deliberate-rogue-write')) + 1;
+    expect(line).toBeGreaterThan(0);
+    const run = await new Promise<Run>((resolve) => {
+      const started = Date.now();
+      execFile(process.execPath, [script], {
+        cwd: join(process.cwd(), 'examples', 'rogue-write-check'),
+        env: { ...process.env, DD_AGENT_HOST: '127.0.0.1', DD_DOGSTATSD_PORT: String(suite.listener.port), TRIPWIRE_NOTIFY: '@slack-auth-alerts', TRIPWIRE_CHECK_DB: `rogue_write_check_${process.pid}` },
+        timeout: 20_000,
+      }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr, ms: Date.now() - started }));
+    });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`sent: one rogue-write event and its counters to udp://127.0.0.1:${suite.listener.port}`);
+    await suite.listener.waitFor(() => events().length === 1 && counterSum('tripwire.bypasses') === 1);
+    expect(events()[0]!.title).toBe(`Rogue write: AccessToken.updateOne from check.mjs:${line}`);
+    expect(events()[0]!.text.split('\n')[1]).toBe('@slack-auth-alerts');
+    expect(counterSum('tripwire.bypasses', `callsite:check.mjs:${line}`)).toBe(1);
+    expect(suite.listener.malformed).toEqual([]);
   });
 });
 
