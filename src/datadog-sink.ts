@@ -7,7 +7,7 @@
 import StatsDClient from 'hot-shots';
 import type { ClientOptions, StatsD } from 'hot-shots';
 import { renderAlert } from './alert.js';
-import { formatCount, formatEvent, formatGauge, sanitizeTag } from './dogstatsd.js';
+import { DatagramError, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes, type EventFields } from './dogstatsd.js';
 import type { FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
 import { withoutColumn, type BypassReport, type WriteKind, type WriteOperation } from './report.js';
@@ -25,6 +25,8 @@ interface Client {
   /** Sends a pre-built message with the client's tags and transport (hot-shots' own, untyped in its .d.ts). */
   send(message: string, tags: readonly string[], callback: (error?: Error | null) => void): void;
   close(callback: (error?: Error | null) => void): void;
+  /** hot-shots ≥ 17: sends the buffer now; the callback runs once it was handed to the socket and sends in flight drained. */
+  flush?(callback?: (error?: Error | null) => void): void;
   globalTags?: string[];
   getDatadogExtensionFields?: () => string[];
   host?: string;
@@ -43,6 +45,11 @@ export class DatadogSink implements WriteListener {
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly environment: string[];
   private closed = false;
+  /** Datagrams handed to a client we own since its buffer was last flushed. */
+  private buffered = false;
+  /** `callsite` tag values `tripwire.bypasses` has used: each is a billed series, so they are bounded. */
+  private readonly callSiteTags = new Set<string>();
+  private callSitesCapped = false;
   readonly target: StatsdTarget;
 
   constructor(
@@ -69,7 +76,7 @@ export class DatadogSink implements WriteListener {
   heartbeat(): void {
     if (this.closed) return;
     for (const model of this.watchedModels()) {
-      this.send(formatGauge(`${this.options.metricPrefix}watching`, 1), this.allTags([`model:${model}`]));
+      this.sendMetric(formatGauge(`${this.options.metricPrefix}watching`, 1), this.allTags([`model:${model}`]));
     }
   }
 
@@ -84,7 +91,7 @@ export class DatadogSink implements WriteListener {
 
   bypass(site: BypassSite, report: BypassReport | undefined): void {
     const base = [`model:${site.model}`, `operation:${site.operation}`, `kind:${site.kind}`];
-    this.count('bypasses', [...base, `callsite:${withoutColumn(site.location)}`]);
+    this.count('bypasses', [...base, this.callSiteTag(site.location)]);
     if (!report) {
       this.count('events_suppressed', base);
       return;
@@ -103,20 +110,76 @@ export class DatadogSink implements WriteListener {
     else this.counters.set(key, { name, tags, value: 1 });
   }
 
-  private allTags(tags: readonly string[]): string[] {
-    return [...tags, ...this.options.tags].map(sanitizeTag);
+  /**
+   * The `callsite` tag of `tripwire.bypasses`: the first `maxCallSiteTags` distinct values are kept,
+   * later ones become `callsite:other` (one warning), so the series stay bounded and totals exact.
+   */
+  private callSiteTag(location: string): string {
+    const tag = fitTag(sanitizeTag(`callsite:${withoutColumn(location)}`), MAX_TAG_CHARS, 'end');
+    if (this.callSiteTags.has(tag)) return tag;
+    if (this.callSiteTags.size < this.options.maxCallSiteTags) {
+      this.callSiteTags.add(tag);
+      return tag;
+    }
+    if (!this.callSitesCapped) {
+      this.callSitesCapped = true;
+      this.reportFault('callsite_tags_capped', `rogue writes came from more than ${this.options.maxCallSiteTags} call sites (option maxCallSiteTags): tripwire.bypasses counts the others under callsite:other; their events still name them`);
+    }
+    return 'callsite:other';
   }
 
-  /** Bytes hot-shots appends after our message: `|#` and its global tags, and DogStatsD extension fields. */
+  /** Our tags, then the app's, each sanitized and at most 200 characters (a call site keeps its file name and line). */
+  private allTags(tags: readonly string[]): string[] {
+    return [...tags, ...this.options.tags].map((raw) => {
+      const tag = sanitizeTag(raw);
+      return fitTag(tag, MAX_TAG_CHARS, tag.startsWith('callsite:') ? 'end' : 'start');
+    });
+  }
+
+  /** Bytes hot-shots appends after our message: `|#` and the tags (ours, then its global tags), and DogStatsD extension fields. */
   private appendedBytes(ownTags: readonly string[]): number {
     const global = this.client.globalTags ?? [];
     const tags = [...ownTags, ...global];
-    const tagBytes = tags.length > 0 ? 2 + Buffer.byteLength(tags.join(',')) : 0;
+    const tagBytes = tags.length > 0 ? 2 + utf8Bytes(tags.join(',')) : 0;
     const extensions = this.client.getDatadogExtensionFields?.() ?? [];
-    return tagBytes + extensions.reduce((sum, field) => sum + 1 + Buffer.byteLength(field), 0);
+    return tagBytes + extensions.reduce((sum, field) => sum + 1 + utf8Bytes(field), 0);
+  }
+
+  /**
+   * The longest prefix of `tags` (ours come first) with which a datagram of `messageBytes` stays
+   * within MAX_DATAGRAM_BYTES once hot-shots appended them, its global tags and extension fields;
+   * undefined when not even the message without any of our tags fits.
+   */
+  private tagsThatFit(messageBytes: number, tags: readonly string[]): string[] | undefined {
+    const global = this.client.globalTags ?? [];
+    let used = messageBytes + this.appendedBytes([]);
+    if (used > MAX_DATAGRAM_BYTES) return undefined;
+    let count = 0;
+    for (const tag of tags) {
+      // ',' before it, or '|#' for the very first tag of the datagram.
+      const cost = utf8Bytes(tag) + (count + global.length > 0 ? 1 : 2);
+      if (used + cost > MAX_DATAGRAM_BYTES) break;
+      used += cost;
+      count += 1;
+    }
+    if (count < tags.length) {
+      this.reportFault('tags_dropped', `tags that did not fit in one ${MAX_DATAGRAM_BYTES}-byte datagram were left off (the plugin's own come first and are kept longest); fewer or shorter tags (option tags, the client's globalTags) avoid it`);
+    }
+    return tags.slice(0, count);
+  }
+
+  /** A metric with as many of its tags as fit in one datagram: the count is sent either way. */
+  private sendMetric(message: string, tags: string[]): void {
+    const kept = this.tagsThatFit(utf8Bytes(message), tags);
+    if (kept === undefined) {
+      this.reportFault('datagram_too_large', `${message} cannot fit in one ${MAX_DATAGRAM_BYTES}-byte datagram even without its tags: the client's global tags are too long`);
+      return;
+    }
+    this.send(message, kept);
   }
 
   private send(message: string, tags: string[]): void {
+    if (this.target.owned) this.buffered = true;
     try {
       this.client.send(message, tags, (error) => {
         if (error) this.reportFault('send_failed', 'could not send to DogStatsD', error);
@@ -129,18 +192,28 @@ export class DatadogSink implements WriteListener {
   private sendEvent(report: BypassReport): void {
     const alert = renderAlert(report, { root: this.options.root, notify: this.options.notify, environment: this.environment });
     const tags = this.allTags(alert.tags);
-    const datagram = formatEvent(
-      {
-        title: alert.title,
-        text: { head: alert.head, trace: alert.trace, tail: alert.tail },
-        dateHappened: report.at,
-        aggregationKey: report.fingerprint,
-        alertType: 'warning',
-        sourceTypeName: 'mongoose-tripwire',
-      },
-      { maxDatagramBytes: MAX_DATAGRAM_BYTES - this.appendedBytes(tags) },
-    );
-    this.send(datagram, tags);
+    const fields: EventFields = {
+      title: alert.title,
+      text: { head: alert.head, trace: alert.trace, tail: alert.tail },
+      dateHappened: report.at,
+      aggregationKey: report.fingerprint,
+      alertType: 'warning',
+      sourceTypeName: 'mongoose-tripwire',
+    };
+    // No event is dropped for its tags: the trace is cut first (down to `… N more frames`), then
+    // tags are left off from the last, and only then would the head be cut.
+    const traceCut = alert.trace.length > 0 ? [`… ${alert.trace.length} more frames`] : [];
+    const smallest = formatEvent({ ...fields, text: { head: alert.head, trace: traceCut, tail: alert.tail } }, { maxDatagramBytes: Infinity });
+    let kept = this.tagsThatFit(utf8Bytes(smallest), tags) ?? [];
+    for (;;) {
+      try {
+        this.send(formatEvent(fields, { maxDatagramBytes: MAX_DATAGRAM_BYTES - this.appendedBytes(kept) }), kept);
+        return;
+      } catch (error) {
+        if (!(error instanceof DatagramError) || kept.length === 0) throw error;
+        kept = kept.slice(0, -1);
+      }
+    }
   }
 
   /** Sends the summed counters; the next interval starts from zero. */
@@ -150,7 +223,49 @@ export class DatadogSink implements WriteListener {
     this.counters.clear();
     for (const counter of counters) {
       const tags = this.allTags(counter.tags);
-      this.send(formatCount(`${this.options.metricPrefix}${counter.name}`, counter.value), tags);
+      this.sendMetric(formatCount(`${this.options.metricPrefix}${counter.name}`, counter.value), tags);
+    }
+  }
+
+  /** Counters not sent yet, or datagrams still in the buffer of a client we own. */
+  hasUnsent(): boolean {
+    return !this.closed && (this.counters.size > 0 || this.buffered);
+  }
+
+  /**
+   * Sends the counters and, for a client we own, its buffer: resolves once the datagrams were handed
+   * to the socket (hot-shots' `flush` callback). A client the app passed in is the app's to flush.
+   */
+  async flush(): Promise<void> {
+    if (this.closed) return;
+    this.flushCounters();
+    if (!this.target.owned || !this.buffered) return;
+    this.buffered = false;
+    const client = this.client;
+    if (typeof client.flush !== 'function') return;
+    await new Promise<void>((resolve) => {
+      try {
+        client.flush!((error) => {
+          if (error) this.reportFault('send_failed', 'could not send to DogStatsD', error);
+          resolve();
+        });
+      } catch (error) {
+        this.reportFault('send_failed', 'could not send to DogStatsD', error);
+        resolve();
+      }
+    });
+  }
+
+  /** As much of `flush()` as runs synchronously: every datagram handed to the socket (for `process.on('exit')`). */
+  flushSync(): void {
+    if (this.closed) return;
+    this.flushCounters();
+    if (!this.target.owned || !this.buffered) return;
+    this.buffered = false;
+    try {
+      this.client.flush?.();
+    } catch (error) {
+      this.reportFault('send_failed', 'could not send to DogStatsD', error);
     }
   }
 
@@ -162,6 +277,7 @@ export class DatadogSink implements WriteListener {
     clearInterval(this.heartbeatTimer);
     this.flushCounters();
     if (!this.target.owned) return;
+    this.buffered = false;
     await new Promise<void>((resolve) => {
       try {
         this.client.close((error) => {
@@ -184,13 +300,17 @@ export function createSink(options: ResolvedOptions, reportFault: FaultReporter,
     return new DatadogSink(setting as unknown as Client, false, options, reportFault, watchedModels);
   }
   const clientOptions: ClientOptions = {
-    maxBufferSize: MAX_DATAGRAM_BYTES,
     bufferFlushInterval: 1_000,
     ...(setting as ClientOptions | undefined),
+    // hot-shots joins buffered datagrams into one packet up to this size: never more than the agent reads.
+    maxBufferSize: Math.min((setting as ClientOptions | undefined)?.maxBufferSize ?? MAX_DATAGRAM_BYTES, MAX_DATAGRAM_BYTES),
     errorHandler: (error: Error) => {
       reportFault('statsd_error', 'the DogStatsD client reported an error', error);
       (setting as ClientOptions | undefined)?.errorHandler?.(error);
     },
   };
-  return new DatadogSink(new StatsDClient(clientOptions) as unknown as Client, true, options, reportFault, watchedModels);
+  const client = new StatsDClient(clientOptions) as unknown as Client;
+  // Its global tags (the `globalTags` option, `DD_ENV`...) go on every datagram: at most 200 characters each too.
+  if (Array.isArray(client.globalTags)) client.globalTags = client.globalTags.map((tag) => fitTag(tag));
+  return new DatadogSink(client, true, options, reportFault, watchedModels);
 }

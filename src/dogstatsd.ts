@@ -45,6 +45,31 @@ const cleanText = (s: string) => wellFormed(s).replace(/\r\n?/g, '\n').replace(/
 const cleanField = (s: string) => wellFormed(s).replace(/[|\r\n]/g, '_');
 
 export const sanitizeTag = (tag: string): string => tag.trim().replace(/[|,#\r\n]/g, '_');
+
+/** Datadog keeps a tag to 200 characters. */
+export const MAX_TAG_CHARS = 200;
+const TAG_CUT = '...'; // Datadog keeps '.' in tags (it would turn '…' into '_')
+
+const isHigh = (code: number) => code >= 0xd800 && code < 0xdc00;
+const isLow = (code: number) => code >= 0xdc00 && code < 0xe000;
+
+/**
+ * A tag of at most `max` characters (UTF-16 units, so never more code points either), cut between
+ * code points with `...` where it was cut. `keep: 'end'` keeps the key and the end of the value (a
+ * path's file name and line); otherwise the start is kept, as Datadog itself would.
+ */
+export function fitTag(tag: string, max = MAX_TAG_CHARS, keep: 'start' | 'end' = 'start'): string {
+  if (tag.length <= max) return tag;
+  const colon = tag.indexOf(':');
+  if (keep === 'end' && colon >= 0 && colon + 1 + TAG_CUT.length < max) {
+    let start = tag.length - (max - colon - 1 - TAG_CUT.length);
+    if (isLow(tag.charCodeAt(start))) start += 1;
+    return `${tag.slice(0, colon + 1)}${TAG_CUT}${tag.slice(start)}`;
+  }
+  let end = Math.max(0, max - TAG_CUT.length);
+  if (end > 0 && isHigh(tag.charCodeAt(end - 1))) end -= 1;
+  return `${tag.slice(0, end)}${TAG_CUT}`.slice(0, max);
+}
 export const sanitizeMetricName = (name: string): string => name.replace(/[^A-Za-z0-9_.]/g, '_');
 
 interface Cost { chars: number; bytes: number }

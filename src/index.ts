@@ -1,4 +1,5 @@
-export { tripwire, flush, close } from './plugin.js';
+export { tripwire } from './plugin.js';
+export { flush, close } from './lifecycle.js';
 export { RogueWriteError } from './report.js';
 export type { BypassReport, WriteKind, WriteOperation, WriteOutcome } from './report.js';
 export { TripwireConfigError } from './options.js';

@@ -70,6 +70,11 @@ export interface TripwireOptions {
   operations?: ReadonlyArray<'create' | 'update' | 'delete' | 'read'>;
   /** How often the `tripwire.watching` gauge is sent per watched model, for a "no data" monitor. Default 60 000. */
   heartbeatMs?: number;
+  /**
+   * Most distinct `callsite` tag values on `tripwire.bypasses` (each is a billed custom-metric
+   * series); further call sites are counted under `callsite:other`, with one warning. Default 1 000.
+   */
+  maxCallSiteTags?: number;
 }
 
 /** Thrown at registration when the options are wrong. */
@@ -93,6 +98,7 @@ export interface ResolvedOptions {
   maxDocumentIds: number;
   enabled: boolean;
   heartbeatMs: number;
+  maxCallSiteTags: number;
   operations: ReadonlySet<'create' | 'update' | 'delete' | 'read'>;
 }
 
@@ -107,6 +113,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
   'approved', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
   'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs', 'operations',
+  'maxCallSiteTags',
 ]);
 
 function fail(message: string): never {
@@ -269,6 +276,7 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     enabled,
     operations: new Set(operations as Array<'create' | 'update' | 'delete' | 'read'>),
     heartbeatMs: positiveInteger(raw.heartbeatMs, 'heartbeatMs', 60_000),
+    maxCallSiteTags: positiveInteger(raw.maxCallSiteTags, 'maxCallSiteTags', 1_000),
     approved: resolveApproved(raw.approved),
     root: isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root),
     onBypass: raw.onBypass as ResolvedOptions['onBypass'],

@@ -406,4 +406,3 @@ function entryKind(name: EntryStatic, first: unknown): WriteKind {
   return 'create';
 }
 
-export { flush, close } from './lifecycle.js';

@@ -51,6 +51,48 @@ interface ModelName { modelName?: string; baseModelName?: string }
 /** Every registration in this process, for `flush()`, `close()` and `verify()`. */
 export const activeWatchers = new Set<Watcher>();
 
+/**
+ * Delivery at the end of a process, without any call from the app. Neither hook keeps a process
+ * alive: `beforeExit` is emitted only once the event loop is already empty.
+ *   - `beforeExit` (the script ended naturally): deliver what is pending and flush the sockets the
+ *     plugin owns; the sends are new work, so Node runs them and emits `beforeExit` again, when
+ *     nothing is pending any more and the process exits. At most two rounds per burst of writes
+ *     (the second carries faults of the first, such as `send_failed`), so a dead agent cannot make
+ *     a loop of it.
+ *   - `exit` (`process.exit()`, or after the above): no more asynchronous work can run, so do what
+ *     can be done synchronously: build the pending reports, call `onBypass`, and hand every datagram
+ *     to the socket. With an IP address as agent host the datagrams leave synchronously; a host name
+ *     needs a DNS lookup that `process.exit()` does not wait for (README: "Delivery").
+ */
+let exitRounds = 0;
+const MAX_EXIT_ROUNDS = 2;
+function beforeExit(): void {
+  if (exitRounds >= MAX_EXIT_ROUNDS) return;
+  const unsent = [...activeWatchers].filter((watcher) => watcher.hasUnsent());
+  if (unsent.length === 0) return;
+  exitRounds += 1;
+  for (const watcher of unsent) void watcher.flush();
+}
+function onExit(): void {
+  for (const watcher of activeWatchers) if (watcher.hasUnsent()) watcher.flushSync();
+}
+function track(watcher: Watcher): void {
+  if (activeWatchers.size === 0) {
+    process.on('beforeExit', beforeExit);
+    process.on('exit', onExit);
+  }
+  activeWatchers.add(watcher);
+}
+function untrack(watcher: Watcher): void {
+  activeWatchers.delete(watcher);
+  if (activeWatchers.size === 0) {
+    process.off('beforeExit', beforeExit);
+    process.off('exit', onExit);
+  }
+}
+
+interface PendingDelivery { event: WriteEvent; capture: RogueCapture; at: Date }
+
 const LOST_CALL_SITE: RogueCapture = Object.freeze({ approved: false, frames: Object.freeze([]), framesOmitted: 0, degraded: 'call site not captured' });
 
 export class Watcher {
@@ -65,6 +107,9 @@ export class Watcher {
   /** Per watched collection: are writes that bypass Mongoose entirely counted (driver command monitoring on)? */
   readonly driverMonitoring = new Map<string, boolean>();
   private readonly listeners: WriteListener[] = [];
+  /** Rogue writes that completed and are not delivered yet (their report is built off the write's path). */
+  private readonly pending: PendingDelivery[] = [];
+  private deliveryScheduled = false;
 
   constructor(readonly options: ResolvedOptions) {
     this.approval = compileApproval(options.approved, options.root);
@@ -74,7 +119,7 @@ export class Watcher {
     });
     this.sink = createSink(options, this.reportFault, () => [...this.compiledModels.keys()]);
     if (this.sink) this.listeners.push(this.sink);
-    activeWatchers.add(this);
+    track(this);
     this.approvedFiles = options.approved.map((pattern) => ({ pattern: String(pattern), files: countApprovedFiles(pattern, options.root) }));
     this.bootChecks();
   }
@@ -132,8 +177,17 @@ export class Watcher {
       const capture = event.capture ?? this.lostCapture(event, entry);
       for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, capture.approved);
       if (capture.approved) return;
-      const at = new Date();
-      setImmediate(() => this.deliver(event, capture, at, false));
+      exitRounds = 0;
+      // Delivered off the write's path (the report is built after the app got its result), or
+      // sooner by flush(), close() or the end of the process: whichever comes first.
+      this.pending.push({ event, capture, at: new Date() });
+      if (!this.deliveryScheduled) {
+        this.deliveryScheduled = true;
+        setImmediate(() => {
+          this.deliveryScheduled = false;
+          this.deliverPending();
+        });
+      }
     } catch (error) {
       this.reportFault('report_failed', `could not report a write to ${event.model}`, error);
     }
@@ -230,8 +284,37 @@ export class Watcher {
     }
   }
 
+  /** Delivers now, in order, every rogue write that completed and is still pending. */
+  private deliverPending(): void {
+    while (this.pending.length > 0) {
+      for (const { event, capture, at } of this.pending.splice(0)) this.deliver(event, capture, at, false);
+    }
+  }
+
+  /** Something completed that is not yet on its way to Datadog: a pending report, a counter, a buffered datagram. */
+  hasUnsent(): boolean {
+    return this.pending.length > 0 || (this.sink?.hasUnsent() ?? false);
+  }
+
+  /**
+   * Every rogue write that already completed is delivered (counted, `onBypass` called, its event
+   * handed to the client), the counters are sent, and a client the plugin owns has flushed its
+   * buffer to the socket. Never rejects.
+   */
+  async flush(): Promise<void> {
+    this.deliverPending();
+    await this.sink?.flush();
+  }
+
+  /** `flush()` as far as it can go synchronously, for `process.on('exit')`. */
+  flushSync(): void {
+    this.deliverPending();
+    this.sink?.flushSync();
+  }
+
   async close(): Promise<void> {
-    activeWatchers.delete(this);
+    untrack(this);
+    this.deliverPending();
     await this.sink?.close();
   }
 }
