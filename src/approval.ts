@@ -1,15 +1,19 @@
 /**
- * Which files are approved to write, decided exactly.
+ * Which code decides a write, and whether it is approved, decided exactly.
+ *
+ * Every file a frame can be in is one of: internal (Node, Mongoose and its driver, this plugin:
+ * the write machinery), pass-through (code declared `passThrough`, and packages in node_modules
+ * unless approved: generic code that writes for whoever calls it), approved, or application code.
+ * The innermost frame that is neither internal nor pass-through decides (capture.ts).
  *
  * The original tool tested `path.include?('auth_module')`, which approves `auth_module_old.rb`
  * and `node_modules/mongodb/lib/cmap/auth/` alike. Here a glob is matched against the whole path
  * relative to `root`, an absolute path is a file or a directory boundary, a RegExp sees the whole
  * absolute path: nothing is a substring test unless the user writes one.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { createRequire, findSourceMap } from 'node:module';
-import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
 import { memoize } from './memo.js';
@@ -17,15 +21,21 @@ import type { ApprovedPattern } from './options.js';
 import type { Frame } from './capture.js';
 import { TripwireConfigError } from './options.js';
 
+/** What a file is to the rule of who decides. */
+export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
+
 export interface Approval {
-  /** Is this V8 file name (path or `file://` URL) approved code? Cached per file name. */
-  isApprovedFile(fileName: string): boolean;
-  /** True when some pattern is a function, which must see every frame. */
+  /** What this V8 file name (path or `file://` URL) is. Cached per file name. */
+  kindOf(fileName: string): FileKind;
+  /** True when some `approved` or `passThrough` pattern is a function, which must see each frame. */
   readonly needsFrames: boolean;
-  isApprovedFrame(frame: Frame): boolean;
+  /** For a frame in an application file: what the function patterns make of it (a throwing pattern means no). */
+  frameKind(frame: Frame): FileKind;
   /** Frames that are never shown: Node internals, Mongoose and its driver, this plugin. */
   isInternalFile(path: string): boolean;
 }
+
+const NODE_MODULES = /[\\/]node_modules[\\/]/;
 
 // The plugin's own folder (src/ under vitest, dist/ when installed): its frames are never approved or shown.
 const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
@@ -149,44 +159,113 @@ function sourcesOf(fileName: string, path: string): string[] {
   }
 }
 
-export function compileApproval(patterns: readonly ApprovedPattern[], root: string): Approval {
-  const pathTests: PathTest[] = [];
-  const frameTests: Array<(frame: Frame) => boolean> = [];
+interface CompiledPatterns { paths: PathTest[]; frames: Array<(frame: Frame) => boolean> }
+
+function compilePatterns(option: 'approved' | 'passThrough', patterns: readonly ApprovedPattern[], root: string): CompiledPatterns {
+  const compiled: CompiledPatterns = { paths: [], frames: [] };
   for (const [index, pattern] of patterns.entries()) {
     if (typeof pattern === 'function') {
-      frameTests.push(pattern);
+      compiled.frames.push(pattern);
       continue;
     }
     const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
     if (approvesEverything(test, root)) {
       throw new TripwireConfigError(
-        `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be reported; name the auth module's files, e.g. 'src/auth/**'`,
+        option === 'approved'
+          ? `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be reported; name the auth module's files, e.g. 'src/auth/**'`
+          : `mongoose-tripwire: option "passThrough[${index}]" (${String(pattern)}) matches every file, so no code could ever decide a write; name the generic helpers, e.g. 'src/models/**'`,
       );
     }
-    pathTests.push(test);
+    compiled.paths.push(test);
   }
+  return compiled;
+}
 
-  const approvedPath = (path: string): boolean => {
-    for (const test of pathTests) if (test(path)) return true;
+/**
+ * `approved` and `passThrough` must not name the same file: one file cannot both decide (approve)
+ * and hand the decision to its caller. Checked on the files that exist under their folders at boot.
+ */
+function checkOverlap(approved: readonly ApprovedPattern[], passThrough: readonly ApprovedPattern[], root: string): void {
+  for (const a of approved) {
+    for (const p of passThrough) {
+      if (typeof a === 'function' || typeof p === 'function') continue;
+      const overlap = String(a) === String(p) ? String(a) : firstFileMatchingBoth(a, p, root) ?? firstFileMatchingBoth(p, a, root);
+      if (overlap !== undefined) {
+        throw new TripwireConfigError(
+          `mongoose-tripwire: options "approved" (${String(a)}) and "passThrough" (${String(p)}) both match ${overlap === String(a) ? 'the same pattern' : overlap}; a file either approves writes or passes the decision to its caller`,
+        );
+      }
+    }
+  }
+}
+
+function firstFileMatchingBoth(walked: string | RegExp, other: string | RegExp, root: string): string | undefined {
+  const test = typeof other === 'string' ? compileString(other, root) : compileRegExp(other);
+  let found: string | undefined;
+  walkMatches(walked, root, (path) => {
+    if (!test(path)) return true;
+    found = displayRelative(path, root);
+    return false;
+  });
+  return found;
+}
+
+function displayRelative(path: string, root: string): string {
+  const rel = relative(root, path);
+  return rel.startsWith('..') ? path : toPosix(rel);
+}
+
+export interface ApprovalOptions {
+  approved: readonly ApprovedPattern[];
+  passThrough: readonly ApprovedPattern[];
+  root: string;
+  /** A pattern function threw: that frame is not approved (or not passed through). */
+  onPatternError?: (option: 'approved' | 'passThrough', error: unknown) => void;
+}
+
+export function compileApproval(options: ApprovalOptions): Approval {
+  const { root } = options;
+  const approved = compilePatterns('approved', options.approved, root);
+  const passThrough = compilePatterns('passThrough', options.passThrough, root);
+  checkOverlap(options.approved, options.passThrough, root);
+
+  const matches = (tests: readonly PathTest[], path: string): boolean => {
+    for (const test of tests) if (test(path)) return true;
     return false;
   };
-  const decide = (fileName: string): boolean => {
-    const path = toFilePath(fileName);
-    if (isInternalFile(path)) return false;
-    if (approvedPath(path)) return true;
-    // A compiled app run with source maps: `approved: ['src/auth/**']` means the sources, so a
-    // generated file is approved when every source it was built from is.
+  // A compiled app run with source maps: `approved: ['src/auth/**']` means the sources, so a
+  // generated file matches when every source it was built from does.
+  const matchesWithSources = (tests: readonly PathTest[], fileName: string, path: string): boolean => {
+    if (tests.length === 0) return false;
+    if (matches(tests, path)) return true;
     const sources = process.sourceMapsEnabled ? sourcesOf(fileName, path) : [];
-    return sources.length > 0 && sources.every(approvedPath);
+    return sources.length > 0 && sources.every((source) => matches(tests, source));
+  };
+  const classify = (fileName: string): FileKind => {
+    const path = toFilePath(fileName);
+    if (isInternalFile(path)) return 'internal';
+    if (matchesWithSources(approved.paths, fileName, path)) return 'approved';
+    if (matchesWithSources(passThrough.paths, fileName, path) || NODE_MODULES.test(path)) return 'passThrough';
+    return 'application';
+  };
+  const anyTrue = (option: 'approved' | 'passThrough', tests: ReadonlyArray<(frame: Frame) => boolean>, frame: Frame): boolean => {
+    for (const test of tests) {
+      try {
+        if (test(frame) === true) return true;
+      } catch (error) {
+        options.onPatternError?.(option, error);
+      }
+    }
+    return false;
   };
 
   return {
-    needsFrames: frameTests.length > 0,
-    isApprovedFile: memoize(decide, 50_000),
-    isApprovedFrame(frame) {
-      if (isInternalFile(frame.file)) return false;
-      for (const test of frameTests) if (test(frame) === true) return true;
-      return false;
+    needsFrames: approved.frames.length > 0 || passThrough.frames.length > 0,
+    kindOf: memoize(classify, 50_000),
+    frameKind(frame) {
+      if (anyTrue('approved', approved.frames, frame)) return 'approved';
+      if (anyTrue('passThrough', passThrough.frames, frame)) return 'passThrough';
+      return 'application';
     },
     isInternalFile,
   };
@@ -202,17 +281,29 @@ const MAX_FILES_SCANNED = 50_000;
  */
 export function countApprovedFiles(pattern: ApprovedPattern, root: string): number | null {
   if (typeof pattern === 'function') return null;
+  let count = 0;
+  walkMatches(pattern, root, () => {
+    count++;
+  });
+  return count;
+}
+
+/** Calls `visit` with each existing file the pattern matches (stops when it returns false). */
+function walkMatches(pattern: string | RegExp, root: string, visit: (path: string) => boolean | void): void {
   const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
   let start = root;
   if (typeof pattern === 'string') {
     const base = picomatch.scan(pattern.replace(/^\.\//, '')).base;
     start = isAbsolute(pattern) ? base || pattern : resolve(root, base);
     const kind = isDirectory(start);
-    if (kind === undefined) return 0;
-    if (kind === false) return test(start) ? 1 : 0;
+    if (kind === undefined) return;
+    if (kind === false) {
+      if (test(start)) visit(start);
+      return;
+    }
   }
-  let count = 0;
   let scanned = 0;
+  let stopped = false;
   const walk = (dir: string, insideDependencies: boolean): void => {
     let entries;
     try {
@@ -221,17 +312,16 @@ export function countApprovedFiles(pattern: ApprovedPattern, root: string): numb
       return;
     }
     for (const entry of entries) {
-      if (++scanned > MAX_FILES_SCANNED) return;
+      if (stopped || ++scanned > MAX_FILES_SCANNED) return;
       const path = `${dir}${sep}${entry.name}`;
       if (entry.isDirectory()) {
         // Dependencies are walked only when the pattern itself starts inside them.
         if (entry.name === '.git' || (entry.name === 'node_modules' && !insideDependencies)) continue;
         walk(path, insideDependencies);
-      } else if (test(path)) {
-        count++;
+      } else if (test(path) && visit(path) === false) {
+        stopped = true;
       }
     }
   };
   walk(start, start.includes(`${sep}node_modules`));
-  return count;
 }

@@ -11,7 +11,7 @@
  */
 import { findSourceMap } from 'node:module';
 import { parse as parseStackString } from 'stacktrace-parser';
-import { isMongooseFile, toFilePath, type Approval } from './approval.js';
+import { isMongooseFile, toFilePath, type Approval, type FileKind } from './approval.js';
 
 /** One stack frame, as shown in reports. */
 export interface Frame {
@@ -29,12 +29,14 @@ export type Capture = ApprovedCapture | RogueCapture;
 export interface ApprovedCapture { readonly approved: true }
 export interface RogueCapture {
   readonly approved: false;
-  /** Application frames, innermost first; `frames[0]` is the call site. */
+  /** Application frames, innermost first, pass-through frames included. */
   readonly frames: readonly Frame[];
   /** Frames beyond `maxFrames` that were not kept. */
   readonly framesOmitted: number;
-  /** `frames[0]`, cheaper to get alone. */
+  /** The deciding frame: the innermost application frame (neither internal nor pass-through). */
   readonly callSite?: Frame | undefined;
+  /** True when no application frame was on the stack at all (the call came from Mongoose or a package). */
+  readonly undecided?: boolean;
   /** Why the stack could not be read in full, when it could not. */
   readonly degraded?: string;
 }
@@ -102,17 +104,29 @@ function mongooseCalled(fileNames: ReadonlyArray<string | null | undefined>): bo
   return false;
 }
 
-function isApprovedSite(site: NodeJS.CallSite, approval: Approval): boolean {
-  const fileName = site.getFileName();
-  if (fileName && approval.isApprovedFile(fileName)) return true;
-  if (!approval.needsFrames) return false;
-  const frame = siteToFrame(site);
-  return frame !== undefined && approval.isApprovedFrame(frame);
-}
-
-function anyApproved(sites: readonly NodeJS.CallSite[], approval: Approval): boolean {
-  for (const site of sites) if (isApprovedSite(site, approval)) return true;
-  return false;
+/**
+ * The rule of who decides: from the call outward, skip internal and pass-through frames; the first
+ * frame left decides. Returns `approved`, or the index of the deciding (rogue) site, or -1 when no
+ * site decides (then the caller reads deeper, or the write is undecided).
+ */
+function decideSites(sites: readonly NodeJS.CallSite[], from: number, approval: Approval): 'approved' | number {
+  for (let i = from; i < sites.length; i++) {
+    const site = sites[i]!;
+    if (site.isPromiseAll()) continue;
+    const fileName = site.getFileName();
+    let kind: FileKind;
+    if (fileName) kind = approval.kindOf(fileName);
+    else if (site.isEval()) kind = 'application'; // eval / new Function code is the app's
+    else continue; // a builtin (Array#map, Promise.all): it calls back, it does not decide
+    if (kind === 'internal' || kind === 'passThrough') continue;
+    if (kind === 'application' && approval.needsFrames) {
+      const frame = siteToFrame(site);
+      if (frame) kind = approval.frameKind(frame);
+      if (kind === 'passThrough') continue;
+    }
+    return kind === 'approved' ? 'approved' : i;
+  }
+  return -1;
 }
 
 function siteToFrame(site: NodeJS.CallSite): Frame | undefined {
@@ -192,14 +206,24 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
       ...(isAsync ? { async: true } : {}),
     };
   });
+  let deciding: Frame | undefined;
   for (const frame of parsed) {
-    if (frame && (approval.isApprovedFile(frame.file) || (approval.needsFrames && approval.isApprovedFrame(frame)))) return APPROVED;
+    if (!frame) continue;
+    let kind = frame.file === '<anonymous>' ? 'application' : approval.kindOf(frame.file);
+    if (kind === 'internal' || kind === 'passThrough') continue;
+    if (kind === 'application' && approval.needsFrames) kind = approval.frameKind(frame);
+    if (kind === 'passThrough') continue;
+    if (kind === 'approved') return APPROVED;
+    deciding = frame;
+    break;
   }
   const { frames, omitted } = applicationFrames(parsed, approval, maxFrames);
   return {
     approved: false,
     frames,
     framesOmitted: omitted,
+    callSite: deciding && sourceMapped(deciding),
+    undecided: deciding === undefined,
     degraded: frames.length === 0 ? 'Error is frozen and its stack is empty (Error.stackTraceLimit = 0?): no call site' : 'Error is frozen: call site read from the stack string',
   };
 }
@@ -218,14 +242,19 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
     return captureFromStackString(entry, approval, maxFrames);
   }
   if (unlessMongoose && mongooseCalled(shallow.map((site) => site.getFileName()))) return undefined;
-  if (anyApproved(shallow, approval)) return APPROVED;
   let sites = shallow;
-  if (shallow.length >= SHALLOW_DEPTH) {
+  let decision = decideSites(shallow, 0, approval);
+  if (decision === -1 && shallow.length >= SHALLOW_DEPTH) {
+    // Nothing decided within the shallow look: read the whole stack once, and go on where it stopped.
     sites = readCallSites(FULL_DEPTH, entry) ?? shallow;
-    if (anyApproved(sites, approval)) return APPROVED;
+    decision = decideSites(sites, shallow.length, approval);
   }
-  // A stack deeper than FULL_DEPTH is cut by V8: approved code above that depth is not seen (README, limits).
-  return new LazyRogueCapture(sites, approval, maxFrames);
+  if (decision === 'approved') return APPROVED;
+  // Rogue, decided within the shallow look: the report's trace wants the whole stack (one more read,
+  // the only extra cost a rogue write has over an approved one).
+  if (sites === shallow && shallow.length >= SHALLOW_DEPTH) sites = readCallSites(FULL_DEPTH, entry) ?? shallow;
+  // A stack deeper than FULL_DEPTH is cut by V8: a deciding frame above that depth is not seen (README, limits).
+  return new LazyRogueCapture(sites, decision, approval, maxFrames);
 }
 
 /**
@@ -235,7 +264,15 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
 class LazyRogueCapture implements RogueCapture {
   readonly approved = false as const;
   private built: { frames: Frame[]; omitted: number } | undefined;
-  constructor(private readonly sites: readonly NodeJS.CallSite[], private readonly approval: Approval, private readonly maxFrames: number) {}
+  readonly undecided: boolean;
+  constructor(
+    private readonly sites: readonly NodeJS.CallSite[],
+    private readonly deciding: number,
+    private readonly approval: Approval,
+    private readonly maxFrames: number,
+  ) {
+    this.undecided = deciding < 0;
+  }
 
   private build(): { frames: Frame[]; omitted: number } {
     this.built ??= applicationFrames(this.sites.map(siteToFrame), this.approval, this.maxFrames);
@@ -247,11 +284,14 @@ class LazyRogueCapture implements RogueCapture {
   get framesOmitted(): number {
     return this.build().omitted;
   }
+  /** The deciding frame; with none, the innermost frame shown (a package's, say), so a report still points somewhere. */
   get callSite(): Frame | undefined {
-    if (this.built) return this.built.frames[0];
-    for (const site of this.sites) {
-      const frame = siteToFrame(site);
-      if (frame && !this.approval.isInternalFile(frame.file)) return sourceMapped(frame);
+    const site = this.sites[this.deciding];
+    const frame = site && siteToFrame(site);
+    if (frame) return sourceMapped(frame);
+    for (const other of this.sites) {
+      const shown = siteToFrame(other);
+      if (shown && !this.approval.isInternalFile(shown.file)) return sourceMapped(shown);
     }
     return undefined;
   }

@@ -38,8 +38,18 @@ export interface RateLimitOptions {
 
 /** Options of `schema.plugin(tripwire, options)` and `mongoose.plugin(tripwire, options)`. */
 export interface TripwireOptions {
-  /** Code that may write to the model. Required and non-empty. */
+  /**
+   * Code that may write to the model. Required and non-empty. A write is approved when the innermost
+   * application frame of its stack (the first frame that is not Node, Mongoose, the driver, this
+   * plugin or pass-through code) is in approved code.
+   */
   approved: readonly ApprovedPattern[];
+  /**
+   * Generic code that writes for whoever calls it (a repository layer, model statics, a retry
+   * helper): its frames are skipped and its caller decides. Same forms as `approved`. Packages in
+   * node_modules are pass-through unless approved. Must not overlap `approved`. Default: none.
+   */
+  passThrough?: readonly ApprovedPattern[];
   /** Base for relative patterns and for paths shown to people. Default: `process.cwd()` at registration. */
   root?: string;
   /** Called once for each rogue write, after it completed (in throw mode: when it was refused). */
@@ -84,6 +94,7 @@ export class TripwireConfigError extends Error {
 
 export interface ResolvedOptions {
   approved: readonly ApprovedPattern[];
+  passThrough: readonly ApprovedPattern[];
   root: string;
   onBypass: ((report: BypassReport) => void | Promise<void>) | undefined;
   mode: 'report' | 'throw';
@@ -111,7 +122,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 });
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
-  'approved', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
+  'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
   'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs', 'operations',
   'maxCallSiteTags',
 ]);
@@ -147,13 +158,18 @@ function resolveApproved(value: unknown): ApprovedPattern[] {
   if (!Array.isArray(value) || value.length === 0) {
     fail(`option "approved" must be a non-empty array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
   }
+  return resolvePatterns('approved', value);
+}
+
+function resolvePatterns(name: 'approved' | 'passThrough', value: unknown): ApprovedPattern[] {
+  if (!Array.isArray(value)) fail(`option "${name}" must be an array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
   return value.map((pattern: unknown, index): ApprovedPattern => {
     if (typeof pattern === 'string') {
-      if (pattern.trim() === '') fail(`option "approved[${index}]" is an empty string`);
+      if (pattern.trim() === '') fail(`option "${name}[${index}]" is an empty string`);
       return pattern;
     }
     if (pattern instanceof RegExp || typeof pattern === 'function') return pattern as ApprovedPattern;
-    return fail(`option "approved[${index}]" must be a string, RegExp or function, got ${describe(pattern)}`);
+    return fail(`option "${name}[${index}]" must be a string, RegExp or function, got ${describe(pattern)}`);
   });
 }
 
@@ -278,6 +294,7 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     heartbeatMs: positiveInteger(raw.heartbeatMs, 'heartbeatMs', 60_000),
     maxCallSiteTags: positiveInteger(raw.maxCallSiteTags, 'maxCallSiteTags', 1_000),
     approved: resolveApproved(raw.approved),
+    passThrough: raw.passThrough === undefined ? [] : resolvePatterns('passThrough', raw.passThrough),
     root: isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root),
     onBypass: raw.onBypass as ResolvedOptions['onBypass'],
     mode,

@@ -262,10 +262,12 @@ function instrumentQueries(model: ModelLike, watcher: Watcher): void {
   const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
-      // The first call is the application's; Mongoose calls the method again on the same query from
-      // its own middleware (`doc.updateOne()` does, in a pre hook), where no application frame is left.
-      if (!queryCaptures.has(this) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) {
-        queryCaptures.set(this, watcher.capture(wrapper));
+      // Each application call judges the query anew (rogue code may reuse a query approved code
+      // built). Mongoose calls the method again on the same query from its own middleware
+      // (`doc.updateOne()` does, in a pre hook), where no application frame is left: that keeps the verdict.
+      if (watcher.watches(this.model?.modelName, this.model?.baseModelName)) {
+        const capture = watcher.capture(wrapper);
+        if (!(capture.approved === false && capture.undecided && queryCaptures.has(this))) queryCaptures.set(this, capture);
       }
       return inherited(parent, name).apply(this, args);
     };

@@ -140,7 +140,8 @@ export interface ReportInput {
 
 export function buildReport(input: ReportInput): BypassReport {
   const stack = input.capture.frames.slice();
-  const callSite = stack[0] ?? UNKNOWN_FRAME;
+  // The deciding frame (the code to migrate); the stack still shows the pass-through frames above it.
+  const callSite = input.capture.callSite ?? stack[0] ?? UNKNOWN_FRAME;
   const location = locationOf(callSite, input.root);
   const documentIds: string[] = [];
   let documentIdsOmitted = 0;

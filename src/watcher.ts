@@ -112,11 +112,17 @@ export class Watcher {
   private deliveryScheduled = false;
 
   constructor(readonly options: ResolvedOptions) {
-    this.approval = compileApproval(options.approved, options.root);
-    this.limiter = new EventRateLimiter(options.rateLimit);
     this.reportFault = createFaultReporter(options.onError, (fault) => {
       for (const listener of this.listeners) listener.fault(fault.reason);
     });
+    this.approval = compileApproval({
+      approved: options.approved,
+      passThrough: options.passThrough,
+      root: options.root,
+      // A pattern function that throws says "no" for that frame; the write is still judged.
+      onPatternError: (option, error) => this.reportFault('pattern_threw', `an ${option} function threw, so that frame was taken as not ${option === 'approved' ? 'approved' : 'pass-through'}`, error),
+    });
+    this.limiter = new EventRateLimiter(options.rateLimit);
     this.sink = createSink(options, this.reportFault, () => [...this.compiledModels.keys()]);
     if (this.sink) this.listeners.push(this.sink);
     track(this);
