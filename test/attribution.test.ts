@@ -45,6 +45,18 @@ const EXPECTED: Record<string, { operation: string; kind: string; hasId?: boolea
   'find().updateOne()': { operation: 'updateOne', kind: 'update', hasId: true },
   'where().deleteMany()': { operation: 'deleteMany', kind: 'delete' },
   'updateOne().set()': { operation: 'updateOne', kind: 'update', hasId: true },
+  'Model.bulkSave': { operation: 'bulkSave', kind: 'update' },
+  'Model.updateOne(middleware:false)': { operation: 'updateOne', kind: 'update', hasId: true },
+  'Model.updateMany(post:false)': { operation: 'updateMany', kind: 'update' },
+  'Model.findOneAndUpdate(middleware:false)': { operation: 'findOneAndUpdate', kind: 'update', hasId: true },
+  'Model.deleteMany(middleware:false)': { operation: 'deleteMany', kind: 'delete' },
+  'Model.insertMany(middleware:false)': { operation: 'insertMany', kind: 'create' },
+  'Model.bulkWrite(middleware:false)': { operation: 'bulkWrite', kind: 'create' },
+  'Model.create(middleware:false)': { operation: 'create', kind: 'create' },
+  'query.setOptions(middleware:false)': { operation: 'updateOne', kind: 'update', hasId: true },
+  'doc.save(middleware:false)': { operation: 'save', kind: 'update', hasId: true },
+  'doc.updateOne(middleware:false)': { operation: 'updateOne', kind: 'update', hasId: true },
+  'doc.deleteOne(middleware:false)': { operation: 'deleteOne', kind: 'delete', hasId: true },
 };
 
 function checkResults(results: Result[]): void {

@@ -153,6 +153,26 @@ describe('registration', () => {
   });
 });
 
+describe('batches that fail part-way', () => {
+  it('count and report what landed: insertMany unordered and ordered, bulkWrite unordered, Model.collection.insertMany', async () => {
+    const T = m.models.AccessToken;
+    const taken = m.token();
+    await connection.db!.collection(T.collection.collectionName).insertOne({ token: taken });
+    const cases: Array<[string, () => Promise<unknown>, number]> = [
+      ['insertMany', () => legacy.insertSome(T, [m.token(), taken, m.token(), m.token()], false), 3],
+      ['insertMany', () => legacy.insertSome(T, [m.token(), m.token(), taken, m.token()], true), 2],
+      ['bulkWrite', () => legacy.bulkSome(T, [m.token(), taken, m.token()]), 2],
+      ['collection.insertMany', () => legacy.rawInsertSome(T, [m.token(), taken, m.token()]), 2],
+    ];
+    for (const [operation, run, landed] of cases) {
+      const reports = await reportsOf(() => run().then(() => { throw new Error(`${operation} should have failed`); }, (error: { code?: number }) => expect(error.code).toBe(11000)));
+      expect(reports, operation).toHaveLength(1);
+      expect(reports[0]).toMatchObject({ operation, outcome: { inserted: landed } });
+      expect(reports[0]!.callSite.file).toBe(fixture('legacy/handlers.mjs'));
+    }
+  });
+});
+
 describe('discriminators', () => {
   it('watches a discriminator of an instrumented model, reported under its own name', async () => {
     const reports: BypassReport[] = [];

@@ -34,6 +34,19 @@ export const writes = {
   'where().deleteMany()': (T, c) => T.where('user').equals('u1').setOptions(c.opts).deleteMany(), // @site where().deleteMany()
   // Not updateOne(filter).set(): with no update argument Mongoose moves the filter into the update.
   'updateOne().set()': (T, c) => T.updateOne().where({ _id: c.id }).setOptions(c.opts).set({ user: 's' }), // @site updateOne().set()
+  'Model.bulkSave': (T, c) => { c.doc.scopes = ['bulk']; return T.bulkSave([new T({ token: c.token() }), c.doc], c.opts); }, // @site Model.bulkSave
+  // Middleware skipped by the app: the write is still seen, since nothing depends on hooks running.
+  'Model.updateOne(middleware:false)': (T, c) => T.updateOne({ _id: c.id }, { $set: { user: 'm' } }, { ...c.opts, middleware: false }), // @site Model.updateOne(middleware:false)
+  'Model.updateMany(post:false)': (T, c) => T.updateMany({ user: 'u1' }, { $set: { user: 'm' } }, { ...c.opts, middleware: { post: false } }), // @site Model.updateMany(post:false)
+  'Model.findOneAndUpdate(middleware:false)': (T, c) => T.findOneAndUpdate({ _id: c.id }, { $set: { user: 'm' } }, { ...c.opts, middleware: false }), // @site Model.findOneAndUpdate(middleware:false)
+  'Model.deleteMany(middleware:false)': (T, c) => T.deleteMany({ user: 'u1' }, { ...c.opts, middleware: false }), // @site Model.deleteMany(middleware:false)
+  'Model.insertMany(middleware:false)': (T, c) => T.insertMany([{ token: c.token() }], { ...c.opts, middleware: false }), // @site Model.insertMany(middleware:false)
+  'Model.bulkWrite(middleware:false)': (T, c) => T.bulkWrite([{ insertOne: { document: { token: c.token() } } }], { ...c.opts, middleware: false }), // @site Model.bulkWrite(middleware:false)
+  'Model.create(middleware:false)': (T, c) => T.create([{ token: c.token() }], { ...c.opts, middleware: false }), // @site Model.create(middleware:false)
+  'query.setOptions(middleware:false)': (T, c) => T.updateOne({ _id: c.id }, { $set: { user: 'm' } }).setOptions({ ...c.opts, middleware: false }), // @site query.setOptions(middleware:false)
+  'doc.save(middleware:false)': (T, c) => { c.doc.scopes = ['m']; return c.doc.save({ ...c.opts, middleware: false }); }, // @site doc.save(middleware:false)
+  'doc.updateOne(middleware:false)': (T, c) => c.doc.updateOne({ $set: { user: 'm' } }, { ...c.opts, middleware: false }), // @site doc.updateOne(middleware:false)
+  'doc.deleteOne(middleware:false)': (T, c) => c.doc.deleteOne({ ...c.opts, middleware: false }), // @site doc.deleteOne(middleware:false)
 };
 `;
 
