@@ -51,32 +51,74 @@ const FULL_DEPTH = 200;
 
 const returnCallSites = (_error: Error, sites: NodeJS.CallSite[]): NodeJS.CallSite[] => sites;
 
+type StackFormatter = (error: Error, sites: NodeJS.CallSite[]) => unknown;
+
+/** The app's own `Error.prepareStackTrace` seen at the last read (vitest, jest, source-map-support install one). */
+let appFormatter: StackFormatter | undefined;
+/** Why CallSites could not be read, for the warning: the real cause, not a guess. */
+let unreadableBecause = '';
+
 /**
  * Reads the CallSites above `entry` with a temporary `prepareStackTrace`, restoring the app's
- * `Error.prepareStackTrace` and `Error.stackTraceLimit` exactly (source-map-support and APM agents
- * install their own). Returns undefined when `Error` cannot be changed (frozen).
+ * `Error.prepareStackTrace` and `Error.stackTraceLimit` exactly. Never throws: returns undefined
+ * when `Error` will not lend itself (frozen, a throwing or read-only accessor, a no-op
+ * `captureStackTrace`), and the caller falls back to the stack string.
  */
 function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | undefined {
-  const hadOwnPrepare = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
-  const savedPrepare = Error.prepareStackTrace;
-  const savedLimit = Error.stackTraceLimit;
-  let changed = false;
+  let hadOwnPrepare = false;
+  let savedPrepare: unknown;
+  let savedLimit: unknown;
+  let changedPrepare = false;
+  let changedLimit = false;
   try {
+    hadOwnPrepare = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
+    savedPrepare = Error.prepareStackTrace;
+    savedLimit = Error.stackTraceLimit;
     Error.prepareStackTrace = returnCallSites;
-    changed = true;
+    if (Error.prepareStackTrace !== returnCallSites) {
+      unreadableBecause = Object.isFrozen(Error) ? 'Error is frozen' : 'Error.prepareStackTrace cannot be replaced';
+      return undefined;
+    }
+    changedPrepare = true;
     Error.stackTraceLimit = depth;
+    changedLimit = true;
     const holder: { stack?: unknown } = {};
     Error.captureStackTrace(holder, entry);
     const sites = holder.stack;
-    return Array.isArray(sites) ? (sites as NodeJS.CallSite[]) : undefined;
-  } catch {
+    if (!Array.isArray(sites)) {
+      unreadableBecause = 'Error.captureStackTrace does not record a stack';
+      return undefined;
+    }
+    appFormatter = typeof savedPrepare === 'function' && savedPrepare !== returnCallSites ? (savedPrepare as StackFormatter) : undefined;
+    return sites as NodeJS.CallSite[];
+  } catch (error) {
+    unreadableBecause = Object.isFrozen(Error) ? 'Error is frozen' : `reading or setting Error's stack settings threw (${error instanceof Error ? error.message : String(error)})`;
     return undefined;
   } finally {
-    if (changed) {
-      if (hadOwnPrepare) Error.prepareStackTrace = savedPrepare;
-      else Reflect.deleteProperty(Error, 'prepareStackTrace');
-      Error.stackTraceLimit = savedLimit;
-    }
+    try {
+      if (changedPrepare) {
+        if (hadOwnPrepare) Error.prepareStackTrace = savedPrepare as StackFormatter;
+        else Reflect.deleteProperty(Error, 'prepareStackTrace');
+      }
+      if (changedLimit) Error.stackTraceLimit = savedLimit as number;
+    } catch { /* restoring what we could change cannot fail in practice; never throw into the write */ }
+  }
+}
+
+/**
+ * A frame's position as the app's own stack formatter reports it: test runners and source-map-support
+ * run transformed code and map positions back in `prepareStackTrace`; raw CallSites would name the
+ * transformed line. Only for the frames of a rogue write (rare): one formatter call per frame.
+ */
+function positionedByApp(frame: Frame, site: NodeJS.CallSite, format: StackFormatter): Frame | undefined {
+  try {
+    const text = format(new Error(''), [site]);
+    if (typeof text !== 'string') return undefined;
+    const parsed = parseStackString(text)[0];
+    if (!parsed?.file || parsed.lineNumber === null || parsed.lineNumber === undefined) return undefined;
+    return { ...frame, file: toFilePath(parsed.file), line: parsed.lineNumber, column: parsed.column ?? frame.column };
+  } catch {
+    return undefined;
   }
 }
 
@@ -156,7 +198,14 @@ function typeName(site: NodeJS.CallSite, fn: string): string {
 }
 
 /** Maps a generated position back to the original source when the app runs with source maps. */
+// Marks a frame whose position the app's own formatter already mapped: Node's source maps must not map it again.
+const MAPPED = Symbol('mapped');
+
 function sourceMapped(frame: Frame): Frame {
+  if ((frame as { [MAPPED]?: true })[MAPPED]) {
+    const { [MAPPED]: _mapped, ...plain } = frame as Frame & { [MAPPED]?: true };
+    return plain;
+  }
   if (!process.sourceMapsEnabled || frame.file === '<anonymous>') return frame;
   try {
     const map = findSourceMap(frame.file);
@@ -183,13 +232,17 @@ function applicationFrames(frames: Iterable<Frame | undefined>, approval: Approv
 
 /** The stack above `entry`, parsed from its string form; undefined when not even that can be read. */
 function parsedStack(entry: Function): ReturnType<typeof parseStackString> | undefined {
-  const holder: { stack?: unknown } = {};
   try {
-    Error.captureStackTrace(holder, entry);
+    const holder: { stack?: unknown } = {};
+    try {
+      Error.captureStackTrace(holder, entry);
+    } catch { /* replaced by something that throws: the constructor still records a stack */ }
+    // A no-op captureStackTrace leaves nothing: `new Error()` records natively (our own frames are internal).
+    const stack = typeof holder.stack === 'string' ? holder.stack : new Error('').stack;
+    return typeof stack === 'string' ? parseStackString(stack) : undefined;
   } catch {
     return undefined;
   }
-  return parseStackString(typeof holder.stack === 'string' ? holder.stack : '');
 }
 
 /** When `Error` is frozen we cannot ask for CallSites: parse whatever stack string the app's settings give. */
@@ -224,7 +277,9 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
     framesOmitted: omitted,
     callSite: deciding && sourceMapped(deciding),
     undecided: deciding === undefined,
-    degraded: frames.length === 0 ? 'Error is frozen and its stack is empty (Error.stackTraceLimit = 0?): no call site' : 'Error is frozen: call site read from the stack string',
+    degraded: frames.length === 0
+      ? `${unreadableBecause || 'no structured stack'} and the stack string is empty (Error.stackTraceLimit = 0?): no call site`
+      : `${unreadableBecause || 'no structured stack'}: call site read from the stack string`,
   };
 }
 
@@ -265,6 +320,7 @@ class LazyRogueCapture implements RogueCapture {
   readonly approved = false as const;
   private built: { frames: Frame[]; omitted: number } | undefined;
   readonly undecided: boolean;
+  private readonly format = appFormatter;
   constructor(
     private readonly sites: readonly NodeJS.CallSite[],
     private readonly deciding: number,
@@ -275,8 +331,16 @@ class LazyRogueCapture implements RogueCapture {
   }
 
   private build(): { frames: Frame[]; omitted: number } {
-    this.built ??= applicationFrames(this.sites.map(siteToFrame), this.approval, this.maxFrames);
+    this.built ??= applicationFrames(this.sites.map((site) => this.frameOf(site)), this.approval, this.maxFrames);
     return this.built;
+  }
+
+  /** A site as shown: positions as the app's own formatter gives them when it has one, else source-mapped by Node's. */
+  private frameOf(site: NodeJS.CallSite): Frame | undefined {
+    const frame = siteToFrame(site);
+    if (!frame || !this.format || frame.file === '<anonymous>' || this.approval.isInternalFile(frame.file)) return frame;
+    const positioned = positionedByApp(frame, site, this.format);
+    return positioned ? (Object.assign(positioned, { [MAPPED]: true }) as Frame) : frame;
   }
   get frames(): readonly Frame[] {
     return this.build().frames;
@@ -287,10 +351,10 @@ class LazyRogueCapture implements RogueCapture {
   /** The deciding frame; with none, the innermost frame shown (a package's, say), so a report still points somewhere. */
   get callSite(): Frame | undefined {
     const site = this.sites[this.deciding];
-    const frame = site && siteToFrame(site);
+    const frame = site && this.frameOf(site);
     if (frame) return sourceMapped(frame);
     for (const other of this.sites) {
-      const shown = siteToFrame(other);
+      const shown = this.frameOf(other);
       if (shown && !this.approval.isInternalFile(shown.file)) return sourceMapped(shown);
     }
     return undefined;

@@ -219,15 +219,23 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
 /** Mongoose emits `init` from its own `Model.init`: the first file on that stack past Node's is Mongoose's. */
 function learnMongoose(listener: Function): void {
   const holder: { stack?: unknown } = {};
-  const saved = Error.prepareStackTrace;
+  let saved: typeof Error.prepareStackTrace | undefined;
+  let replaced = false;
+  let hadOwn = false;
   try {
+    hadOwn = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
+    saved = Error.prepareStackTrace;
     Error.prepareStackTrace = (_error, sites) => sites;
+    replaced = true;
     Error.captureStackTrace(holder, listener);
     const sites = Array.isArray(holder.stack) ? (holder.stack as NodeJS.CallSite[]) : [];
     const file = sites.map((site) => site.getFileName()).find((name) => name && !name.startsWith('node:'));
     if (file) learnMongooseFrom(file.startsWith('file://') ? new URL(file).pathname : file);
   } catch { /* the built-in pattern for node_modules/mongoose still applies */ } finally {
-    try { Error.prepareStackTrace = saved; } catch { /* a frozen Error: nothing was changed */ }
+    try {
+      if (replaced && hadOwn) Error.prepareStackTrace = saved!;
+      else if (replaced) Reflect.deleteProperty(Error, 'prepareStackTrace');
+    } catch { /* nothing to restore that could fail */ }
   }
 }
 
