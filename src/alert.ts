@@ -111,6 +111,8 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
   if (report.documentIds.length > 0) {
     const more = report.documentIdsOmitted > 0 ? ` (+${report.documentIdsOmitted} more)` : '';
     headLines.push(`- documents: ${report.documentIds.map(code).join(', ')}${more}`);
+  } else if (report.documentIdsOmitted > 0) {
+    headLines.push(`- documents: ${report.documentIdsOmitted} (ids not sent)`);
   }
   const outcome = outcomeText(report);
   if (outcome) headLines.push(`- result: ${outcome}`);
