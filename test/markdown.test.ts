@@ -96,8 +96,8 @@ function render(value: () => string) {
 }
 
 describe('values in the event are inert', () => {
-  it('fuzz: 2 000 events with hostile values keep the structure of harmless ones, with no link, image or HTML', () => {
-    for (let round = 0; round < 2_000; round++) {
+  it('fuzz: 1 000 events with hostile values keep the structure of harmless ones, with no link, image or HTML', () => {
+    for (let round = 0; round < 1_000; round++) {
       const choices = Array.from({ length: 30 }, hostile);
       let i = 0;
       const { event } = render(() => choices[i++ % choices.length]!);
