@@ -58,7 +58,8 @@ describe('_id in reports and events', () => {
     await T.collection.deleteOne({ _id: plain } as never);
     await suite.listener.waitFor(() => events().length === 6);
     await settle();
-    expect(reports.map((r) => r.operation)).toEqual(['save', 'save', 'updateOne', 'findOneAndUpdate', 'deleteOne', 'collection.deleteOne']);
+    expect(reports.map((r) => r.kind)).toEqual(['create', 'create', 'update', 'update', 'delete', 'delete']);
+    expect(reports.slice(2).map((r) => r.operation)).toEqual(['updateOne', 'findOneAndUpdate', 'deleteOne', 'collection.deleteOne']);
     for (const report of reports) {
       expect(report.documentIds).toHaveLength(1);
       expect(report.documentIds[0]).toMatch(HASHED);
