@@ -1,7 +1,8 @@
 /**
  * What the engineers read: a `BypassReport` rendered as a Datadog event (title, markdown text with
  * the notify handles first, the caller trace last so it is what truncation cuts) and its tags.
- * Pure functions: no I/O, nothing here reads a document.
+ * Pure functions: no I/O, nothing here reads a document. The markdown's structure is ours; every
+ * value put into it (or into the title) goes through `inert()` first.
  */
 import { hostname } from 'node:os';
 import { locationOf, withoutColumn } from './report.js';
@@ -26,20 +27,55 @@ export interface AlertContext {
   environment: readonly string[];
 }
 
-const ZERO_WIDTH_SPACE = '\u200B';
+const ZWSP = '\u200B';
 
-/**
- * Datadog turns `@name` in event text into a notification. Paths such as `node_modules/@acme/auth`
- * must never notify anyone by accident, so every `@` that is not one of our handles is broken with a
- * zero-width space (it still reads as `@`).
- */
-export function defuseHandles(text: string): string {
-  return text.replaceAll('@', `@${ZERO_WIDTH_SPACE}`);
+// C0 and C1 controls (line breaks, tabs, escape sequences), and the Unicode line/paragraph separators.
+const CONTROL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/g;
+// Bidirectional overrides and isolates: they would make a path read differently from what it is.
+const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
+
+function controlPicture(char: string): string {
+  const code = char.charCodeAt(0);
+  if (code < 0x20) return String.fromCharCode(0x2400 + code); // '\n' → '␊', '\t' → '␉'
+  if (code === 0x7f) return '\u2421'; // '␡'
+  return '\uFFFD';
 }
 
-/** Inline code for markdown: backticks inside are replaced so the span cannot be closed early. */
+/**
+ * A value we did not write ourselves (a file path, a function or model name, an `_id`, an
+ * environment value, the host name), made inert wherever it is put: in Datadog markdown (in or out
+ * of a code span), in Slack, and in the datagram. It stays readable; what could act is broken:
+ *
+ * - control characters and line breaks become visible pictures (`␊`): no new markdown line;
+ * - `\` is followed by a zero-width space: the agent turns the two characters `\n` into a line break,
+ *   and markdown reads `\` as an escape;
+ * - `` ` `` becomes `'`: a code span or the trace's code block cannot be closed early;
+ * - `%%` is split: Datadog's `%%%` markdown block cannot be closed or opened;
+ * - `@` is followed by a zero-width space (it still reads as `@`): `node_modules/@acme/auth` never
+ *   notifies anyone (`notify` handles are ours and are not escaped);
+ * - `<` `>` become `‹` `›`: no HTML, no autolink, no Slack `<!channel>` or `<url|text>`;
+ * - `](` and `][` are split: no markdown link or image; `://` is split: no bare URL to linkify;
+ * - `|`, the datagram's field separator, becomes `¦`;
+ * - bidirectional overrides become `�`.
+ */
+export function inert(value: string): string {
+  return value
+    .replace(CONTROL, controlPicture)
+    .replace(BIDI, '\uFFFD')
+    .replaceAll('\\', `\\${ZWSP}`)
+    .replaceAll('`', "'")
+    .replace(/%(?=%)/g, `%${ZWSP}`)
+    .replaceAll('@', `@${ZWSP}`)
+    .replaceAll('<', '\u2039')
+    .replaceAll('>', '\u203A')
+    .replace(/\](?=[([])/g, `]${ZWSP}`)
+    .replace(/:(?=\/\/)/g, `:${ZWSP}`)
+    .replaceAll('|', '\u00A6');
+}
+
+/** Inline code for markdown, around an inert value (never empty: two backticks would be literal text). */
 function code(text: string): string {
-  return `\`${defuseHandles(text).replaceAll('`', "'")}\``;
+  return `\`${text === '' ? ZWSP : inert(text)}\``;
 }
 
 const NODE_MODULES_PACKAGE = /[\\/]node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/;
@@ -52,7 +88,7 @@ function packageOf(file: string): string | undefined {
 function frameLine(frame: Frame, root: string): string {
   const where = locationOf(frame, root);
   const fn = frame.function ? ` ${frame.async ? 'async ' : ''}${frame.function}` : frame.async ? ' async' : '';
-  return defuseHandles(`${where}${fn}`);
+  return inert(`${where}${fn}`);
 }
 
 /** Application frames as lines; consecutive frames inside one `node_modules` package become one line. */
@@ -60,7 +96,7 @@ export function traceLines(stack: readonly Frame[], root: string, framesOmitted:
   const lines: string[] = [];
   let run: { pkg: string; count: number } | undefined;
   const closeRun = () => {
-    if (run) lines.push(defuseHandles(`[${run.count} frame${run.count === 1 ? '' : 's'} in ${run.pkg}]`));
+    if (run) lines.push(`[${run.count} frame${run.count === 1 ? '' : 's'} in ${inert(run.pkg)}]`);
     run = undefined;
   };
   for (const frame of stack) {
@@ -86,12 +122,13 @@ function shortenPath(location: string, room: number): string {
   return `…${location.slice(location.length - room + 1)}`;
 }
 
+/** Plain text (Datadog does not render titles as markdown, Slack may): every value in it is inert too. */
 export function alertTitle(report: BypassReport, maxChars = 100): string {
-  const where = withoutColumn(report.location);
-  const what = `Rogue write: ${report.model}.${report.operation}`;
+  const where = inert(withoutColumn(report.location));
+  const what = `Rogue write: ${inert(report.model)}.${inert(report.operation)}`;
   const fixed = `${what} from `;
-  if (fixed.length >= maxChars - 10) return defuseHandles(what.slice(0, maxChars));
-  return defuseHandles(`${fixed}${shortenPath(where, maxChars - fixed.length)}`);
+  if (fixed.length >= maxChars - 10) return what.slice(0, maxChars);
+  return `${fixed}${shortenPath(where, maxChars - fixed.length)}`;
 }
 
 function outcomeText(report: BypassReport): string | undefined {
@@ -104,13 +141,15 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
   const headLines: string[] = [];
   if (context.notify.length > 0) headLines.push(context.notify.join(' '));
   headLines.push(
-    `**Rogue write** to ${code(report.model)}: ${code(report.operation)} (${report.kind})${report.blocked ? ', refused (throw mode)' : ''}`,
+    `**Rogue write** to ${code(report.model)}: ${code(report.operation)} (${inert(report.kind)})${report.blocked ? ', refused (throw mode)' : ''}`,
     `- call site: ${code(report.location)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
   if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
   if (report.documentIds.length > 0) {
     const more = report.documentIdsOmitted > 0 ? ` (+${report.documentIdsOmitted} more)` : '';
     headLines.push(`- documents: ${report.documentIds.map(code).join(', ')}${more}`);
+  } else if (report.documentIdsOmitted > 0) {
+    headLines.push(`- documents: ${report.documentIdsOmitted} (ids not sent)`);
   }
   const outcome = outcomeText(report);
   if (outcome) headLines.push(`- result: ${outcome}`);

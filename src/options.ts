@@ -74,6 +74,17 @@ export interface TripwireOptions {
   maxFrames?: number;
   /** Most `_id`s kept in a report. Default 20. */
   maxDocumentIds?: number;
+  /**
+   * `false`: no `_id` in any event or report (they are only counted). Default `true`: ObjectIds as
+   * they are, any other `_id` only as an `hmac:` hash.
+   */
+  documentIds?: boolean;
+  /**
+   * The HMAC-SHA256 key non-ObjectId `_id`s are hashed with, at least 16 bytes (a string counts its
+   * UTF-8 bytes): pass the same secret to every process so one `_id` hashes the same everywhere.
+   * Default: a random key made once per process (hashes match within that process only).
+   */
+  idHashKey?: string | Uint8Array;
   /** `false` registers nothing (say, outside the environments you watch); the plugin says so once. Default `true`. */
   enabled?: boolean;
   /** Which kinds of access are checked. Default `['create', 'update', 'delete']`; add `'read'` to report reads outside approved code too. */
@@ -107,6 +118,9 @@ export interface ResolvedOptions {
   metricPrefix: string;
   maxFrames: number;
   maxDocumentIds: number;
+  documentIds: boolean;
+  /** Undefined: this process's random key. */
+  idHashKey: Buffer | undefined;
   enabled: boolean;
   heartbeatMs: number;
   maxCallSiteTags: number;
@@ -123,7 +137,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
   'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
-  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'enabled', 'heartbeatMs', 'operations',
+  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'documentIds', 'idHashKey', 'enabled', 'heartbeatMs', 'operations',
   'maxCallSiteTags',
 ]);
 
@@ -249,6 +263,22 @@ function resolveStatsd(value: unknown): StatsD | ClientOptions | false | undefin
   return fail(`option "statsd" must be a hot-shots StatsD client, hot-shots client options, or false, got ${describe(value)}`);
 }
 
+/** Shortest `idHashKey`: 128 bits, the HMAC's whole protection for a guessable `_id`. */
+export const MIN_ID_HASH_KEY_BYTES = 16;
+
+function resolveIdHashKey(value: unknown): Buffer | undefined {
+  if (value === undefined) return undefined;
+  let key: Buffer;
+  if (typeof value === 'string') key = Buffer.from(value, 'utf8');
+  else if (value instanceof Uint8Array) key = Buffer.from(value); // a copy: the app may reuse its buffer
+  else return fail(`option "idHashKey" must be a string or a Buffer of at least ${MIN_ID_HASH_KEY_BYTES} bytes, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  // Never the key itself in a message: only its length.
+  if (key.length < MIN_ID_HASH_KEY_BYTES) {
+    fail(`option "idHashKey" is ${key.length} byte${key.length === 1 ? '' : 's'} long: it must be at least ${MIN_ID_HASH_KEY_BYTES} random bytes (say, crypto.randomBytes(32).toString('base64')), or left out for a per-process random key`);
+  }
+  return key;
+}
+
 /** Validates raw plugin options; throws `TripwireConfigError` naming the option at fault. */
 export function resolveOptions(raw: unknown): ResolvedOptions {
   if (!isPlainObject(raw)) fail(`options must be an object with at least "approved", got ${describe(raw)}`);
@@ -279,6 +309,9 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     fail(`option "metricPrefix" must be letters, digits, _ and . starting with a letter, got ${describe(metricPrefix)}`);
   }
 
+  const documentIds = raw.documentIds ?? true;
+  if (typeof documentIds !== 'boolean') fail(`option "documentIds" must be true or false, got ${describe(documentIds)}`);
+
   const enabled = raw.enabled ?? true;
   if (typeof enabled !== 'boolean') fail(`option "enabled" must be true or false, got ${describe(enabled)}`);
 
@@ -307,5 +340,7 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     metricPrefix,
     maxFrames: positiveInteger(raw.maxFrames, 'maxFrames', 50),
     maxDocumentIds: positiveInteger(raw.maxDocumentIds, 'maxDocumentIds', 20),
+    documentIds,
+    idHashKey: resolveIdHashKey(raw.idHashKey),
   };
 }

@@ -1,8 +1,9 @@
 /**
  * What one rogue write becomes: a `BypassReport`, built only from names, positions, counts and
- * `_id`s. No field value, filter value or update value is ever read into it.
+ * `_id`s (ObjectIds as they are, any other `_id` only as a keyed hash). No field value, filter value
+ * or update value is ever read into it.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { relative, sep } from 'node:path';
 import type { Frame, RogueCapture } from './capture.js';
 import { memoize } from './memo.js';
@@ -45,9 +46,13 @@ export interface BypassReport {
   framesOmitted: number;
   /** Stable for the same model, operation and call site (path relative to `root`), across processes and machines. */
   fingerprint: string;
-  /** The `_id`s written, as strings, at most `maxDocumentIds`; compound `_id`s are hashed, never shown. */
+  /**
+   * The `_id`s written, at most `maxDocumentIds`: an ObjectId as its 24 hex digits; any other `_id`
+   * (string, number, date, binary, compound) only as `hmac:` + 32 hex digits of an HMAC-SHA256 keyed
+   * by `idHashKey` (default: a random key of this process). Empty with `documentIds: false`.
+   */
   documentIds: string[];
-  /** `_id`s written beyond those listed. */
+  /** `_id`s written beyond those listed (with `documentIds: false`, all of them: they are counted, never shown). */
   documentIdsOmitted: number;
   outcome: WriteOutcome;
   at: Date;
@@ -96,32 +101,99 @@ export function withoutColumn(location: string): string {
   return location.replace(/:\d+$/, '');
 }
 
-interface HexId { toHexString(): string }
-function hasHex(value: object): value is HexId {
-  return typeof (value as Partial<HexId>).toHexString === 'function';
+/**
+ * The key `_id`s other than ObjectIds are hashed with when the app passes none: random, made once per
+ * process, never leaves it. Hashes of the same `_id` match within one process only.
+ */
+const PROCESS_ID_KEY: Buffer = randomBytes(32);
+
+/** Hashed `_id`s are `hmac:` and this many hex digits (128 bits of HMAC-SHA256). */
+export const ID_HASH_HEX_DIGITS = 32;
+
+interface BsonValue { _bsontype?: unknown; toHexString?: unknown }
+
+/** An ObjectId from any copy of `bson` (Mongoose's, the driver's, the app's). */
+function isObjectId(value: object): value is { toHexString(): string } {
+  const candidate = value as BsonValue;
+  return candidate._bsontype === 'ObjectId' && typeof candidate.toHexString === 'function';
 }
 
-/** An `_id` as a string; a compound `_id` (an object of fields) is hashed so none of its values leave. */
-export function idToString(id: unknown): string | undefined {
-  if (id === undefined || id === null) return undefined;
-  switch (typeof id) {
-    case 'string': return id;
-    case 'number':
-    case 'bigint': return String(id);
-    case 'object':
-      if (id instanceof Date) return id.toISOString();
-      if (hasHex(id)) return id.toHexString();
-      return `compound:${createHash('sha256').update(safeKeyShape(id)).digest('hex').slice(0, 12)}`;
-    default: return undefined;
+type Canonical = string | Canonical[];
+const MAX_ID_DEPTH = 16;
+
+/**
+ * A typed, unambiguous form of an `_id`, only ever fed to the HMAC or used to tell ids apart:
+ * `'42'` and `42` differ, a Buffer and the Binary it is stored as agree, field order counts (as in
+ * MongoDB). Never throws: a value it cannot read (a throwing getter) becomes a marker.
+ */
+function canonicalId(value: unknown, depth = 0): Canonical {
+  if (depth > MAX_ID_DEPTH) return ['deep'];
+  switch (typeof value) {
+    case 'string': return ['s', value];
+    case 'number': return ['n', Object.is(value, -0) ? '-0' : String(value)];
+    case 'bigint': return ['l', String(value)];
+    case 'boolean': return ['b', String(value)];
+    case 'object': break;
+    default: return ['?', typeof value];
   }
-}
-
-function safeKeyShape(value: object): string {
+  if (value === null) return ['null'];
   try {
-    return JSON.stringify(value) ?? '';
+    if (value instanceof Date) return ['d', String(value.getTime())];
+    if (isObjectId(value)) return ['o', value.toHexString()];
+    if (value instanceof Uint8Array) {
+      const subtype = (value as { _subtype?: unknown })._subtype;
+      return ['x', typeof subtype === 'number' ? String(subtype) : '0', Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')];
+    }
+    const bson = value as { _bsontype?: unknown; sub_type?: unknown; buffer?: unknown; toString?: () => string };
+    if (bson._bsontype === 'Binary' && bson.buffer instanceof Uint8Array) {
+      return ['x', String(bson.sub_type ?? 0), Buffer.from(bson.buffer.buffer, bson.buffer.byteOffset, bson.buffer.byteLength).toString('hex')];
+    }
+    if (bson._bsontype === 'Long' || bson._bsontype === 'Decimal128') return [bson._bsontype === 'Long' ? 'l' : 'm', String(value)];
+    if (bson._bsontype === 'Int32' || bson._bsontype === 'Double') return ['n', String(Number((value as { valueOf(): unknown }).valueOf()))];
+    // A Mongoose subdocument or array: what it is stored as.
+    const stored = typeof (value as { toBSON?: unknown }).toBSON === 'function' ? (value as { toBSON(): unknown }).toBSON() : value;
+    if (stored !== value) return canonicalId(stored, depth + 1);
+    if (Array.isArray(value)) return ['a', ...value.map((item) => canonicalId(item, depth + 1))];
+    const fields: Canonical[] = ['{'];
+    for (const key of Object.keys(value)) fields.push(['k', key], canonicalId((value as Record<string, unknown>)[key], depth + 1));
+    return fields;
   } catch {
-    return '';
+    return ['unreadable'];
   }
+}
+
+/**
+ * Reads `_id`s into what a report may show: an ObjectId as its hex (a random value the server made,
+ * no secret in it), anything else (a string, number, date, binary or compound `_id`, which may be or
+ * contain a token) only as `hmac:` and an HMAC-SHA256 of its typed form under `key`.
+ */
+export class IdReader {
+  private readonly key: Buffer;
+  constructor(key?: Uint8Array) {
+    this.key = key === undefined ? PROCESS_ID_KEY : Buffer.isBuffer(key) ? key : Buffer.from(key);
+  }
+
+  /** What tells two ids apart, cheaply (no hashing); undefined for a missing `_id`. */
+  identity(id: unknown): string | undefined {
+    if (id === undefined || id === null) return undefined;
+    if (typeof id === 'object' && isObjectId(id)) return `o:${id.toHexString()}`;
+    return JSON.stringify(canonicalId(id));
+  }
+
+  /** The `_id` as shown in reports and events. */
+  show(id: unknown): string | undefined {
+    const identity = this.identity(id);
+    if (identity === undefined) return undefined;
+    if (identity.startsWith('o:')) return identity.slice(2);
+    return `hmac:${createHmac('sha256', this.key).update(identity).digest('hex').slice(0, ID_HASH_HEX_DIGITS)}`;
+  }
+}
+
+const DEFAULT_ID_READER = new IdReader();
+
+/** An `_id` as shown in a report, hashed with this process's key unless it is an ObjectId. */
+export function idToString(id: unknown, reader: IdReader = DEFAULT_ID_READER): string | undefined {
+  return reader.show(id);
 }
 
 export interface ReportInput {
@@ -136,6 +208,10 @@ export interface ReportInput {
   root: string;
   maxDocumentIds: number;
   bypassedMiddleware?: boolean;
+  /** The key `_id`s other than ObjectIds are hashed with (`idHashKey`); default: this process's random key. */
+  idHashKey?: Uint8Array;
+  /** `false`: no `_id` at all in the report (they are only counted, in `documentIdsOmitted`). Default true. */
+  documentIds?: boolean;
 }
 
 export function buildReport(input: ReportInput): BypassReport {
@@ -146,11 +222,14 @@ export function buildReport(input: ReportInput): BypassReport {
   const documentIds: string[] = [];
   let documentIdsOmitted = 0;
   const seen = new Set<string>();
+  const reader = input.idHashKey === undefined ? DEFAULT_ID_READER : new IdReader(input.idHashKey);
+  const limit = input.documentIds === false ? 0 : input.maxDocumentIds;
   for (const id of input.ids) {
-    const text = idToString(id);
-    if (text === undefined || seen.has(text)) continue;
-    seen.add(text);
-    if (documentIds.length < input.maxDocumentIds) documentIds.push(text);
+    const identity = reader.identity(id);
+    if (identity === undefined || seen.has(identity)) continue;
+    seen.add(identity);
+    // Hashed only when listed: a 10 000-document insertMany costs 20 HMACs, not 10 000.
+    if (documentIds.length < limit) documentIds.push(reader.show(id)!);
     else documentIdsOmitted++;
   }
   return {

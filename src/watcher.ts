@@ -248,6 +248,8 @@ export class Watcher {
       blocked,
       root: this.options.root,
       maxDocumentIds: this.options.maxDocumentIds,
+      documentIds: this.options.documentIds,
+      idHashKey: this.options.idHashKey,
       bypassedMiddleware: event.bypassedMiddleware ?? false,
     });
   }
