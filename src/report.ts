@@ -71,7 +71,29 @@ export class RogueWriteError extends Error {
   override name = 'RogueWriteError';
   constructor(readonly report: BypassReport) {
     super(`mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved code`);
+    // The stack a test runner shows and links: the user's code from the deciding frame outward, not
+    // this library's frames (nor Mongoose's microtask, where a refused query's exec runs).
+    const stack = userStack(report);
+    if (stack.length > 0) this.stack = `${this.name}: ${this.message}\n${stack.map(stackLine).join('\n')}`;
   }
+}
+
+function sameFrame(a: Frame, b: Frame): boolean {
+  return a.file === b.file && a.line === b.line && a.column === b.column;
+}
+
+/** The deciding frame first, then the frames outward from it (pass-through frames above it left out). */
+function userStack(report: BypassReport): Frame[] {
+  if (report.callSite.file === UNKNOWN_FRAME.file) return report.stack;
+  const at = report.stack.findIndex((frame) => sameFrame(frame, report.callSite));
+  return at >= 0 ? report.stack.slice(at) : [report.callSite, ...report.stack];
+}
+
+/** One V8-style stack line (`    at fn (file:line:column)`), which runners and parsers read. */
+function stackLine(frame: Frame): string {
+  const where = `${frame.file}:${frame.line}:${frame.column}`;
+  const fn = frame.function ? `${frame.async ? 'async ' : ''}${frame.function}` : frame.async ? 'async <anonymous>' : '';
+  return fn ? `    at ${fn} (${where})` : `    at ${where}`;
 }
 
 export const UNKNOWN_FRAME: Frame = Object.freeze({ file: '<unknown>', line: 0, column: 0 });
