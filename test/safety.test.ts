@@ -22,6 +22,7 @@ import { writes as authWrites } from './fixtures/app/auth/writes.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { describeTarget } from '../src/datadog-sink.js';
 import { connect } from './support/connect.js';
+import { captureWarnings } from './support/warnings.js';
 import { listenerSuite } from './support/listener-suite.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -261,17 +262,19 @@ describe('never silent', () => {
   });
 
   it('enabled: false registers nothing and says so once', async () => {
-    const warnings: string[] = [];
-    const onWarning = (warning: Error) => void warnings.push(warning.message);
-    process.on('warning', onWarning);
-    const options = { approved: ['auth/**'], enabled: false, statsd: false as const };
-    const schema = tokenSchema() as mongoose.Schema;
-    schema.plugin(tripwire, options);
-    const T = suite.connection.model(`Disabled${++count}`, schema) as unknown as Model;
-    await rogueCreate(T, ctx());
-    await settle();
-    process.off('warning', onWarning);
-    expect(warnings.filter((w) => /disabled/.test(w))).toHaveLength(1);
+    const made: { T?: Model } = {};
+    const warnings = await captureWarnings(async () => {
+      const options = { approved: ['auth/**'], enabled: false, statsd: false as const };
+      const schema = tokenSchema() as mongoose.Schema;
+      schema.plugin(tripwire, options);
+      made.T = suite.connection.model(`Disabled${++count}`, schema) as unknown as Model;
+      await rogueCreate(made.T, ctx());
+      await settle();
+    });
+    expect(warnings.map((w) => [w.name, (w as { code?: string }).code, w.message])).toEqual([
+      ['TripwireWarning', 'TRIPWIRE_DISABLED', 'mongoose-tripwire is disabled (enabled: false): no write is checked or reported'],
+    ]);
+    const T = made.T!;
     expect(verify().registrations.flatMap((r) => r.models).some((m) => m.model === T.modelName)).toBe(false);
   });
 });
