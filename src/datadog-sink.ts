@@ -31,6 +31,21 @@ interface Client {
   getDatadogExtensionFields?: () => string[];
   host?: string;
   port?: number;
+  /** hot-shots' transport after it read its options and `DD_DOGSTATSD_URL` / `DD_DOGSTATSD_SOCKET`: `udp`, `tcp`, `uds`, `stream`. */
+  protocol?: string;
+  path?: string;
+}
+
+/**
+ * Where a client we created really sends, read back from it (hot-shots resolved its options and the
+ * `DD_AGENT_HOST`, `DD_DOGSTATSD_PORT`, `DD_DOGSTATSD_URL`, `DD_DOGSTATSD_SOCKET` environment).
+ */
+export function describeTarget(client: Pick<Client, 'host' | 'port' | 'protocol' | 'path'>): string {
+  const protocol = client.protocol ?? 'udp';
+  if (protocol === 'uds') return `unix://${client.path ?? ''}`;
+  if (protocol === 'stream') return 'a stream passed in the statsd option';
+  // hot-shots leaves an unset host undefined and lets the socket default it to the loopback address.
+  return `${protocol}://${client.host ?? '127.0.0.1'}:${client.port ?? 8125}`;
 }
 
 export interface StatsdTarget {
@@ -61,7 +76,7 @@ export class DatadogSink implements WriteListener {
   ) {
     this.target = {
       owned,
-      description: owned ? `udp://${client.host ?? process.env.DD_AGENT_HOST ?? '127.0.0.1'}:${client.port ?? (Number(process.env.DD_DOGSTATSD_PORT) || 8125)}` : 'a hot-shots client passed by the app',
+      description: owned ? describeTarget(client) : 'a hot-shots client passed by the app',
     };
     this.environment = (['DD_ENV', 'DD_SERVICE', 'DD_VERSION'] as const)
       .filter((name) => process.env[name])

@@ -13,15 +13,26 @@ export class TripwireFault extends Error {
 export type FaultListener = (fault: TripwireFault) => void;
 
 /**
+ * Boot notices: what checking the configuration finds, at registration or in `verify()`. Each is a
+ * warning once (and, where it matters, a `verify()` problem), never a `tripwire.errors` count: it is
+ * a property of the deployment, so counting it would add to `tripwire.errors` at every boot although
+ * nothing went wrong during the run, and the checklist's "tripwire.errors is flat" would never hold.
+ * `tripwire.errors` counts faults that happen while writes are watched.
+ */
+export const BOOT_NOTICES: ReadonlySet<string> = new Set(['statsd_default_target', 'approved_matches_nothing', 'verify']);
+
+/**
  * Routes faults to the user's `onError`, or by default to `process.emitWarning`.
  */
 export function createFaultReporter(onError: ((error: Error) => void) | undefined, onFault?: FaultListener) {
   const warned = new Set<string>();
   return function reportFault(reason: string, message: string, cause?: unknown): void {
     const fault = new TripwireFault(reason, cause instanceof Error ? `${message}: ${cause.message}` : message, { cause });
-    try {
-      onFault?.(fault);
-    } catch { /* counting a fault must not raise another */ }
+    if (!BOOT_NOTICES.has(reason)) {
+      try {
+        onFault?.(fault);
+      } catch { /* counting a fault must not raise another */ }
+    }
     // Counted every time (tripwire.errors), surfaced once per distinct problem: a dead agent must be
     // noticed, but must not become a log flood.
     const key = `${reason}\0${fault.message}`;

@@ -5,6 +5,7 @@
  */
 import { activeWatchers, type Watcher } from './watcher.js';
 import { ENTRY_STATICS, isOurWrapper, QUERY_WRITE_NAMES, watcherOf } from './plugin.js';
+import { callerStack, sourcesNotRun, typescriptEvidence } from './sources.js';
 
 export interface ModelCheck {
   model: string;
@@ -58,7 +59,7 @@ function checkModel(model: CompiledModel): string[] {
   return missing;
 }
 
-function checkRegistration(watcher: Watcher, problems: string[]): RegistrationCheck {
+function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript: string | undefined): RegistrationCheck {
   const models: ModelCheck[] = [];
   for (const [name, ref] of watcher.compiledModels) {
     const model = ref.deref() as CompiledModel | undefined;
@@ -75,6 +76,7 @@ function checkRegistration(watcher: Watcher, problems: string[]): RegistrationCh
   for (const { pattern, files } of watcher.approvedFiles) {
     if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${watcher.options.root}`);
   }
+  problems.push(...sourcesNotRun(watcher.options.approved, watcher.options.root, runsTypeScript));
   return {
     mode: watcher.options.mode,
     root: watcher.options.root,
@@ -91,9 +93,11 @@ function checkRegistration(watcher: Watcher, problems: string[]): RegistrationCh
 /** Checks every registration in this process; call it at boot, after the models are compiled. */
 export function verify(): VerifyResult {
   const problems: string[] = [];
+  // Can the stacks of this process name .ts files? Read once, with the stack of verify()'s caller.
+  const runsTypeScript = typescriptEvidence(callerStack());
   const registrations = [...activeWatchers].map((watcher) => {
     const before = problems.length;
-    const check = checkRegistration(watcher, problems);
+    const check = checkRegistration(watcher, problems, runsTypeScript);
     for (const problem of problems.slice(before)) watcher.reportFault('verify', problem);
     return check;
   });

@@ -137,8 +137,9 @@ export class Watcher {
         this.reportFault('approved_matches_nothing', `approved pattern ${pattern} matches no file under root ${this.options.root}: a typo, a moved folder or a wrong root? Every write would be reported as rogue`);
       }
     }
-    if (this.options.statsd === undefined && !process.env.DD_AGENT_HOST) {
-      this.reportFault('statsd_default_target', 'no statsd option and no DD_AGENT_HOST: events go to udp://127.0.0.1:8125, and whether an agent listens there is unknown (UDP never says)');
+    if (this.sink && this.options.statsd === undefined && !process.env.DD_AGENT_HOST && !process.env.DD_DOGSTATSD_URL && !process.env.DD_DOGSTATSD_SOCKET) {
+      // A boot notice (faults.ts): warned once, not counted in tripwire.errors.
+      this.reportFault('statsd_default_target', `no statsd option and no DD_AGENT_HOST: events go to ${this.sink.target.description}, and whether an agent listens there is unknown (UDP never says)`);
     }
   }
 

@@ -4,13 +4,14 @@
  * plugin to a local DogStatsD socket; the metric names, their tag keys, the event tag keys and the
  * event source received there are the only ones the assets may reference.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Connection } from 'mongoose';
 import type mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startListener, type Listener } from '../src/listen.js';
 import { close, flush, tripwire } from '../src/index.js';
 import type { ParsedDatagram } from '../src/dogstatsd.js';
+import { BOOT_NOTICES } from '../src/faults.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -285,10 +286,29 @@ describe('datadog/monitors.json', () => {
   });
 
   it('queries only metrics and tag keys the plugin sends, together', () => {
-    expect(metricUses.length).toBe(2);
+    expect(metricUses.length).toBe(3);
     for (const use of metricUses) expectEmitted(use);
     expect(eventQueries.length).toBe(1);
     for (const query of eventQueries) expectEventQuery(query);
+  });
+
+  it('alerts on tripwire.errors by reason, leaving out only the reasons that lose no count; boot notices are never counted', () => {
+    // Every reason the plugin reports, read from its sources.
+    const sources = readdirSync(new URL('../src/', import.meta.url)).filter((f) => f.endsWith('.ts')).map((f) => assetText(`src/${f}`)).join('\n');
+    const reasons = new Set([...sources.matchAll(/reportFault\(\s*'(\w+)'/g)].map((m) => m[1]!));
+    expect(reasons.size).toBeGreaterThan(10);
+    const faults = monitors.find((m) => m.query.includes('tripwire.errors'));
+    expect(faults, 'the fault monitor').toBeDefined();
+    expect(faults!.options.thresholds).toEqual({ critical: 0 });
+    const [use] = parseMetricQuery(faults!.query.replace(/^\w+\(last_\w+\):/, ''), new Map());
+    expect(use!.groupBy).toEqual(['reason']);
+    const excluded = [...faults!.query.matchAll(/!reason:(\w+)/g)].map((m) => m[1]!);
+    expect(excluded.sort()).toEqual(['callsite_tags_capped', 'tags_dropped']);
+    for (const reason of excluded) expect(reasons.has(reason), reason).toBe(true);
+    // Boot notices are real reasons, warned but never counted, so a monitor need not leave them out.
+    for (const notice of BOOT_NOTICES) expect(reasons.has(notice), notice).toBe(true);
+    // The message names every reason: the watched ones and why the others are not.
+    for (const reason of reasons) expect(faults!.message, reason).toContain(reason);
   });
 
   it('uses in messages only the group-by keys of its own query', () => {

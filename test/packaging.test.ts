@@ -6,12 +6,13 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 const TIMEOUT = 180_000;
+const REPOSITORY = 'https://github.com/mongoose-tripwire/mongoose-tripwire';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
@@ -74,17 +75,52 @@ afterAll(() => {
 });
 
 describe('the tarball', () => {
-  it('holds only dist/, README.md, LICENSE and package.json, with the types of every export', () => {
+  it('holds only dist/, the Datadog assets, the checklist, README.md, LICENSE and package.json, with the types of every export', () => {
     expect(tarEntries.length).toBeGreaterThan(4);
     for (const entry of tarEntries) {
-      expect(entry, 'an unexpected file in the tarball').toMatch(/^package\/(dist\/.+|README\.md|LICENSE|package\.json)$/);
+      expect(entry, 'an unexpected file in the tarball').toMatch(/^package\/(dist\/.+|datadog\/[\w-]+\.json|docs\/[\w-]+\.md|README\.md|LICENSE|package\.json)$/);
+    }
+    for (const file of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md']) {
+      expect(tarEntries, file).toContain(`package/${file}`);
     }
     expect(tarEntries.map((entry) => entry.replace(/^package\//, ''))).toEqual(packedFiles);
     for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/listen.js', 'dist/listen.d.ts', 'dist/dogstatsd.js', 'dist/dogstatsd.d.ts', 'dist/cli.js']) {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     // Nothing of the tests, the examples or the sources.
-    expect(tarEntries.filter((entry) => /\/(test|examples|src|bench|datadog|docs)\//.test(entry))).toEqual([]);
+    expect(tarEntries.filter((entry) => /\/(test|examples|src|bench)\//.test(entry))).toEqual([]);
+  });
+
+  it('names its repository, home page and issue tracker', () => {
+    const manifest = JSON.parse(readFileSync(join(app, 'node_modules/mongoose-tripwire/package.json'), 'utf8')) as Record<string, unknown>;
+    expect(manifest.repository).toEqual({ type: 'git', url: `git+${REPOSITORY}.git` });
+    expect(manifest.homepage).toBe(`${REPOSITORY}#readme`);
+    expect(manifest.bugs).toEqual({ url: `${REPOSITORY}/issues` });
+  });
+
+  it('every link in the installed README and checklist works: relative ones to a shipped file, repository ones to a file of this repository', () => {
+    const installed = join(app, 'node_modules/mongoose-tripwire');
+    const checked: string[] = [];
+    for (const doc of ['README.md', 'docs/verification.md']) {
+      const text = readFileSync(join(installed, doc), 'utf8');
+      for (const [, target = ''] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        const path = target.replace(/#.*$/, '');
+        if (path === '') continue;
+        if (/^https?:/.test(path)) {
+          if (!path.startsWith(`${REPOSITORY}/`)) continue;
+          const inRepo = /^\/(?:tree|blob)\/main\/(.+)$/.exec(path.slice(REPOSITORY.length));
+          if (!inRepo) continue; // the issue tracker and the like
+          expect(existsSync(join(projectRoot, inRepo[1]!)), `${doc}: ${target} is not a file of this repository`).toBe(true);
+        } else {
+          expect(existsSync(join(installed, dirname(doc), path)), `${doc}: ${target} is not in the installed package`).toBe(true);
+        }
+        checked.push(`${doc} -> ${target}`);
+      }
+    }
+    for (const needed of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md']) {
+      expect(checked.some((link) => link.startsWith('README.md -> ') && link.endsWith(needed)), `README links ${needed}`).toBe(true);
+    }
+    expect(checked.filter((link) => link.includes('/examples/')).length).toBeGreaterThanOrEqual(6);
   });
 
   it('installs with npm next to Mongoose', () => {

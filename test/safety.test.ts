@@ -20,7 +20,9 @@ import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
 import { writes as authWrites } from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
+import { describeTarget } from '../src/datadog-sink.js';
 import { connect } from './support/connect.js';
+import { captureWarnings } from './support/warnings.js';
 import { listenerSuite } from './support/listener-suite.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -223,18 +225,53 @@ describe('never silent', () => {
     }
   });
 
+  it('with DD_DOGSTATSD_PORT, the default-target warning names the port the datagrams really go to, and boot notices are not counted as tripwire.errors', async () => {
+    const saved = { host: process.env.DD_AGENT_HOST, port: process.env.DD_DOGSTATSD_PORT };
+    delete process.env.DD_AGENT_HOST;
+    process.env.DD_DOGSTATSD_PORT = String(suite.listener.port);
+    try {
+      // Three boot notices: the default target, a pattern matching nothing, and verify()'s problem about it.
+      const { T, faults } = await model({ statsd: undefined, approved: ['auth/**', 'no-such-folder/**'], rateLimit: false });
+      const target = `udp://127.0.0.1:${suite.listener.port}`;
+      expect(faults.find((f) => (f as { reason?: string }).reason === 'statsd_default_target')?.message).toMatch(`events go to ${target},`);
+      expect(faults.map((f) => f.message).join('\n')).not.toMatch(/:8125\b/);
+      const check = verify();
+      expect(check.registrations.find((r) => r.models.some((m) => m.model === T.modelName))!.statsd).toBe(target);
+      expect(faults.map((f) => (f as { reason?: string }).reason)).toEqual(expect.arrayContaining(['statsd_default_target', 'approved_matches_nothing', 'verify']));
+      // A real fault during the run still is counted: the onBypass option throwing.
+      const { T: Faulty } = await model({ statsd: undefined, onBypass: () => { throw new Error('boom'); } });
+      await rogueCreate(T, ctx());
+      await rogueCreate(Faulty, ctx());
+      await settle();
+      await close();
+      await suite.listener.waitFor((all) => all.some((d) => d.type === 'metric' && d.name === 'tripwire.errors') && all.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses'));
+      const reasons = suite.listener.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.errors').flatMap((d) => (d.type === 'metric' ? d.tags : []));
+      expect(reasons).toEqual(['reason:onBypass_threw']);
+      expect(suite.listener.datagrams.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses' && d.tags.includes(`model:${T.modelName}`))).toBe(true);
+      // The other transports hot-shots reads from the environment are named as they are.
+      expect(describeTarget({ protocol: 'uds', path: '/var/run/datadog/dsd.socket' })).toBe('unix:///var/run/datadog/dsd.socket');
+      expect(describeTarget({ protocol: 'tcp', host: 'agent', port: 8126 })).toBe('tcp://agent:8126');
+    } finally {
+      if (saved.host !== undefined) process.env.DD_AGENT_HOST = saved.host;
+      if (saved.port === undefined) delete process.env.DD_DOGSTATSD_PORT;
+      else process.env.DD_DOGSTATSD_PORT = saved.port;
+    }
+  });
+
   it('enabled: false registers nothing and says so once', async () => {
-    const warnings: string[] = [];
-    const onWarning = (warning: Error) => void warnings.push(warning.message);
-    process.on('warning', onWarning);
-    const options = { approved: ['auth/**'], enabled: false, statsd: false as const };
-    const schema = tokenSchema() as mongoose.Schema;
-    schema.plugin(tripwire, options);
-    const T = suite.connection.model(`Disabled${++count}`, schema) as unknown as Model;
-    await rogueCreate(T, ctx());
-    await settle();
-    process.off('warning', onWarning);
-    expect(warnings.filter((w) => /disabled/.test(w))).toHaveLength(1);
+    const made: { T?: Model } = {};
+    const warnings = await captureWarnings(async () => {
+      const options = { approved: ['auth/**'], enabled: false, statsd: false as const };
+      const schema = tokenSchema() as mongoose.Schema;
+      schema.plugin(tripwire, options);
+      made.T = suite.connection.model(`Disabled${++count}`, schema) as unknown as Model;
+      await rogueCreate(made.T, ctx());
+      await settle();
+    });
+    expect(warnings.map((w) => [w.name, (w as { code?: string }).code, w.message])).toEqual([
+      ['TripwireWarning', 'TRIPWIRE_DISABLED', 'mongoose-tripwire is disabled (enabled: false): no write is checked or reported'],
+    ]);
+    const T = made.T!;
     expect(verify().registrations.flatMap((r) => r.models).some((m) => m.model === T.modelName)).toBe(false);
   });
 });
