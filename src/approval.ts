@@ -289,7 +289,7 @@ export function countApprovedFiles(pattern: ApprovedPattern, root: string): numb
 }
 
 /** Calls `visit` with each existing file the pattern matches (stops when it returns false). */
-function walkMatches(pattern: string | RegExp, root: string, visit: (path: string) => boolean | void): void {
+export function walkMatches(pattern: string | RegExp, root: string, visit: (path: string) => boolean | void): void {
   const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
   let start = root;
   if (typeof pattern === 'string') {

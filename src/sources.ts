@@ -16,12 +16,10 @@
  * other pattern approves a compiled file of the same name (`['src/auth/**', 'dist/auth/**']` is
  * fine). With a function among the patterns it says nothing: a function may approve any frame.
  */
-import { readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, isAbsolute, resolve, sep } from 'node:path';
+import { basename, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import picomatch from 'picomatch';
-import { compileApproval } from './approval.js';
+import { walkMatches } from './approval.js';
 import type { ApprovedPattern } from './options.js';
 
 const TYPESCRIPT_SOURCE = /(?:\.d)?\.(?:[cm]?ts|tsx)$/;
@@ -29,7 +27,6 @@ const RUNNABLE = /\.(?:[cm]?js|jsx)$/;
 const TYPESCRIPT_FRAME = /\.(?:[cm]?ts|tsx):\d+:\d+\)?\s*$/m;
 const TYPESCRIPT_LOADER = /(?:^|[\s=/@])(?:tsx|ts-node|@swc-node\/register|@swc\/register|esbuild-register|@babel\/register|jiti|--experimental-strip-types|--experimental-transform-types)(?:[\s/=]|$)/;
 const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
-const MAX_FILES_SCANNED = 50_000;
 
 /**
  * Why this process may run TypeScript (stack frames can name `.ts` files), or undefined when
@@ -80,52 +77,17 @@ interface Matched {
 
 const stem = (file: string): string => basename(file).replace(TYPESCRIPT_SOURCE, '').replace(RUNNABLE, '');
 
-/** Which TypeScript and JavaScript files under `root` a pattern approves now (walked as `countApprovedFiles` does). */
+/** Which TypeScript and JavaScript files under `root` a pattern approves now (the walk `countApprovedFiles` uses). */
 function matchedFiles(pattern: string | RegExp, root: string): Matched {
-  const approval = compileApproval([pattern], root);
   const matched: Matched = { pattern: String(pattern), typescript: new Set(), runnable: new Set(), typescriptFiles: 0 };
-  const take = (path: string): void => {
-    if (!approval.isApprovedFile(path)) return;
+  walkMatches(pattern, root, (path) => {
     if (TYPESCRIPT_SOURCE.test(path)) {
       matched.typescript.add(stem(path));
       matched.typescriptFiles += 1;
     } else if (RUNNABLE.test(path)) {
       matched.runnable.add(stem(path));
     }
-  };
-  let start = root;
-  if (typeof pattern === 'string') {
-    const base = picomatch.scan(pattern.replace(/^\.\//, '')).base;
-    start = isAbsolute(pattern) ? base || pattern : resolve(root, base);
-  }
-  try {
-    if (!statSync(start).isDirectory()) {
-      take(start);
-      return matched;
-    }
-  } catch {
-    return matched;
-  }
-  let scanned = 0;
-  const walk = (dir: string, insideDependencies: boolean): void => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
-      if (++scanned > MAX_FILES_SCANNED) return;
-      const path = `${dir}${sep}${entry.name}`;
-      if (entry.isDirectory()) {
-        if (entry.name === '.git' || (entry.name === 'node_modules' && !insideDependencies)) continue;
-        walk(path, insideDependencies);
-      } else {
-        take(path);
-      }
-    }
-  };
-  walk(start, start.includes(`${sep}node_modules`));
+  });
   return matched;
 }
 
