@@ -10,6 +10,7 @@
  * as needed: a shallow look first, the full depth only when nothing approved was found in it.
  */
 import { findSourceMap } from 'node:module';
+import { runInNewContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
 import { isMongooseFile, toFilePath, type Approval, type FileKind } from './approval.js';
 
@@ -49,59 +50,61 @@ const SHALLOW_DEPTH = 8;
 // A rogue write reads further, once, to find approved frames deep in the stack (and async frames).
 const FULL_DEPTH = 200;
 
-const returnCallSites = (_error: Error, sites: NodeJS.CallSite[]): NodeJS.CallSite[] => sites;
-
 type StackFormatter = (error: Error, sites: NodeJS.CallSite[]) => unknown;
-
-/** The app's own `Error.prepareStackTrace` seen at the last read (vitest, jest, source-map-support install one). */
-let appFormatter: StackFormatter | undefined;
-/** Why CallSites could not be read, for the warning: the real cause, not a guess. */
-let unreadableBecause = '';
+type CallSiteReader = (entry: Function, depth: number) => unknown;
 
 /**
- * Reads the CallSites above `entry` with a temporary `prepareStackTrace`, restoring the app's
- * `Error.prepareStackTrace` and `Error.stackTraceLimit` exactly. Never throws: returns undefined
- * when `Error` will not lend itself (frozen, a throwing or read-only accessor, a no-op
- * `captureStackTrace`), and the caller falls back to the stack string.
+ * CallSites are read in a private realm (a `vm` context of our own) whose `Error` only we use:
+ * V8 stacks span realms, so its `captureStackTrace` sees the app's frames, while the app's own
+ * `Error` is never written to. Whatever the app did to it (froze it, as SES lockdown and
+ * `--frozen-intrinsics` do; set `stackTraceLimit = 0`; installed a throwing, read-only or
+ * accessor `prepareStackTrace`; replaced `captureStackTrace`) changes nothing here, and nothing has
+ * to be restored. Measured: the same cost as swapping and restoring the app's settings.
  */
-function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | undefined {
-  let hadOwnPrepare = false;
-  let savedPrepare: unknown;
-  let savedLimit: unknown;
-  let changedPrepare = false;
-  let changedLimit = false;
+const readInRealm: CallSiteReader | undefined = (() => {
   try {
-    hadOwnPrepare = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
-    savedPrepare = Error.prepareStackTrace;
-    savedLimit = Error.stackTraceLimit;
-    Error.prepareStackTrace = returnCallSites;
-    if (Error.prepareStackTrace !== returnCallSites) {
-      unreadableBecause = Object.isFrozen(Error) ? 'Error is frozen' : 'Error.prepareStackTrace cannot be replaced';
-      return undefined;
-    }
-    changedPrepare = true;
-    Error.stackTraceLimit = depth;
-    changedLimit = true;
-    const holder: { stack?: unknown } = {};
-    Error.captureStackTrace(holder, entry);
-    const sites = holder.stack;
-    if (!Array.isArray(sites)) {
-      unreadableBecause = 'Error.captureStackTrace does not record a stack';
-      return undefined;
-    }
-    appFormatter = typeof savedPrepare === 'function' && savedPrepare !== returnCallSites ? (savedPrepare as StackFormatter) : undefined;
-    return sites as NodeJS.CallSite[];
-  } catch (error) {
-    unreadableBecause = Object.isFrozen(Error) ? 'Error is frozen' : `reading or setting Error's stack settings threw (${error instanceof Error ? error.message : String(error)})`;
+    const reader: unknown = runInNewContext(
+      `(function () {
+        Error.prepareStackTrace = function (_error, sites) { return sites; };
+        return function callSitesAbove(entry, depth) {
+          Error.stackTraceLimit = depth;
+          const holder = {};
+          Error.captureStackTrace(holder, entry);
+          return holder.stack;
+        };
+      })()`,
+      {},
+      { filename: 'mongoose-tripwire:call-sites' },
+    );
+    return typeof reader === 'function' ? (reader as CallSiteReader) : undefined;
+  } catch {
     return undefined;
-  } finally {
-    try {
-      if (changedPrepare) {
-        if (hadOwnPrepare) Error.prepareStackTrace = savedPrepare as StackFormatter;
-        else Reflect.deleteProperty(Error, 'prepareStackTrace');
-      }
-      if (changedLimit) Error.stackTraceLimit = savedLimit as number;
-    } catch { /* restoring what we could change cannot fail in practice; never throw into the write */ }
+  }
+})();
+
+/** Why CallSites could not be read, for the warning: the real cause, not a guess. */
+let unreadableBecause = readInRealm ? '' : 'no private realm could be created for reading stacks';
+
+/** The CallSites above `entry`, at most `depth`; undefined if none can be read (then the stack string is parsed). */
+export function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | undefined {
+  if (!readInRealm) return undefined;
+  try {
+    const sites = readInRealm(entry, depth);
+    if (Array.isArray(sites)) return sites as NodeJS.CallSite[];
+    unreadableBecause = 'the private realm returned no CallSites';
+  } catch (error) {
+    unreadableBecause = `reading the stack threw (${error instanceof Error ? error.message : String(error)})`;
+  }
+  return undefined;
+}
+
+/** The app's own `Error.prepareStackTrace` (vitest, jest, source-map-support install one); read defensively. */
+function appFormatter(): StackFormatter | undefined {
+  try {
+    const format: unknown = Error.prepareStackTrace;
+    return typeof format === 'function' ? (format as StackFormatter) : undefined;
+  } catch {
+    return undefined; // a throwing getter: raw positions, then
   }
 }
 
@@ -320,7 +323,7 @@ class LazyRogueCapture implements RogueCapture {
   readonly approved = false as const;
   private built: { frames: Frame[]; omitted: number } | undefined;
   readonly undecided: boolean;
-  private readonly format = appFormatter;
+  private readonly format = appFormatter();
   constructor(
     private readonly sites: readonly NodeJS.CallSite[],
     private readonly deciding: number,

@@ -15,7 +15,8 @@
  * error and is unhandled exactly when the app leaves it unhandled.
  */
 import type { Schema } from 'mongoose';
-import { learnMongooseFrom } from './approval.js';
+import { learnMongooseFrom, toFilePath } from './approval.js';
+import { readCallSites } from './capture.js';
 import type { Capture } from './capture.js';
 import { instrumentCollection } from './collection.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
@@ -218,25 +219,8 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
 
 /** Mongoose emits `init` from its own `Model.init`: the first file on that stack past Node's is Mongoose's. */
 function learnMongoose(listener: Function): void {
-  const holder: { stack?: unknown } = {};
-  let saved: typeof Error.prepareStackTrace | undefined;
-  let replaced = false;
-  let hadOwn = false;
-  try {
-    hadOwn = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
-    saved = Error.prepareStackTrace;
-    Error.prepareStackTrace = (_error, sites) => sites;
-    replaced = true;
-    Error.captureStackTrace(holder, listener);
-    const sites = Array.isArray(holder.stack) ? (holder.stack as NodeJS.CallSite[]) : [];
-    const file = sites.map((site) => site.getFileName()).find((name) => name && !name.startsWith('node:'));
-    if (file) learnMongooseFrom(file.startsWith('file://') ? new URL(file).pathname : file);
-  } catch { /* the built-in pattern for node_modules/mongoose still applies */ } finally {
-    try {
-      if (replaced && hadOwn) Error.prepareStackTrace = saved!;
-      else if (replaced) Reflect.deleteProperty(Error, 'prepareStackTrace');
-    } catch { /* nothing to restore that could fail */ }
-  }
+  const file = readCallSites(8, listener)?.map((site) => site.getFileName()).find((name) => name && !name.startsWith('node:'));
+  if (file) learnMongooseFrom(toFilePath(file));
 }
 
 /** Wraps one compiled model's entry points (idempotent: Mongoose emits `init` again on reconnect). */
