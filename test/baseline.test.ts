@@ -4,12 +4,12 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { flush, RogueWriteError, tripwire, TripwireConfigError, type BypassReport, type TripwireOptions } from '../src/index.js';
 import { resolveOptions } from '../src/options.js';
 import { parseRecords } from '../src/record.js';
@@ -38,6 +38,7 @@ const root = resolve(fixtureDir as string);
 const line = (name: string): number => siteLine(SITES_FILE, name) as number;
 
 const work = mkdtempSync(join(tmpdir(), 'tripwire-baseline-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 let fileCount = 0;
 /** A baseline file in a temporary folder; returns its absolute path. */
 function baselineFile(entries: unknown[] | string, raw = false): string {
