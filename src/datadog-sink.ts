@@ -6,7 +6,7 @@
  */
 import StatsDClient from 'hot-shots';
 import type { ClientOptions, StatsD } from 'hot-shots';
-import { renderAlert } from './alert.js';
+import { alertTitle, renderAlert } from './alert.js';
 import { DatagramError, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes, type EventFields } from './dogstatsd.js';
 import type { FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
@@ -19,6 +19,9 @@ export const MAX_DATAGRAM_BYTES = 8192;
 const COUNTER_FLUSH_MS = 2_000;
 
 interface Counter { name: string; tags: string[]; value: number }
+
+/** Title prefix of the event of a known (baselined) rogue call site. */
+export const KNOWN_TITLE_PREFIX = '[known] ';
 
 /** The parts of a hot-shots client we use; both a client we own and one the app passed in have them. */
 interface Client {
@@ -106,7 +109,8 @@ export class DatadogSink implements WriteListener {
 
   bypass(site: BypassSite, report: BypassReport | undefined): void {
     const base = [`model:${site.model}`, `operation:${site.operation}`, `kind:${site.kind}`];
-    this.count('bypasses', [...base, this.callSiteTag(site.location)]);
+    // `baselined` before `callsite`: monitors page on `baselined:false`, so it is kept longer if tags must go.
+    this.count('bypasses', [...base, `baselined:${site.baselined ?? false}`, this.callSiteTag(site.location)]);
     if (!report) {
       this.count('events_suppressed', base);
       return;
@@ -205,14 +209,17 @@ export class DatadogSink implements WriteListener {
   }
 
   private sendEvent(report: BypassReport): void {
-    const alert = renderAlert(report, { root: this.options.root, notify: this.options.notify, environment: this.environment });
-    const tags = this.allTags(alert.tags);
+    // A known (baselined) call site is marked as such and notifies nobody: only new ones page.
+    const known = report.baselined;
+    const alert = renderAlert(report, { root: this.options.root, notify: known ? [] : this.options.notify, environment: this.environment });
+    if (known && alert.head.startsWith('%%%\n')) alert.head = `%%%\n_Known call site, in the baseline: counted and let through, not paged._\n${alert.head.slice(4)}`;
+    const tags = this.allTags([...alert.tags, `baselined:${known}`]);
     const fields: EventFields = {
-      title: alert.title,
+      title: known ? `${KNOWN_TITLE_PREFIX}${alertTitle(report, 100 - KNOWN_TITLE_PREFIX.length)}` : alert.title,
       text: { head: alert.head, trace: alert.trace, tail: alert.tail },
       dateHappened: report.at,
       aggregationKey: report.fingerprint,
-      alertType: 'warning',
+      alertType: known ? 'info' : 'warning',
       sourceTypeName: 'mongoose-tripwire',
     };
     // No event is dropped for its tags: the trace is cut first (down to `… N more frames`), then

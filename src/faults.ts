@@ -19,7 +19,7 @@ export type FaultListener = (fault: TripwireFault) => void;
  * nothing went wrong during the run, and the checklist's "tripwire.errors is flat" would never hold.
  * `tripwire.errors` counts faults that happen while writes are watched.
  */
-export const BOOT_NOTICES: ReadonlySet<string> = new Set(['statsd_default_target', 'approved_matches_nothing', 'verify']);
+export const BOOT_NOTICES: ReadonlySet<string> = new Set(['statsd_default_target', 'approved_matches_nothing', 'verify', 'baseline_stale']);
 
 /**
  * Routes faults to the user's `onError`, or by default to `process.emitWarning`.

@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { StatsD, ClientOptions } from 'hot-shots';
 import type { BypassReport } from './report.js';
 import type { Frame } from './capture.js';
+import { BaselineError, loadBaseline, type LoadedBaseline } from './baseline.js';
 
 /** One entry of `approved`: which code may write to the model. */
 export type ApprovedPattern =
@@ -96,6 +97,13 @@ export interface TripwireOptions {
    * series); further call sites are counted under `callsite:other`, with one warning. Default 1 000.
    */
   maxCallSiteTags?: number;
+  /**
+   * A baseline of known rogue call sites (JSON, written by `npx mongoose-tripwire baseline`),
+   * relative to `root`. Rogue writes it covers are still counted and reported, with
+   * `baselined: true`, and are let through in throw mode; new ones are refused there. Read once at
+   * registration: a missing or malformed file is a `TripwireConfigError`.
+   */
+  baseline?: string;
 }
 
 /** Thrown at registration when the options are wrong. */
@@ -125,6 +133,7 @@ export interface ResolvedOptions {
   heartbeatMs: number;
   maxCallSiteTags: number;
   operations: ReadonlySet<'create' | 'update' | 'delete' | 'read'>;
+  baseline: LoadedBaseline | undefined;
 }
 
 export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
@@ -138,7 +147,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
   'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
   'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'documentIds', 'idHashKey', 'enabled', 'heartbeatMs', 'operations',
-  'maxCallSiteTags',
+  'maxCallSiteTags', 'baseline',
 ]);
 
 function fail(message: string): never {
@@ -342,5 +351,18 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     maxDocumentIds: positiveInteger(raw.maxDocumentIds, 'maxDocumentIds', 20),
     documentIds,
     idHashKey: resolveIdHashKey(raw.idHashKey),
+    baseline: resolveBaseline(raw.baseline, root),
   };
+}
+
+/** The option `baseline`, read now: a bad file fails the registration, it never means "nothing known". */
+function resolveBaseline(value: unknown, root: string): LoadedBaseline | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') fail(`option "baseline" must be the path of a baseline file (relative to root), got ${describe(value)}`);
+  try {
+    return loadBaseline(value, isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root));
+  } catch (error) {
+    if (error instanceof BaselineError) fail(`option "baseline": ${error.message}`);
+    throw error;
+  }
 }

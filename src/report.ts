@@ -64,13 +64,16 @@ export interface BypassReport {
   location: string;
   /** True for `Model.collection.*` calls: the driver was called directly and no Mongoose middleware ran. */
   bypassedMiddleware: boolean;
+  /** True when the call site is in the `baseline` (a known rogue write, let through in throw mode); false without a baseline. */
+  baselined: boolean;
 }
 
 /** The error a rogue write rejects with in `mode: 'throw'`. */
 export class RogueWriteError extends Error {
   override name = 'RogueWriteError';
-  constructor(readonly report: BypassReport) {
-    super(`mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved code`);
+  /** `advice`: what to do about it (with a baseline: how to accept it), appended to the message. */
+  constructor(readonly report: BypassReport, advice?: string) {
+    super(`mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved code${advice ? `. ${advice}` : ''}`);
     // The stack a test runner shows and links: the user's code from the deciding frame outward, not
     // this library's frames (nor Mongoose's microtask, where a refused query's exec runs).
     const stack = userStack(report);
@@ -270,5 +273,6 @@ export function buildReport(input: ReportInput): BypassReport {
     blocked: input.blocked,
     location,
     bypassedMiddleware: input.bypassedMiddleware ?? false,
+    baselined: false,
   };
 }

@@ -9,6 +9,9 @@ import type { ResolvedOptions } from './options.js';
 import { EventRateLimiter } from './rate-limit.js';
 import { createSink, type DatadogSink } from './datadog-sink.js';
 import { buildReport, fingerprintOf, locationOf, RogueWriteError, type BypassReport, type WriteKind, type WriteOperation, type WriteOutcome } from './report.js';
+import { BaselineMatcher, DEFAULT_RECORD_FILE, describeKey, siteOf, type SiteKey } from './baseline.js';
+import { createRecorder, RECORD_ENV, type Recorder } from './record.js';
+import type { Frame } from './capture.js';
 
 /** A write that completed (or, in throw mode, is about to be refused). */
 export interface WriteEvent {
@@ -44,6 +47,8 @@ export interface BypassSite {
   /** `path:line:column` relative to root. */
   location: string;
   fingerprint: string;
+  /** In the `baseline`: a known rogue call site (absent or false without a baseline). */
+  baselined?: boolean;
 }
 
 interface ModelName { modelName?: string; baseModelName?: string }
@@ -110,6 +115,10 @@ export class Watcher {
   /** Rogue writes that completed and are not delivered yet (their report is built off the write's path). */
   private readonly pending: PendingDelivery[] = [];
   private deliveryScheduled = false;
+  /** The `baseline` option, matched in this process. */
+  readonly baseline: BaselineMatcher | undefined;
+  /** `TRIPWIRE_RECORD`: every rogue write appended to a file. */
+  readonly recorder: Recorder | undefined;
 
   constructor(readonly options: ResolvedOptions) {
     this.reportFault = createFaultReporter(options.onError, (fault) => {
@@ -127,6 +136,8 @@ export class Watcher {
     if (this.sink) this.listeners.push(this.sink);
     track(this);
     this.approvedFiles = options.approved.map((pattern) => ({ pattern: String(pattern), files: countApprovedFiles(pattern, options.root) }));
+    this.baseline = options.baseline ? new BaselineMatcher(options.baseline) : undefined;
+    this.recorder = createRecorder(process.env[RECORD_ENV], options.root, this.reportFault);
     this.bootChecks();
   }
 
@@ -140,6 +151,10 @@ export class Watcher {
     if (this.sink && this.options.statsd === undefined && !process.env.DD_AGENT_HOST && !process.env.DD_DOGSTATSD_URL && !process.env.DD_DOGSTATSD_SOCKET) {
       // A boot notice (faults.ts): warned once, not counted in tripwire.errors.
       this.reportFault('statsd_default_target', `no statsd option and no DD_AGENT_HOST: events go to ${this.sink.target.description}, and whether an agent listens there is unknown (UDP never says)`);
+    }
+    const missing = this.baseline?.missingFiles(this.options.root) ?? [];
+    if (missing.length > 0) {
+      this.reportFault('baseline_stale', `baseline ${this.baseline!.baseline.path} has entries for files that do not exist under root ${this.options.root}: ${missing.join(', ')} (moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`);
     }
   }
 
@@ -206,9 +221,11 @@ export class Watcher {
     try {
       const capture = event.capture ?? this.lostCapture(event, entry);
       if (capture.approved) return undefined;
+      // A known call site goes through: it is counted and reported when it completed, as in report mode.
+      if (this.baseline && this.isBaselined(event, capture.callSite ?? capture.frames[0])) return undefined;
       for (const listener of this.listeners) listener.write(event.model, event.operation, event.kind, false);
       const report = this.deliver(event, capture, new Date(), true);
-      return report ? new RogueWriteError(report) : undefined;
+      return report ? new RogueWriteError(report, this.acceptAdvice(event, capture.callSite ?? capture.frames[0])) : undefined;
     } catch (error) {
       this.reportFault('report_failed', `could not check a write to ${event.model}`, error);
       return undefined;
@@ -261,12 +278,16 @@ export class Watcher {
    */
   private deliver(event: WriteEvent, capture: RogueCapture, at: Date, blocked: boolean): BypassReport | undefined {
     try {
-      const location = locationOf(capture.callSite ?? capture.frames[0], this.options.root);
-      const site: BypassSite = { model: event.model, operation: event.operation, kind: event.kind, location, fingerprint: fingerprintOf(event.model, event.operation, location) };
+      const frame = capture.callSite ?? capture.frames[0];
+      const location = locationOf(frame, this.options.root);
+      const baselined = !blocked && this.isBaselined(event, frame);
+      const site: BypassSite = { model: event.model, operation: event.operation, kind: event.kind, location, fingerprint: fingerprintOf(event.model, event.operation, location), baselined };
+      this.recorder?.record({ model: event.model, operation: event.operation, kind: event.kind, frame, location, baselined, blocked, at });
       const admission = this.limiter.admit(site.fingerprint);
       const onBypass = this.options.onBypass;
       const report = admission.send || onBypass || blocked ? this.report(event, capture, at, blocked) : undefined;
       if (report && admission.send) report.suppressed = admission.suppressed;
+      if (report) report.baselined = baselined;
       for (const listener of this.listeners) {
         try {
           listener.bypass(site, admission.send ? report : undefined);
@@ -280,6 +301,32 @@ export class Watcher {
       this.reportFault('report_failed', `could not report a write to ${event.model}`, error);
       return undefined;
     }
+  }
+
+  private siteKey(event: WriteEvent, frame: Frame | undefined): SiteKey {
+    return { model: event.model, operation: event.operation, ...siteOf(frame, this.options.root) };
+  }
+
+  /** Is this rogue write's call site in the baseline? The same call site always gets the same answer. */
+  private isBaselined(event: WriteEvent, frame: Frame | undefined): boolean {
+    if (!this.baseline) return false;
+    return this.baseline.check(this.siteKey(event, frame), locationOf(frame, this.options.root)).baselined;
+  }
+
+  /** Throw mode with a baseline: why this write is new, and how to accept it into the baseline. */
+  private acceptAdvice(event: WriteEvent, frame: Frame | undefined): string | undefined {
+    if (!this.baseline) return undefined;
+    const key = this.siteKey(event, frame);
+    const path = this.baseline.baseline.path;
+    const { allowed } = this.baseline.check(key, locationOf(frame, this.options.root));
+    const why = allowed === 0
+      ? `${describeKey(key)} is not in the baseline ${path}`
+      : `the baseline ${path} knows ${allowed} call site${allowed === 1 ? '' : 's'} for ${describeKey(key)} and this is one more`;
+    const record = this.recorder?.path;
+    const accept = record
+      ? `it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${record} --out ${path}\``
+      : `run the tests with ${RECORD_ENV}=${DEFAULT_RECORD_FILE}, then \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ${path}\``;
+    return `New rogue call site: ${why}. Route this write through approved code, or accept it into the baseline: ${accept}`;
   }
 
   private callOnBypass(onBypass: (report: BypassReport) => void | Promise<void>, report: BypassReport): void {

@@ -220,11 +220,11 @@ describe('what the plugin really sent', () => {
   it('received every metric, with the documented tag keys, and one rate-limited event', () => {
     expect([...emitted.metrics.keys()].sort()).toEqual([...EXPECTED_METRICS].sort());
     expect([...emitted.metrics.get('tripwire.writes')!].sort()).toEqual(['approved', 'kind', 'model', 'operation']);
-    expect([...emitted.metrics.get('tripwire.bypasses')!].sort()).toEqual(['callsite', 'kind', 'model', 'operation']);
+    expect([...emitted.metrics.get('tripwire.bypasses')!].sort()).toEqual(['baselined', 'callsite', 'kind', 'model', 'operation']);
     expect([...emitted.metrics.get('tripwire.events_suppressed')!].sort()).toEqual(['kind', 'model', 'operation']);
     expect([...emitted.metrics.get('tripwire.errors')!].sort()).toEqual(['reason']);
     expect([...emitted.metrics.get('tripwire.watching')!].sort()).toEqual(['model']);
-    expect([...emitted.eventTagKeys].sort()).toEqual(['callsite', 'fingerprint', 'kind', 'model', 'operation']);
+    expect([...emitted.eventTagKeys].sort()).toEqual(['baselined', 'callsite', 'fingerprint', 'kind', 'model', 'operation']);
     expect(emitted.eventSources).toEqual(new Set(['mongoose-tripwire']));
     expect(emitted.eventTitles).toHaveLength(1);
     expect(emitted.eventTitles[0]).toMatch(/^Rogue write: AssetsToken\.create from legacy\/writes\.mjs:\d+$/);
@@ -244,7 +244,10 @@ describe('datadog/dashboard.json', () => {
     // Every metric the plugin sends by default is on the dashboard.
     expect(new Set(metricUses.map((u) => u.metric))).toEqual(new Set(EXPECTED_METRICS));
     const groups = (metric: string) => metricUses.filter((u) => u.metric === metric).flatMap((u) => u.groupBy);
-    expect(groups('tripwire.bypasses')).toEqual(expect.arrayContaining(['callsite', 'operation']));
+    expect(groups('tripwire.bypasses')).toEqual(expect.arrayContaining(['callsite', 'operation', 'baselined']));
+    // Known vs new: new call sites on their own, by call site.
+    expect(metricUses.some((u) => u.metric === 'tripwire.bypasses' && u.query.includes('baselined:false') && u.groupBy.includes('callsite'))).toBe(true);
+    expect(eventQueries.some((q) => q.search.split(/\s+/).includes('baselined:false'))).toBe(true);
     expect(groups('tripwire.watching')).toContain('model');
     expect(groups('tripwire.errors')).toContain('reason');
     expect(metricUses.some((u) => u.metric === 'tripwire.writes' && u.tagKeys.includes('approved'))).toBe(true);
@@ -266,8 +269,9 @@ describe('datadog/dashboard.json', () => {
 describe('datadog/monitors.json', () => {
   const { metricUses, eventQueries } = monitorQueries();
 
-  it('alerts on any bypass, on a silent heartbeat per model, and on the events, each to Slack', () => {
-    const bypass = monitors.find((m) => m.query === 'sum(last_5m):sum:tripwire.bypasses{*}.as_count() > 0');
+  it('alerts on any new (not baselined) bypass, on a silent heartbeat per model, and on the new events, each to Slack', () => {
+    // Known call sites (baselined:true) never page: a migration in progress is not an incident.
+    const bypass = monitors.find((m) => m.query === 'sum(last_5m):sum:tripwire.bypasses{baselined:false}.as_count() > 0');
     expect(bypass, 'the bypass monitor').toBeDefined();
     expect(bypass!.message).toContain('@slack-auth-alerts');
     expect(bypass!.options.thresholds).toEqual({ critical: 0 });
@@ -280,7 +284,8 @@ describe('datadog/monitors.json', () => {
 
     const event = monitors.find((m) => m.type === 'event-v2 alert');
     expect(event, 'the event monitor').toBeDefined();
-    expect(event!.query).toMatch(/^events\("source:mongoose-tripwire"\)\.rollup\("count"\)/);
+    expect(event!.query).toMatch(/^events\("source:mongoose-tripwire baselined:false"\)\.rollup\("count"\)/);
+    expect(monitors.filter((m) => /tripwire\.bypasses|events\(/.test(m.query)).every((m) => m.query.includes('baselined:false'))).toBe(true);
     expect(event!.message).toContain('@slack-auth-alerts');
     for (const monitor of monitors) expect(monitor.message, monitor.name).toMatch(/@slack-[\w-]+/);
   });

@@ -127,7 +127,7 @@ describe('the sink, with long non-ASCII paths, deep traces and many tags (proper
       const report: BypassReport = {
         model: 'Token', operation: 'updateMany', kind: 'update', callSite: frames[0]!, stack: frames, framesOmitted: r.int(0, 3),
         fingerprint: '0123456789abcdef', documentIds: Array.from({ length: r.int(0, 20) }, () => r.text(1, 24)), documentIdsOmitted: 0,
-        outcome: { matched: 1, modified: 1 }, at: new Date(), suppressed: 0, blocked: false, location, bypassedMiddleware: false,
+        outcome: { matched: 1, modified: 1 }, at: new Date(), suppressed: 0, blocked: false, location, bypassedMiddleware: false, baselined: false,
       };
       sink.write('Token', 'updateMany', 'update', false);
       sink.bypass({ model: 'Token', operation: 'updateMany', kind: 'update', location, fingerprint: report.fingerprint }, report);

@@ -1,0 +1,296 @@
+/**
+ * The baseline: the rogue call sites an app already knows about, committed next to its code, so a
+ * migration can be ratcheted (CI fails on new rogue writes only, and the file may only shrink).
+ *
+ * An entry is keyed so that unrelated edits do not invalidate it: the model, the operation, the
+ * deciding frame's file (relative to `root`) and its enclosing function; never the line. Its `count`
+ * is the number of distinct call sites (`path:line:column`) known for that key. In a process, the
+ * first `count` distinct call sites seen for a key are known (`baselined: true`); any further one
+ * is new, as in ESLint's bulk suppressions, where more violations than recorded are all reported.
+ *
+ * The file is JSON with a stable order and one entry per line, so it diffs and merges line by line.
+ * Reading is strict: a missing, malformed or unknown-version file is an error naming the problem,
+ * never an empty (or a permissive) baseline.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { Frame } from './capture.js';
+import type { RecordLine } from './record.js';
+import { displayPath } from './report.js';
+
+export const BASELINE_VERSION = 1;
+/** `function` of an entry whose deciding frame has no function name (module top-level code, an anonymous function). */
+export const NO_FUNCTION = '<anonymous>';
+export const DEFAULT_BASELINE_FILE = 'tripwire-baseline.json';
+export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
+
+export interface BaselineEntry {
+  model: string;
+  operation: string;
+  /** The deciding frame's file, relative to `root`, `/`-separated. */
+  file: string;
+  /** The deciding frame's enclosing function, or `<anonymous>`. */
+  function: string;
+  /** Distinct call sites (`path:line:column`) known for this key. */
+  count: number;
+}
+
+/** A baseline as the plugin holds it after reading it at registration. */
+export interface LoadedBaseline {
+  /** As given in the option (relative to `root`, or absolute): what messages show. */
+  path: string;
+  /** Absolute. */
+  file: string;
+  entries: readonly BaselineEntry[];
+}
+
+/** A bad baseline or record file. Its message names the file and the problem. */
+export class BaselineError extends Error {
+  override name = 'BaselineError';
+}
+
+/** Where a rogue write is, as a baseline keys it. */
+export interface SiteKey {
+  model: string;
+  operation: string;
+  file: string;
+  function: string;
+}
+
+/**
+ * The file and function a baseline keys the deciding frame by. A function called through a module
+ * namespace (`import * as legacy`; `legacy.login()`) is shown as `Module.login`: the key drops that
+ * receiver, so how the function is imported does not change its entry.
+ */
+export function siteOf(frame: Frame | undefined, root: string): { file: string; function: string } {
+  const name = frame?.function?.replace(/^Module\./, '');
+  return { file: frame ? displayPath(frame.file, root) : '<unknown>', function: name || NO_FUNCTION };
+}
+
+/** A call site with no file (none could be read, or eval code) cannot be told apart from another: never baselined. */
+export function isBaselinable(file: string): boolean {
+  return file !== '' && !file.startsWith('<');
+}
+
+export function keyOf(site: SiteKey): string {
+  return `${site.model}\0${site.operation}\0${site.file}\0${site.function}`;
+}
+
+export function describeKey(site: SiteKey): string {
+  return `${site.model}.${site.operation} in ${site.file} (function ${site.function})`;
+}
+
+const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
+const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
+const COMMENT = 'Known rogue writes (mongoose-tripwire). Written by `npx mongoose-tripwire baseline`; it should only shrink. See the README, "Ratcheting a migration".';
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? JSON.stringify(value) : typeof value;
+}
+
+/** Parses a baseline file's text; throws `BaselineError` naming `source` and the first problem. */
+export function parseBaseline(text: string, source: string): BaselineEntry[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new BaselineError(`baseline ${source} is not valid JSON (${(error as Error).message})`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new BaselineError(`baseline ${source} must be an object { "version": ${BASELINE_VERSION}, "entries": [...] }, got ${typeName(data)}`);
+  }
+  const top = data as Record<string, unknown>;
+  for (const key of Object.keys(top)) {
+    if (!TOP_KEYS.has(key)) throw new BaselineError(`baseline ${source} has an unknown key "${key}" (known: ${[...TOP_KEYS].join(', ')})`);
+  }
+  if (top.version !== BASELINE_VERSION) {
+    throw new BaselineError(`baseline ${source} has version ${typeName(top.version)}; this mongoose-tripwire reads version ${BASELINE_VERSION}`);
+  }
+  if (!Array.isArray(top.entries)) throw new BaselineError(`baseline ${source}: "entries" must be an array, got ${typeName(top.entries)}`);
+  const seen = new Set<string>();
+  return top.entries.map((raw: unknown, index): BaselineEntry => {
+    const at = `baseline ${source}, entries[${index}]`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new BaselineError(`${at} must be an object, got ${typeName(raw)}`);
+    const entry = raw as Record<string, unknown>;
+    for (const key of Object.keys(entry)) {
+      if (!(ENTRY_KEYS as readonly string[]).includes(key)) throw new BaselineError(`${at} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
+    }
+    for (const key of ['model', 'operation', 'file', 'function'] as const) {
+      if (typeof entry[key] !== 'string' || entry[key] === '') throw new BaselineError(`${at}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
+    }
+    if (typeof entry.count !== 'number' || !Number.isInteger(entry.count) || entry.count < 1) {
+      throw new BaselineError(`${at}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
+    }
+    const parsed: BaselineEntry = {
+      model: entry.model as string,
+      operation: entry.operation as string,
+      file: entry.file as string,
+      function: entry.function as string,
+      count: entry.count,
+    };
+    if (!isBaselinable(parsed.file)) throw new BaselineError(`${at}: "file" ${JSON.stringify(parsed.file)} is not a file: a call site without a file cannot be baselined`);
+    const key = keyOf(parsed);
+    if (seen.has(key)) throw new BaselineError(`${at} repeats the entry for ${describeKey(parsed)}`);
+    seen.add(key);
+    return parsed;
+  });
+}
+
+/** Reads a baseline file; a missing or unreadable file is a `BaselineError` too. */
+export function readBaseline(file: string, shown = file): BaselineEntry[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new BaselineError(code === 'ENOENT' ? `baseline ${shown} does not exist` : `baseline ${shown} cannot be read (${(error as Error).message})`);
+  }
+  return parseBaseline(text, shown);
+}
+
+/** The option `baseline`, read once at registration. */
+export function loadBaseline(path: string, root: string): LoadedBaseline {
+  const file = isAbsolute(path) ? resolve(path) : resolve(root, path);
+  const shown = file === path ? path : `${path} (${file})`;
+  try {
+    return { path, file, entries: readBaseline(file, shown) };
+  } catch (error) {
+    if (error instanceof BaselineError && !existsSync(file)) {
+      throw new BaselineError(`${error.message}: the option baseline is relative to root (${root}); create it with \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ${path}\` from a recorded test run (TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE})`);
+    }
+    throw error;
+  }
+}
+
+function compare(a: BaselineEntry, b: BaselineEntry): number {
+  for (const key of ['file', 'function', 'model', 'operation'] as const) {
+    if (a[key] !== b[key]) return a[key] < b[key] ? -1 : 1;
+  }
+  return 0;
+}
+
+/** The file's text: stable order (file, function, model, operation), one entry per line, a final newline. */
+export function formatBaseline(entries: readonly BaselineEntry[]): string {
+  const lines = [...entries].sort(compare).map((entry) =>
+    `    ${JSON.stringify({ model: entry.model, operation: entry.operation, file: entry.file, function: entry.function, count: entry.count })}`);
+  const list = lines.length === 0 ? '[]' : `[\n${lines.join(',\n')}\n  ]`;
+  return `{\n  "$comment": ${JSON.stringify(COMMENT)},\n  "version": ${BASELINE_VERSION},\n  "entries": ${list}\n}\n`;
+}
+
+/** What a rogue write's call site is, against the baseline. */
+export interface BaselineVerdict {
+  baselined: boolean;
+  /** Distinct call sites the baseline allows for this key (0: no entry). */
+  allowed: number;
+}
+
+/**
+ * Matches rogue writes against a baseline in one process. Memory is bounded by the sum of the
+ * counts: only call sites that were let in are remembered.
+ */
+export class BaselineMatcher {
+  private readonly allowed = new Map<string, number>();
+  private readonly admitted = new Map<string, Set<string>>();
+
+  constructor(readonly baseline: LoadedBaseline) {
+    for (const entry of baseline.entries) this.allowed.set(keyOf(entry), entry.count);
+  }
+
+  /**
+   * Is this call site (`location`, `path:line:column`) known? The first `count` distinct ones seen
+   * for the key are; the same call site gets the same answer every time.
+   */
+  check(site: SiteKey, location: string): BaselineVerdict {
+    if (!isBaselinable(site.file)) return { baselined: false, allowed: 0 };
+    const key = keyOf(site);
+    const allowed = this.allowed.get(key) ?? 0;
+    if (allowed === 0) return { baselined: false, allowed };
+    let admitted = this.admitted.get(key);
+    if (admitted?.has(location)) return { baselined: true, allowed };
+    if ((admitted?.size ?? 0) >= allowed) return { baselined: false, allowed };
+    if (!admitted) this.admitted.set(key, (admitted = new Set()));
+    admitted.add(location);
+    return { baselined: true, allowed };
+  }
+
+  /** Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale). */
+  missingFiles(root: string): string[] {
+    const files = new Set(this.baseline.entries.map((entry) => entry.file));
+    return [...files].filter((file) => !existsSync(isAbsolute(file) ? file : resolve(root, file))).sort();
+  }
+}
+
+// ---- Building a baseline from records (the CLI) ----
+
+/** Distinct call sites seen per key in a set of records. */
+export interface Observed {
+  site: SiteKey;
+  locations: Set<string>;
+}
+
+/** Groups records by key, counting distinct call sites; records without a file are returned apart. */
+export function observe(records: Iterable<RecordLine>): { observed: Map<string, Observed>; unbaselinable: RecordLine[] } {
+  const observed = new Map<string, Observed>();
+  const unbaselinable: RecordLine[] = [];
+  for (const record of records) {
+    if (!isBaselinable(record.file)) {
+      unbaselinable.push(record);
+      continue;
+    }
+    const site: SiteKey = { model: record.model, operation: record.operation, file: record.file, function: record.function };
+    const key = keyOf(site);
+    let entry = observed.get(key);
+    if (!entry) observed.set(key, (entry = { site, locations: new Set() }));
+    entry.locations.add(record.location);
+  }
+  return { observed, unbaselinable };
+}
+
+/** How records compare with a baseline. */
+export interface Comparison {
+  /** Keys seen with more distinct call sites than the baseline allows (or with no entry). */
+  grown: Array<{ site: SiteKey; allowed: number; locations: string[] }>;
+  /** Entries allowing more call sites than were seen (or none seen): what `--prune` would drop or lower. */
+  shrinkable: Array<{ entry: BaselineEntry; seen: number }>;
+}
+
+export function compareWithBaseline(entries: readonly BaselineEntry[], observed: ReadonlyMap<string, Observed>): Comparison {
+  const byKey = new Map(entries.map((entry) => [keyOf(entry), entry]));
+  const grown: Comparison['grown'] = [];
+  const shrinkable: Comparison['shrinkable'] = [];
+  for (const [key, { site, locations }] of observed) {
+    const allowed = byKey.get(key)?.count ?? 0;
+    if (locations.size > allowed) grown.push({ site, allowed, locations: [...locations].sort() });
+  }
+  for (const entry of entries) {
+    const seen = observed.get(keyOf(entry))?.locations.size ?? 0;
+    if (seen < entry.count) shrinkable.push({ entry, seen });
+  }
+  grown.sort((a, b) => compare({ ...a.site, count: 0 }, { ...b.site, count: 0 }));
+  shrinkable.sort((a, b) => compare(a.entry, b.entry));
+  return { grown, shrinkable };
+}
+
+/**
+ * The next baseline: every key seen, with its distinct call sites; without `prune`, entries not
+ * seen are kept and no count goes down (records may cover part of the app); with `prune`, exactly
+ * what was seen.
+ */
+export function nextBaseline(entries: readonly BaselineEntry[], observed: ReadonlyMap<string, Observed>, prune: boolean): BaselineEntry[] {
+  const next = new Map<string, BaselineEntry>();
+  if (!prune) for (const entry of entries) next.set(keyOf(entry), { ...entry });
+  for (const [key, { site, locations }] of observed) {
+    const count = Math.max(next.get(key)?.count ?? 0, locations.size);
+    next.set(key, { ...site, count });
+  }
+  return [...next.values()].sort(compare);
+}
+
+/** A short content hash of a source file, to tell a record that no longer describes the code. */
+export function sourceHash(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
