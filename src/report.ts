@@ -151,10 +151,16 @@ const MAX_ID_DEPTH = 16;
  * `'42'` and `42` differ, a Buffer and the Binary it is stored as agree, field order counts (as in
  * MongoDB). Never throws: a value it cannot read (a throwing getter) becomes a marker.
  */
+// A UUID reaches us as text or as a Binary of subtype 4, depending on where Mongoose casts it
+// (Mongoose 8 leaves a filter's UUID a string, the document's a Binary): one id, one hash.
+const UUID_TEXT = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+const UUID_SUBTYPE = 4;
+const uuid = (hex: string): Canonical => ['u', hex.replaceAll('-', '').toLowerCase()];
+
 function canonicalId(value: unknown, depth = 0): Canonical {
   if (depth > MAX_ID_DEPTH) return ['deep'];
   switch (typeof value) {
-    case 'string': return ['s', value];
+    case 'string': return UUID_TEXT.test(value) ? uuid(value) : ['s', value];
     case 'number': return ['n', Object.is(value, -0) ? '-0' : String(value)];
     case 'bigint': return ['l', String(value)];
     case 'boolean': return ['b', String(value)];
@@ -167,11 +173,13 @@ function canonicalId(value: unknown, depth = 0): Canonical {
     if (isObjectId(value)) return ['o', value.toHexString()];
     if (value instanceof Uint8Array) {
       const subtype = (value as { _subtype?: unknown })._subtype;
-      return ['x', typeof subtype === 'number' ? String(subtype) : '0', Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')];
+      const hex = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex');
+      return subtype === UUID_SUBTYPE && value.byteLength === 16 ? uuid(hex) : ['x', typeof subtype === 'number' ? String(subtype) : '0', hex];
     }
     const bson = value as { _bsontype?: unknown; sub_type?: unknown; buffer?: unknown; toString?: () => string };
     if (bson._bsontype === 'Binary' && bson.buffer instanceof Uint8Array) {
-      return ['x', String(bson.sub_type ?? 0), Buffer.from(bson.buffer.buffer, bson.buffer.byteOffset, bson.buffer.byteLength).toString('hex')];
+      const hex = Buffer.from(bson.buffer.buffer, bson.buffer.byteOffset, bson.buffer.byteLength).toString('hex');
+      return bson.sub_type === UUID_SUBTYPE && bson.buffer.byteLength === 16 ? uuid(hex) : ['x', String(bson.sub_type ?? 0), hex];
     }
     if (bson._bsontype === 'Long' || bson._bsontype === 'Decimal128') return [bson._bsontype === 'Long' ? 'l' : 'm', String(value)];
     if (bson._bsontype === 'Int32' || bson._bsontype === 'Double') return ['n', String(Number((value as { valueOf(): unknown }).valueOf()))];

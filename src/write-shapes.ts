@@ -9,11 +9,18 @@ export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object';
 }
 
+function isPlainObject(value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
 /** The `_id` a filter pins, when it pins exactly one (`doc.updateOne()`, `findByIdAnd*`). */
 export function filterId(filter: unknown): unknown[] {
   const id = isObject(filter) ? filter._id : undefined;
   if (id === undefined || id === null) return [];
-  if (isObject(id) && Object.keys(id).some((key) => key.startsWith('$'))) return []; // { $in: [...] }: not one id
+  // { $in: [...] } is not one id. Only a plain object is an operator object: Mongoose 8's UUID Buffer
+  // has an enumerable `$toObject` of its own, and is one id.
+  if (isObject(id) && isPlainObject(id) && Object.keys(id).some((key) => key.startsWith('$'))) return [];
   return [id];
 }
 
