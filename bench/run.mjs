@@ -21,7 +21,7 @@ import { promisify } from 'node:util';
 import * as util from 'node:util';
 import vm from 'node:vm';
 import mongoose from 'mongoose';
-import { tripwire, close } from '../dist/index.js';
+import { tripwire, close, flush } from '../dist/index.js';
 import { calledByMongoose, captureCallSite } from '../dist/capture.js';
 import { compileApproval } from '../dist/approval.js';
 import { startListener } from '../dist/listen.js';
@@ -39,6 +39,9 @@ const BLOCK = Number(process.env.BENCH_BLOCK ?? 30);
 const PROC_ROUNDS = Number(process.env.BENCH_PROC_ROUNDS ?? 3);
 const STORM_WRITES = Number(process.env.BENCH_STORM ?? 100_000);
 const DEPTHS = [10, 30, 60];
+// BENCH_SECTIONS=1,3 runs only those sections (results.json then holds only them).
+const SECTIONS = process.env.BENCH_SECTIONS?.split(',').map(Number);
+const section = (n) => !SECTIONS || SECTIONS.includes(n);
 const OPS = ['updateOne', 'save', 'create', 'insertMany(10)', 'findOneAndUpdate'];
 const started = Date.now();
 const loadBefore = loadavg();
@@ -158,9 +161,10 @@ say(`Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.
 say(`Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process CPU per write\n`);
 
 // ---- 1. Approved writes, and the floor ----
+const c = (M) => contexts.get(M);
+if (section(1)) {
 say('1. Approved writes (the auth module calls Mongoose): CPU per write vs a plain model');
 say('   columns: plain-vs-plain control | one capture + plain write (the floor) | the plugin | the plugin without its collection caller check');
-const c = (M) => contexts.get(M);
 for (const depth of DEPTHS) {
   for (const op of OPS) {
     const write = approvedOps[op];
@@ -183,7 +187,10 @@ results.controlAll = control;
 say(`   plain-vs-plain control over all ${control.n} rounds: ${showRatio(control)}`);
 target('plain-vs-plain control within ±3 %', Math.abs(control.median - 1) * 100, 3, '%');
 
+}
+
 // ---- 2. Rogue writes held back by the rate limit ----
+if (section(2)) {
 say('\n2. Rogue updateOne held back by the rate limit vs the same write approved (extra CPU per write)');
 await legacyOps.updateOne(RogueLimited, c(RogueLimited)); // its call site's one event is long spent
 for (const depth of DEPTHS) {
@@ -198,9 +205,24 @@ for (const depth of DEPTHS) {
   say(`   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ${showUs(extra)} (control ${showRatio(r.control)})`);
 }
 
+}
+
+// Sanity: the approved variants were judged approved and the rogue one rogue (under the rule of
+// who decides, a write call made outside the auth module is rogue): else the figures above measure another path.
+if (section(1) || section(2)) {
+  await flush();
+  const bypassesOf = (model) => [...listener.counters()].filter(([key]) => key.startsWith('tripwire.bypasses|') && key.split(/[|,]/).includes(`model:${model}`)).reduce((n, [, v]) => n + v, 0);
+  await listener.waitFor(() => bypassesOf('RogueLimited') > 0, 3_000).catch(() => undefined);
+  const v = { Tripwired: bypassesOf('Tripwired'), NoCollectionCheck: bypassesOf('NoCollectionCheck'), RogueLimited: bypassesOf('RogueLimited') };
+  results.verdicts = v;
+  say(`   verdicts: rogue writes counted on the approved models ${v.Tripwired + v.NoCollectionCheck}, on the rogue model ${v.RogueLimited}`);
+  target('approved variants: no write judged rogue', v.Tripwired + v.NoCollectionCheck, 0, 'writes', v.Tripwired + v.NoCollectionCheck === 0);
+  target('rogue variant: its writes judged rogue (count > 0)', v.RogueLimited, Infinity, 'rogue writes', v.RogueLimited > 0);
+}
+
 // ---- 3. The stack read itself (no I/O), per depth ----
-say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'s approved and rogue verdicts, a full-depth read');
-{
+if (section(3)) say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'s approved and rogue verdicts, a full-depth read');
+if (section(3)) {
   const approval = compileApproval({ approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT });
   function fullRead() { // what a rogue write reads once more: the whole stack (up to 200 frames)
     const prepare = Error.prepareStackTrace; const limit = Error.stackTraceLimit;
@@ -242,6 +264,13 @@ say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'
     results.capture.push(row);
     say(`   @${String(depth).padStart(2)}: ${names.map((n) => `${n} ${fmt(row.us[n].median, 2)}`).join('; ')}`);
   }
+  for (const rogue of results.rogue) {
+    const full = results.capture.find((row) => row.depth === rogue.depth).us['full-depth read'].median;
+    rogue.fullReadUs = full;
+    rogue.extraInFullReads = rogue.extraUs.median / full;
+    say(`   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} full-depth reads (${fmt(full, 1)} µs each)`);
+    target(`rogue held back @${rogue.depth}: extra vs approved, in full-depth reads`, rogue.extraInFullReads, 1, 'reads');
+  }
 }
 
 // ---- 4. Process-wide: after every entry point has run (reads on, monitorCommands on); dd-trace ----
@@ -249,6 +278,7 @@ const child = async (args, env = {}) => {
   const { stdout } = await run(process.execPath, ['--expose-gc', PROC, ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24, timeout: 600_000 });
   return JSON.parse(stdout.trim().split('\n').pop());
 };
+if (section(4)) {
 say(`\n4. Whole process, after every entry point has run on a watched model (reads on, monitorCommands on), ${PROC_ROUNDS} rotated rounds of one process each`);
 {
   const variants = ['bare', 'plugin', 'ddtrace'];
@@ -272,9 +302,11 @@ say(`\n4. Whole process, after every entry point has run on a watched model (rea
   target('plain model write with the plugin in the process', p.pluginPlainWrite.median, 1.05, '×');
 }
 
+}
+
 // ---- 5. What an active AsyncLocalStorage costs every `await`, per Node version ----
+if (section(5)) {
 say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
-{
   const nodes = [process.execPath, ...(process.env.BENCH_OTHER_NODES ?? '').split(':').filter(Boolean)];
   for (const node of nodes) {
     const one = async (variant) => JSON.parse((await run(node, [PROC, 'await', variant])).stdout.trim().split('\n').pop());
@@ -288,6 +320,7 @@ say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
 }
 
 // ---- 6. Storm ----
+if (section(6)) {
 say(`\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a 20,000-write warm-up storm)`);
 {
   await close();
@@ -307,6 +340,8 @@ say(`\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call 
   target('storm: RSS growth', plugin.rssGrowthMb, 10, 'MB');
   target('storm: events == rate-limit cap', events, s.cap, 'events', events === s.cap);
   target('storm: counters exact', s.bypassesCounted, s.expectedBypasses, 'writes', s.bypassesCounted === s.expectedBypasses && s.suppressedCounted === s.expectedBypasses - events);
+}
+
 }
 
 say('\nTargets:');
