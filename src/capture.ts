@@ -131,22 +131,30 @@ function positionedByApp(frame: Frame, site: NodeJS.CallSite, format: StackForma
  * are looked through. A few frames are read; `undefined` when no stack can be read at all.
  */
 export function calledByMongoose(entry: Function): boolean | undefined {
-  const sites = readCallSites(CALLER_DEPTH, entry);
-  if (sites) return mongooseCalled(sites.map((site) => site.getFileName()));
+  // Mongoose calls the collection's methods itself, so its frame is the first one: one frame is read
+  // (a stack read costs per frame), and the few more only when that one is a package's or Node's.
+  const first = readCallSites(1, entry);
+  if (first) {
+    const verdict = mongooseCalled(first.map((site) => site.getFileName()));
+    if (verdict !== undefined || first.length === 0) return verdict ?? false;
+    const sites = readCallSites(CALLER_DEPTH, entry);
+    if (sites) return mongooseCalled(sites.map((site) => site.getFileName())) ?? false;
+  }
   const parsed = parsedStack(entry);
-  return parsed ? mongooseCalled(parsed.slice(0, CALLER_DEPTH).map((frame) => frame.file)) : undefined;
+  return parsed ? (mongooseCalled(parsed.slice(0, CALLER_DEPTH).map((frame) => frame.file)) ?? false) : undefined;
 }
 
 const CALLER_DEPTH = 6;
 
-function mongooseCalled(fileNames: ReadonlyArray<string | null | undefined>): boolean {
+/** True when Mongoose called, false when something else did, undefined when the frames ran out before it was known. */
+function mongooseCalled(fileNames: ReadonlyArray<string | null | undefined>): boolean | undefined {
   for (const fileName of fileNames) {
     if (!fileName) return false;
     const path = toFilePath(fileName);
     if (isMongooseFile(path)) return true;
     if (!path.startsWith('node:') && !/[\\/]node_modules[\\/]/.test(path)) return false;
   }
-  return false;
+  return undefined;
 }
 
 /**
@@ -299,7 +307,7 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
     if (unlessMongoose && calledByMongoose(entry)) return undefined;
     return captureFromStackString(entry, approval, maxFrames);
   }
-  if (unlessMongoose && mongooseCalled(shallow.map((site) => site.getFileName()))) return undefined;
+  if (unlessMongoose && mongooseCalled(shallow.map((site) => site.getFileName())) === true) return undefined;
   let sites = shallow;
   let decision = decideSites(shallow, 0, approval);
   if (decision === -1 && shallow.length >= SHALLOW_DEPTH) {
