@@ -4,10 +4,11 @@
  * Writes are asynchronous: by the time a post hook runs, the caller's frames are usually gone
  * (measured: query pre hooks never see the caller; `.then()` callers are invisible everywhere).
  * So the wrappers in plugin.ts call `captureCallSite()` synchronously, and the verdict travels
- * with the query, the document or an AsyncLocalStorage store to the post hook.
+ * with the query (or stays in the wrapper's closure) until the write's promise settles.
  *
- * Cost: V8 CallSites are read directly (no stack string is formatted or parsed) and only as deep
- * as needed: a shallow look first, the full depth only when nothing approved was found in it.
+ * Who decides is the innermost application frame (approval.ts says what each file is). Cost: V8
+ * CallSites are read directly (no stack string is formatted or parsed) and only as deep as needed:
+ * a shallow look first, the full depth only when nothing decided within it, or for a rogue trace.
  */
 import { findSourceMap } from 'node:module';
 import { runInNewContext } from 'node:vm';

@@ -9,11 +9,13 @@
  *
  * Any other route to the same collection (`connection.db.collection('accesstokens')`, another
  * client) is invisible to Mongoose. With driver command monitoring on, those write commands are
- * counted as `tripwire.unattributed_writes`: every call through the shared collection runs inside a
- * marked AsyncLocalStorage context, so an unmarked write command came from elsewhere. Its call site
- * is not recoverable (the driver runs the command after its own awaits).
+ * counted as `tripwire.unattributed_writes`: the driver's command event carries the very filter and
+ * document objects its collection method was given (measured, driver 6 and 7), so each call through
+ * the shared collection records them, and a write command holding none of them came from elsewhere.
+ * No async context is needed (an AsyncLocalStorage turns on promise hooks process-wide in Node 20,
+ * making every `await` of the app several times slower). Its call site is not recoverable (the
+ * driver runs the command after its own awaits).
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { calledByMongoose } from './capture.js';
 import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
@@ -28,12 +30,50 @@ const KINDS: Record<CollectionMethod, WriteKind> = {
 };
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
 
-/** Marks the async context of every write made through the shared collection. */
-const knownPath = new AsyncLocalStorage<true>();
+/** The filters and documents handed to the driver through a watched collection (held weakly). */
+const knownObjects = new WeakSet<object>();
 
-// Marking costs: in Node 20 an active AsyncLocalStorage turns on promise hooks for the whole
-// process. So contexts are marked only once some connection really monitors commands.
+// Recorded only once some watched connection really monitors commands: nothing reads them otherwise.
 let marking = false;
+
+function remember(value: unknown): void {
+  if (isObject(value)) knownObjects.add(value);
+}
+
+/** Records what the driver will put in the command: `documents`, `updates[].q`, `deletes[].q`, `query`. */
+function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
+  const first = args[0];
+  if (method === 'insertMany' || method === 'bulkWrite') {
+    if (!Array.isArray(first)) return;
+    for (const item of first as unknown[]) {
+      if (method === 'insertMany') {
+        remember(item);
+        continue;
+      }
+      if (!isObject(item)) continue;
+      for (const op of Object.values(item)) {
+        if (isObject(op)) {
+          remember(op.document);
+          remember(op.filter);
+        }
+      }
+    }
+    return;
+  }
+  remember(first);
+}
+
+/** Does this write command carry an object a call through a watched collection handed to the driver? */
+function madeThroughWatchedCollection(command: Record<string, unknown> | undefined): boolean {
+  if (!command) return false;
+  const carried: unknown[] = [command.query];
+  for (const key of ['documents', 'updates', 'deletes'] as const) {
+    const list = command[key];
+    if (!Array.isArray(list)) continue;
+    for (const entry of list as unknown[]) carried.push(key === 'documents' ? entry : isObject(entry) ? entry.q : undefined);
+  }
+  return carried.some((value) => isObject(value) && knownObjects.has(value));
+}
 
 interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
 interface ConnectionLike { getClient?(): ClientLike | undefined; once?(event: string, fn: () => void): void; name?: string }
@@ -69,7 +109,8 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       const mongoose = calledByMongoose(wrapper);
       if (mongoose !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
-        return marking && KINDS[method] !== 'read' ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
+        if (marking && KINDS[method] !== 'read') rememberArguments(method, args);
+        return original.apply(this, args);
       }
       const capture = watcher.capture(wrapper);
       const kind = method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
@@ -81,7 +122,8 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
         const refusal = watcher.refusal(event(undefined), wrapper);
         if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
       }
-      const result = marking ? knownPath.run(true, () => original.apply(this, args)) : original.apply(this, args);
+      if (marking && kind !== 'read') rememberArguments(method, args);
+      const result = original.apply(this, args);
       if (!isObject(result) || typeof result.then !== 'function') {
         watcher.completed(event(undefined), wrapper); // cursors and bulk-op builders: reported when created
         return result;
@@ -144,7 +186,7 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
       const pending = new Map<number, { collection: string; command: string }>();
       const seen = byCollection;
       client.on('commandStarted', (event) => {
-        if (!WRITE_COMMANDS.has(event.commandName) || knownPath.getStore()) return;
+        if (!WRITE_COMMANDS.has(event.commandName) || madeThroughWatchedCollection(event.command)) return;
         const target = event.command?.[event.commandName];
         if (typeof target === 'string' && seen.has(target)) pending.set(event.requestId, { collection: target, command: event.commandName });
       });

@@ -76,12 +76,18 @@ describe('Model.collection writes skip middleware, and are still attributed', ()
     const name = T.collection.collectionName;
     await run((Tk, c) => Tk.updateOne({ _id: c.id }, { $set: { user: 'mw' } }));
     await run((legacyRaw.raw as Record<string, Entry>)['collection.updateOne']!);
+    // Every other shape a Mongoose write takes on the wire: insert documents, findAndModify's query, bulk ops.
+    await run((Tk) => Tk.create({ token: token() }));
+    await run((Tk) => Tk.insertMany([{ token: token() }, { token: token() }]));
+    await run((Tk, c) => Tk.findOneAndUpdate({ _id: c.id }, { $set: { user: 'f' } }));
+    await run((Tk, c) => Tk.bulkWrite([{ insertOne: { document: { token: token() } } }, { updateOne: { filter: { _id: c.id }, update: { $set: { user: 'b' } } } }, { deleteMany: { filter: { user: 'nobody' } } }]));
+    await run((legacyRaw.raw as Record<string, Entry>)['collection.bulkWrite']!);
     const viaDriver = await run(async (_Tk, c) => suite.connection.db!.collection(name).updateOne({ _id: c.id as never }, { $set: { user: 'driver' } }));
     expect(viaDriver).toEqual([]); // no call site to report
     await suite.connection.db!.collection(name).deleteMany({ user: 'nobody' });
     flush();
-    // 3 seeds + 1 update + 1 delete went straight to the driver; the middleware and Model.collection writes did not.
-    await suite.listener.waitFor(() => counter('tripwire.unattributed_writes', `collection:${name}`) === 5);
+    // 8 seeds + 1 update + 1 delete went straight to the driver; the Mongoose and Model.collection writes did not.
+    await suite.listener.waitFor(() => counter('tripwire.unattributed_writes', `collection:${name}`) === 10);
     expect(counter('tripwire.unattributed_writes', 'command:update')).toBe(1);
     expect(counter('tripwire.unattributed_writes', 'command:delete')).toBe(1);
     const registration = verify().registrations.find((r) => r.models.some((m) => m.model === T.modelName))!;
