@@ -186,9 +186,10 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
       const pending = new Map<number, { collection: string; command: string }>();
       const seen = byCollection;
       client.on('commandStarted', (event) => {
-        if (!WRITE_COMMANDS.has(event.commandName) || madeThroughWatchedCollection(event.command)) return;
+        if (!WRITE_COMMANDS.has(event.commandName)) return;
         const target = event.command?.[event.commandName];
-        if (typeof target === 'string' && seen.has(target)) pending.set(event.requestId, { collection: target, command: event.commandName });
+        if (typeof target !== 'string' || !seen.has(target) || madeThroughWatchedCollection(event.command)) return;
+        pending.set(event.requestId, { collection: target, command: event.commandName });
       });
       client.on('commandSucceeded', (event) => {
         const write = pending.get(event.requestId);
