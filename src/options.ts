@@ -59,6 +59,12 @@ export interface TripwireOptions {
   mode?: 'report' | 'throw';
   /** Only these model names are watched. Meant for `mongoose.plugin(tripwire, ...)`; without it every model compiled from the schema is watched. */
   models?: readonly string[];
+  /**
+   * Collections watched whatever the model is called: with `mongoose.plugin(tripwire, ...)`, every
+   * model compiled onto one of these collections (a `LegacyToken` on `accesstokens`, a model on
+   * another connection or `useDb`) is watched. Combines with `models` (either one watches a model).
+   */
+  collections?: readonly string[];
   /** Called for every fault inside the plugin (never thrown into the app). Default: `process.emitWarning`, once per distinct problem. */
   onError?: (error: Error) => void;
   /** Datadog: a hot-shots client the app owns, hot-shots `ClientOptions` for one we own, or `false` for none. Default: a client from `DD_*` environment variables. */
@@ -118,6 +124,7 @@ export interface ResolvedOptions {
   onBypass: ((report: BypassReport) => void | Promise<void>) | undefined;
   mode: 'report' | 'throw';
   models: ReadonlySet<string> | undefined;
+  collections: ReadonlySet<string> | undefined;
   onError: ((error: Error) => void) | undefined;
   statsd: StatsD | ClientOptions | false | undefined;
   notify: readonly string[];
@@ -145,7 +152,7 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 });
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
-  'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'onError', 'statsd', 'notify',
+  'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'collections', 'onError', 'statsd', 'notify',
   'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'documentIds', 'idHashKey', 'enabled', 'heartbeatMs', 'operations',
   'maxCallSiteTags', 'baseline',
 ]);
@@ -312,6 +319,13 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     }
     models = new Set(raw.models as string[]);
   }
+  let collections: Set<string> | undefined;
+  if (raw.collections !== undefined) {
+    if (!Array.isArray(raw.collections) || raw.collections.length === 0 || !raw.collections.every((c) => typeof c === 'string' && c !== '')) {
+      fail(`option "collections" must be a non-empty array of collection names, got ${describe(raw.collections)}`);
+    }
+    collections = new Set(raw.collections as string[]);
+  }
 
   const metricPrefix = raw.metricPrefix ?? 'tripwire.';
   if (typeof metricPrefix !== 'string' || !/^[A-Za-z][\w.]*$/.test(metricPrefix)) {
@@ -341,6 +355,7 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
     onBypass: raw.onBypass as ResolvedOptions['onBypass'],
     mode,
     models,
+    collections,
     onError: raw.onError as ResolvedOptions['onError'],
     statsd: resolveStatsd(raw.statsd),
     notify: resolveNotify(raw.notify),

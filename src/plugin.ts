@@ -226,7 +226,8 @@ function learnMongoose(listener: Function): void {
 /** Wraps one compiled model's entry points (idempotent: Mongoose emits `init` again on reconnect). */
 function instrumentModel(model: ModelLike, watcher: Watcher): void {
   const target = model as ModelLike & Record<symbol, unknown> & { collection?: unknown };
-  if (target[INSTRUMENTED] || !watcher.watches(model.modelName, model.baseModelName)) return;
+  const collectionName = (target.collection as { collectionName?: string } | undefined)?.collectionName;
+  if (target[INSTRUMENTED] || !watcher.watchesModel(model.modelName, model.baseModelName, collectionName)) return;
   Object.defineProperty(target, INSTRUMENTED, { value: watcher });
   watcher.modelCompiled(model as object & ModelLike);
   instrumentQueries(model, watcher);

@@ -23,6 +23,8 @@ export interface RegistrationCheck {
   models: ModelCheck[];
   /** Names in the `models` option for which no model was compiled. */
   modelsNeverCompiled: string[];
+  /** Names in the `collections` option that no compiled model writes to. */
+  collectionsNeverCompiled: string[];
   /** Per collection: whether writes that bypass Mongoose entirely are counted (`tripwire.unattributed_writes`). */
   unattributedWrites: Record<string, 'counted' | 'not counted: connect with { monitorCommands: true }'>;
 }
@@ -70,6 +72,13 @@ function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript:
   }
   const configured = watcher.options.models;
   const modelsNeverCompiled = configured ? [...configured].filter((name) => !watcher.compiledModels.has(name)) : [];
+  const compiledCollections = new Set(
+    [...watcher.compiledModels.values()].map((ref) => (ref.deref() as { collection?: { collectionName?: string } } | undefined)?.collection?.collectionName),
+  );
+  const collectionsNeverCompiled = [...(watcher.options.collections ?? [])].filter((name) => !compiledCollections.has(name));
+  for (const name of collectionsNeverCompiled) {
+    problems.push(`collection "${name}" is in the collections option but no model compiled after the plugin writes to it (a typo, or the plugin was registered after mongoose.model())`);
+  }
   for (const name of modelsNeverCompiled) {
     problems.push(`model "${name}" is in the models option but was never compiled from an instrumented schema (a typo, or mongoose.plugin() was called after mongoose.model())`);
   }
@@ -84,6 +93,7 @@ function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript:
     statsd: watcher.sink?.target.description ?? 'none (statsd: false)',
     models,
     modelsNeverCompiled,
+    collectionsNeverCompiled,
     unattributedWrites: Object.fromEntries(
       [...watcher.driverMonitoring].map(([name, on]) => [name, on ? 'counted' : 'not counted: connect with { monitorCommands: true }'] as const),
     ),

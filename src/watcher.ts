@@ -166,10 +166,22 @@ export class Watcher {
     }
   }
 
+  /** Models watched because they map to a watched collection (the `collections` option), by name. */
+  private readonly watchedByCollection = new Set<string>();
+
   watches(modelName: string | undefined, baseModelName?: string): boolean {
-    const models = this.options.models;
-    if (!models) return true;
-    return (modelName !== undefined && models.has(modelName)) || (baseModelName !== undefined && models.has(baseModelName));
+    const { models, collections } = this.options;
+    if (!models && !collections) return true;
+    const named = (name: string | undefined) => name !== undefined && (models?.has(name) === true || this.watchedByCollection.has(name));
+    return named(modelName) || named(baseModelName);
+  }
+
+  /** At compile time: is this model watched, by its name or by the collection it writes to? */
+  watchesModel(modelName: string | undefined, baseModelName: string | undefined, collectionName: string | undefined): boolean {
+    if (this.watches(modelName, baseModelName)) return true;
+    if (modelName === undefined || collectionName === undefined || this.options.collections?.has(collectionName) !== true) return false;
+    this.watchedByCollection.add(modelName);
+    return true;
   }
 
   /** Called synchronously by the wrapper the app called. Never throws: a fault lets the write through, visibly. */

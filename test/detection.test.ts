@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import mongoose, { type Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RogueWriteError, TripwireConfigError, tripwire, type BypassReport } from '../src/index.js';
+import { RogueWriteError, TripwireConfigError, tripwire, verify, type BypassReport } from '../src/index.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, openMatrix, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -129,9 +129,37 @@ describe('registration', () => {
     [{ approved: ['auth/**'], onBypas: () => undefined }, /unknown option "onBypas"/],
     [{ approved: ['auth/**'], rateLimit: { perCallSite: { events: 0, intervalMs: 1 } } }, /events/],
     [{ approved: ['auth/**'], notify: 'slack-auth' }, /notify/],
+    [{ approved: ['auth/**'], collections: 'accesstokens' }, /option "collections" must be a non-empty array/],
+    [{ approved: ['auth/**'], collections: [''] }, /option "collections"/],
+    [{ approved: ['auth/**'], passThrough: 'src/models/**' }, /option "passThrough" must be an array/],
   ])('rejects wrong options at registration: %o', (options, message) => {
     const schema = new mongoose.Schema({ a: String });
     expect(() => schema.plugin(tripwire, options as never)).toThrow(message);
+  });
+
+  it('with mongoose.plugin and collections, watches every model on a watched collection, whatever its name or connection', async () => {
+    const instance = new mongoose.Mongoose();
+    const reports: BypassReport[] = [];
+    instance.plugin(tripwire, { collections: ['sharedtokens', 'typo_tokens'], approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (r: BypassReport) => void reports.push(r), onError: () => undefined });
+    const conn = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `collections_${process.pid}` }).asPromise();
+    const other = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `collections2_${process.pid}` }).asPromise();
+    try {
+      const Token = conn.model('SharedToken', new instance.Schema({ token: String }), 'sharedtokens');
+      const Legacy = conn.model('LegacyToken', new instance.Schema({ token: String, legacy: Boolean }), 'sharedtokens');
+      const Elsewhere = other.model('OtherConnToken', new instance.Schema({ token: String }), 'sharedtokens');
+      const Unwatched = conn.model('Unwatched', new instance.Schema({ token: String }), 'others');
+      await Token.create({ token: 'a' });
+      await Legacy.updateMany({}, { $set: { legacy: true } });
+      await Elsewhere.create({ token: 'b' });
+      await Unwatched.create({ token: 'c' });
+      await m.settle();
+      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['SharedToken.create', 'LegacyToken.updateMany', 'OtherConnToken.create']);
+      const registration = verify().registrations.find((r) => r.models.some((model) => model.model === 'LegacyToken'))!;
+      expect(registration.collectionsNeverCompiled).toEqual(['typo_tokens']);
+    } finally {
+      await conn.close();
+      await other.close();
+    }
   });
 
   it('with mongoose.plugin and models, watches only the named models and shares one registration', async () => {
