@@ -8,7 +8,7 @@
  *     (`.ts`, `.tsx`, `.mts`, `.cts`, declarations included), none `.js`/`.mjs`/`.cjs`/`.jsx`;
  *   - whether the stacks this process produces can name TypeScript files at all: any of source maps
  *     on (`--enable-source-maps`, `NODE_OPTIONS`, `process.setSourceMapsEnabled`; tsx turns them on),
- *     Node's own type stripping (`process.features.typescript`), a require hook for `.ts` (ts-node,
+ *     a require hook for `.ts` (ts-node,
  *     @swc-node/register, esbuild-register...), a TypeScript loader in the node flags, a `.ts` entry
  *     point, or a `.ts` frame on the stack of the code calling `verify()` (vitest, jest with ts-jest).
  *
@@ -34,8 +34,9 @@ const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
  */
 export function typescriptEvidence(stack: string): string | undefined {
   if (process.sourceMapsEnabled) return 'source maps are enabled';
-  const stripping = (process.features as { typescript?: unknown }).typescript;
-  if (stripping) return `Node runs TypeScript (process.features.typescript: ${String(stripping)})`;
+  // Not `process.features.typescript`: Node 22.18+ sets it by default, which says Node *could* strip
+  // types, not that this app runs its .ts files (a compiled dist/ still runs JavaScript). A .ts entry
+  // point or a .ts frame, below, is what says so.
   try {
     const extensions = createRequire(import.meta.url).extensions as Record<string, unknown>;
     if (['.ts', '.tsx', '.mts', '.cts'].some((ext) => ext in extensions)) return 'a require hook for .ts files is registered';
