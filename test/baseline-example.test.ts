@@ -38,7 +38,7 @@ function node(args: string[], cwd: string, env: Record<string, string> = {}): Pr
 }
 const explain = (run: Run) => `exit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
 /** The example's test command. */
-const runTests = (cwd: string, env: Record<string, string> = {}) => node(['--import', './tripwire-setup.mjs', '--test'], cwd, env);
+const runTests = (cwd: string, env: Record<string, string> = {}) => node(['--import', './tripwire-setup.mjs', '--test', '--test-reporter=tap'], cwd, env);
 const baseline = (args: string[], cwd: string) => node([cli, 'baseline', ...args], cwd);
 
 beforeAll(() => {
