@@ -17,6 +17,7 @@
  * driver runs the command after its own awaits).
  */
 import { calledByMongoose } from './capture.js';
+import { observe } from './observe.js';
 import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
 import { bulkKindOf, filterId, isObject, resultCounts, resultIds } from './write-shapes.js';
@@ -129,16 +130,13 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
         return result;
       }
       // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
-      return (result as unknown as Promise<unknown>).then(
-        (value) => {
-          watcher.completed(event(value), wrapper);
-          return value;
-        },
-        (error: unknown) => {
+      return observe(
+        result,
+        (value) => watcher.completed(event(value), wrapper),
+        (error) => {
           // A batch that failed part-way still wrote what it wrote.
           const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
           if (partial && Object.values(resultCounts(partial)).some((n) => n > 0)) watcher.completed(event(partial), wrapper);
-          throw error;
         },
       );
     };

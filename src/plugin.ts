@@ -19,6 +19,7 @@ import { learnMongooseFrom, toFilePath } from './approval.js';
 import { readCallSites } from './capture.js';
 import type { Capture } from './capture.js';
 import { instrumentCollection } from './collection.js';
+import { observe } from './observe.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
 import { Watcher, type WriteEvent } from './watcher.js';
@@ -80,26 +81,6 @@ function defineWrapper(target: object, name: string, wrapper: (this: never, ...a
 
 export function isOurWrapper(value: unknown): boolean {
   return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return isObject(value) && typeof value.then === 'function';
-}
-
-/** The app's promise, observed: same value, same error, same unhandled-rejection behaviour. */
-function observe(result: unknown, done: (value: unknown) => void, failed?: (error: unknown) => void): unknown {
-  if (!isThenable(result)) return result;
-  return result.then(
-    (value) => {
-      done(value);
-      return value;
-    },
-    failed &&
-      ((error: unknown) => {
-        failed(error);
-        throw error;
-      }),
-  );
 }
 
 // ---- The shapes Mongoose hands us, read defensively (no `any` at the boundary). ----
