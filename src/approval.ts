@@ -35,7 +35,7 @@ export interface Approval {
   isInternalFile(path: string): boolean;
 }
 
-const NODE_MODULES = /[\\/]node_modules[\\/]/;
+export const NODE_MODULES = /[\\/]node_modules[\\/]/;
 
 // The plugin's own folder (src/ under vitest, dist/ when installed): its frames are never approved or shown.
 const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;

@@ -13,7 +13,7 @@
 import { findSourceMap } from 'node:module';
 import { runInNewContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
-import { isMongooseFile, toFilePath, type Approval, type FileKind } from './approval.js';
+import { isMongooseFile, NODE_MODULES, toFilePath, type Approval, type FileKind } from './approval.js';
 
 /** One stack frame, as shown in reports. */
 export interface Frame {
@@ -153,7 +153,7 @@ function mongooseCalled(fileNames: ReadonlyArray<string | null | undefined>): bo
     if (!fileName) return false;
     const path = toFilePath(fileName);
     if (isMongooseFile(path)) return true;
-    if (!path.startsWith('node:') && !/[\\/]node_modules[\\/]/.test(path)) return false;
+    if (!path.startsWith('node:') && !NODE_MODULES.test(path)) return false;
   }
   return undefined;
 }

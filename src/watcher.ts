@@ -18,7 +18,7 @@ export interface WriteEvent {
   model: string;
   operation: WriteOperation;
   kind: WriteKind;
-  /** Undefined when the call was never seen by a wrapper: then the post hook captures what it can. */
+  /** Undefined when the call was never seen by a wrapper (a query built by hand): it is then captured late, when the write runs. */
   capture: Capture | undefined;
   ids: () => readonly unknown[];
   outcome: () => WriteOutcome;
@@ -186,25 +186,25 @@ export class Watcher {
 
   /** Called synchronously by the wrapper the app called. Never throws: a fault lets the write through, visibly. */
   capture(entry: Function): Capture {
-    try {
-      return captureCallSite(entry, this.approval, this.options.maxFrames);
-    } catch (error) {
-      this.reportFault('capture_failed', 'could not read the call site of a write (an approved-pattern function threw?)', error);
-      return { ...LOST_CALL_SITE, degraded: 'call site capture failed' };
-    }
+    return this.captureGuarded(entry, false)!;
   }
 
   /** As `capture`, but undefined (and one stack read only) when Mongoose itself made the call. */
   captureUnlessMongoose(entry: Function): Capture | undefined {
+    return this.captureGuarded(entry, true);
+  }
+
+  private captureGuarded(entry: Function, unlessMongoose: boolean): Capture | undefined {
     try {
-      return captureCallSite(entry, this.approval, this.options.maxFrames, true);
+      return unlessMongoose ? captureCallSite(entry, this.approval, this.options.maxFrames, true) : captureCallSite(entry, this.approval, this.options.maxFrames);
     } catch (error) {
-      this.reportFault('capture_failed', 'could not read the call site of a write (an approved-pattern function threw?)', error);
+      // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
+      this.reportFault('capture_failed', 'could not read the call site of a write', error);
       return { ...LOST_CALL_SITE, degraded: 'call site capture failed' };
     }
   }
 
-  /** From a post hook: count the write and, if rogue, report it after the write's promise settles. */
+  /** When the write's promise settled: count it and, if rogue, report it (delivered shortly after, or by flush/close). */
   completed(event: WriteEvent, entry: Function): void {
     if (!this.options.operations.has(event.kind)) return;
     try {
@@ -227,7 +227,7 @@ export class Watcher {
     }
   }
 
-  /** Throw mode, from a pre hook: the error to refuse a rogue write with, or undefined to let it through. */
+  /** Throw mode, from the wrapper before the write is made: the error to refuse a rogue write with, or undefined to let it through. */
   refusal(event: WriteEvent, entry: Function): RogueWriteError | undefined {
     if (!this.options.operations.has(event.kind)) return undefined;
     try {
@@ -261,7 +261,7 @@ export class Watcher {
       get frames() { return late.frames; },
       get framesOmitted() { return late.framesOmitted; },
       get callSite() { return late.callSite ?? late.frames[0]; },
-      degraded: 'call site captured late, in middleware',
+      degraded: 'call site captured late, when the write ran',
     };
   }
 
