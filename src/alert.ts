@@ -117,6 +117,18 @@ export function traceLines(stack: readonly Frame[], root: string, framesOmitted:
   return lines;
 }
 
+/**
+ * The first `max` UTF-16 units of inert text, never ending inside a character nor between a
+ * character and the zero-width space that defuses it (`@`, `%%`, `\\`, `](`): that pair goes whole or not at all.
+ */
+function cutInert(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max;
+  if (/[\uD800-\uDBFF]/.test(text[end - 1] ?? '')) end -= 1; // a high surrogate whose pair is cut off
+  while (end > 0 && text[end] === ZWSP) end -= 1; // its escaped character goes with it
+  return text.slice(0, end);
+}
+
 function shortenPath(location: string, room: number): string {
   if (location.length <= room) return location;
   return `…${location.slice(location.length - room + 1)}`;
@@ -127,7 +139,7 @@ export function alertTitle(report: BypassReport, maxChars = 100): string {
   const where = inert(withoutColumn(report.location));
   const what = `Rogue write: ${inert(report.model)}.${inert(report.operation)}`;
   const fixed = `${what} from `;
-  if (fixed.length >= maxChars - 10) return what.slice(0, maxChars);
+  if (fixed.length >= maxChars - 10) return cutInert(what, maxChars);
   return `${fixed}${shortenPath(where, maxChars - fixed.length)}`;
 }
 

@@ -8,7 +8,7 @@ import MarkdownIt from 'markdown-it';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { tripwire, type BypassReport } from '../src/index.js';
-import { inert, renderAlert } from '../src/alert.js';
+import { alertTitle, inert, renderAlert } from '../src/alert.js';
 import { formatEvent, parseDatagram, type ParsedDatagram } from '../src/dogstatsd.js';
 import type { Frame } from '../src/capture.js';
 // @ts-expect-error plain ESM fixtures without types
@@ -132,6 +132,19 @@ describe('values in the event are inert', () => {
     expect(inert('[a](b)')).toBe('[a]\u200B(b)');
     expect(inert('<img>|`x`')).toBe('‹img›¦\'x\'');
     expect(inert('C:\\new')).toBe('C:\\\u200Bnew');
+  });
+});
+
+describe('a title cut to 100 characters', () => {
+  const title = (model: string) => alertTitle({ model, operation: 'updateOne', location: 'legacy/x.mjs:1:1' } as BypassReport);
+  it('never keeps an escaped character without its zero-width space, nor half a surrogate pair', () => {
+    for (let at = 80; at <= 101; at++) {
+      for (const hostile of ['@here', '%%%', '\\n', '](x)', '😀😀']) {
+        const cut = title(`${'m'.repeat(at - 'Rogue write: '.length)}${hostile}${'z'.repeat(40)}`);
+        expect(cut.length, `${hostile} at ${at}`).toBeLessThanOrEqual(100);
+        expect(cut, `${hostile} at ${at}`).not.toMatch(/@(?!\u200B)|%%|\\(?!\u200B)|\](?=[([])|[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
+      }
+    }
   });
 });
 
