@@ -18,11 +18,12 @@
  */
 import { calledByMongoose } from './capture.js';
 import { observe } from './observe.js';
-import type { CollectionMethod, WriteKind } from './report.js';
+import type { Capture } from './capture.js';
+import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
 import { bulkKindOf, filterId, isObject, resultCounts, resultIds } from './write-shapes.js';
 
-const KINDS: Record<CollectionMethod, WriteKind> = {
+export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
   insertOne: 'create', insertMany: 'create',
   updateOne: 'update', updateMany: 'update', replaceOne: 'update', findOneAndUpdate: 'update', findOneAndReplace: 'update',
   deleteOne: 'delete', deleteMany: 'delete', findOneAndDelete: 'delete',
@@ -36,13 +37,17 @@ const knownObjects = new WeakSet<object>();
 
 // Recorded only once some watched connection really monitors commands: nothing reads them otherwise.
 let marking = false;
+export const isMarking = (): boolean => marking;
+export function rememberObject(value: unknown): void {
+  if (marking) remember(value);
+}
 
 function remember(value: unknown): void {
   if (isObject(value)) knownObjects.add(value);
 }
 
 /** Records what the driver will put in the command: `documents`, `updates[].q`, `deletes[].q`, `query`. */
-function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
+export function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
   const first = args[0];
   if (method === 'insertMany' || method === 'bulkWrite') {
     if (!Array.isArray(first)) return;
@@ -94,6 +99,69 @@ function implementation(collection: object, method: string): AnyFunction | undef
   return typeof value === 'function' ? (value as AnyFunction) : undefined;
 }
 
+/**
+ * Set while one of our collection-level wrappers runs its original synchronously: the driver call
+ * made inside it (Mongoose's `NativeCollection` forwarding to the driver's collection, the driver's
+ * `insertMany` calling its own `bulkWrite`) is already accounted for. A counter, not a stack read:
+ * this is all Mongoose's own writes pay at the driver (driver.ts).
+ */
+export const handing = { depth: 0 };
+
+export function handOver<T>(call: () => T): T {
+  handing.depth++;
+  try {
+    return call();
+  } finally {
+    handing.depth--;
+  }
+}
+
+export function kindOfCollectionWrite(method: CollectionMethod, args: readonly unknown[]): WriteKind {
+  return method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
+}
+
+export interface CollectionWrite {
+  model: string;
+  operation: WriteOperation;
+  method: CollectionMethod;
+  kind: WriteKind;
+  capture: Capture;
+  /** The wrapper the app called (stack reads start above it). */
+  entry: Function;
+}
+
+/**
+ * One write the app made on a collection object (Mongoose's or the driver's): refused in throw
+ * mode, else made, and reported when its promise settles, with what landed if it failed part-way.
+ */
+export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: readonly unknown[], call: () => unknown): unknown {
+  const { kind, method, entry } = write;
+  const event = (result: unknown): WriteEvent => ({
+    model: write.model, operation: write.operation, kind, capture: write.capture, bypassedMiddleware: true,
+    ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
+  });
+  if (watcher.options.mode === 'throw' && kind !== 'read') {
+    const refusal = watcher.refusal(event(undefined), entry);
+    if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
+  }
+  if (marking && kind !== 'read') rememberArguments(method, args);
+  const result = handOver(call);
+  if (!isObject(result) || typeof result.then !== 'function') {
+    watcher.completed(event(undefined), entry); // cursors: reported when created
+    return result;
+  }
+  // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
+  return observe(
+    result,
+    (value) => watcher.completed(event(value), entry),
+    (error) => {
+      // A batch that failed part-way still wrote what it wrote.
+      const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
+      if (partial && Object.values(resultCounts(partial)).some((n) => n > 0)) watcher.completed(event(partial), entry);
+    },
+  );
+}
+
 /** Wraps the write methods (reads too with `operations: [..., 'read']`) of a watched model's collection, once. */
 export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
   const collection = model.collection as CollectionLike | undefined;
@@ -101,7 +169,6 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
   Object.defineProperty(collection, WRAPPED, { value: watcher });
   const modelName = model.modelName ?? '<unknown>';
   const reads = watcher.options.operations.has('read');
-  const throwMode = watcher.options.mode === 'throw';
 
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     if ((KINDS[method] === 'read' && !reads) || !implementation(collection, method)) continue;
@@ -111,34 +178,16 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       if (mongoose !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
         if (marking && KINDS[method] !== 'read') rememberArguments(method, args);
-        return original.apply(this, args);
+        handing.depth++;
+        try {
+          return original.apply(this, args);
+        } finally {
+          handing.depth--;
+        }
       }
+      const kind = kindOfCollectionWrite(method, args);
       const capture = watcher.capture(wrapper);
-      const kind = method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
-      const event = (result: unknown): WriteEvent => ({
-        model: modelName, operation: `collection.${method}` as const, kind, capture, bypassedMiddleware: true,
-        ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
-      });
-      if (throwMode && kind !== 'read') {
-        const refusal = watcher.refusal(event(undefined), wrapper);
-        if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
-      }
-      if (marking && kind !== 'read') rememberArguments(method, args);
-      const result = original.apply(this, args);
-      if (!isObject(result) || typeof result.then !== 'function') {
-        watcher.completed(event(undefined), wrapper); // cursors and bulk-op builders: reported when created
-        return result;
-      }
-      // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
-      return observe(
-        result,
-        (value) => watcher.completed(event(value), wrapper),
-        (error) => {
-          // A batch that failed part-way still wrote what it wrote.
-          const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
-          if (partial && Object.values(resultCounts(partial)).some((n) => n > 0)) watcher.completed(event(partial), wrapper);
-        },
-      );
+      return collectionWrite(watcher, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
     };
     Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
     Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
@@ -193,7 +242,7 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
         const write = pending.get(event.requestId);
         if (!write) return;
         pending.delete(event.requestId);
-        for (const w of seen.get(write.collection) ?? []) w.unattributed(write.collection, write.command);
+        for (const w of seen.get(write.collection) ?? []) w.unattributed(write.collection, write.command, 'command_monitoring');
       });
       client.on('commandFailed', (event) => void pending.delete(event.requestId));
     }

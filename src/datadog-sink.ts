@@ -11,7 +11,7 @@ import { DatagramError, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_C
 import type { FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
 import { withoutColumn, type BypassReport, type WriteKind, type WriteOperation } from './report.js';
-import type { BypassSite, WriteListener } from './watcher.js';
+import type { BypassSite, UnattributedRoute, WriteListener } from './watcher.js';
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
 export const MAX_DATAGRAM_BYTES = 8192;
@@ -103,8 +103,8 @@ export class DatadogSink implements WriteListener {
     this.count(kind === 'read' ? 'reads' : 'writes', [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`]);
   }
 
-  unattributed(collection: string, command: string): void {
-    this.count('unattributed_writes', [`collection:${collection}`, `command:${command}`]);
+  unattributed(collection: string, command: string, route: UnattributedRoute): void {
+    this.count('unattributed_writes', [`collection:${collection}`, `command:${command}`, `route:${route}`]);
   }
 
   bypass(site: BypassSite, report: BypassReport | undefined): void {

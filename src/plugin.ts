@@ -19,6 +19,7 @@ import { learnMongooseFrom, toFilePath } from './approval.js';
 import { readCallSites } from './capture.js';
 import type { Capture } from './capture.js';
 import { instrumentCollection } from './collection.js';
+import { watchDriverCollection } from './driver.js';
 import { observe } from './observe.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
@@ -216,6 +217,9 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
   instrumentCollection(target, watcher);
+  const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
+  if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
+  if (db) watchSharedCollection(db, target.collection, watcher);
   // Discriminators are compiled from a merged copy of the schema, which has no `init` listener of ours.
   for (const child of Object.values(model.discriminators ?? {})) instrumentModel(child as ModelLike, watcher);
   const discriminator = (model as { discriminator?: unknown }).discriminator;
@@ -226,6 +230,40 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
       return child;
     });
   }
+}
+
+interface ConnectionLike { name?: string; models?: Record<string, unknown>; on?(event: string, listener: (model: ModelLike) => void): unknown }
+
+/** Collection objects of watched models, and who watches them. */
+const watchedCollectionObjects = new WeakMap<object, Watcher>();
+const connectionsListened = new WeakSet<object>();
+
+/**
+ * Every model Mongoose compiles onto one collection name of a connection shares one collection
+ * object, and Mongoose's writes through it pass as the watched model's own. So a second model on
+ * the watched collection (`conn.model('LegacyToken', legacySchema, 'accesstokens')`), compiled
+ * before or after, is watched too: its writes are tokens written.
+ */
+function watchSharedCollection(connection: ConnectionLike, collection: unknown, watcher: Watcher): void {
+  if (!isObject(collection) || watchedCollectionObjects.has(collection)) return;
+  watchedCollectionObjects.set(collection, watcher);
+  for (const other of Object.values(connection.models ?? {})) {
+    if (isObject(other) || typeof other === 'function') watchSibling(other as ModelLike, watcher);
+  }
+  if (connectionsListened.has(connection) || typeof connection.on !== 'function') return;
+  connectionsListened.add(connection);
+  // Mongoose emits `model` on the connection for every model it compiles there.
+  connection.on('model', (other) => {
+    const sharing = watchedCollectionObjects.get((other as { collection?: object }).collection ?? {});
+    if (sharing) watchSibling(other, sharing);
+  });
+}
+
+function watchSibling(model: ModelLike, watcher: Watcher): void {
+  const collection = (model as { collection?: unknown }).collection;
+  if (!isObject(collection) || watchedCollectionObjects.get(collection) !== watcher || (model as Record<symbol, unknown>)[INSTRUMENTED]) return;
+  watcher.watchSharingModel(model.modelName);
+  instrumentModel(model, watcher);
 }
 
 function instrumentQueries(model: ModelLike, watcher: Watcher): void {

@@ -22,7 +22,8 @@ export type WriteOperation =
   | 'updateOne' | 'updateMany' | 'replaceOne' | 'findOneAndUpdate' | 'findOneAndReplace'
   | 'findOneAndDelete' | 'deleteOne' | 'deleteMany'
   | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate'
-  | `collection.${CollectionMethod}`;
+  | `collection.${CollectionMethod}`
+  | `driver.${CollectionMethod}` | 'driver.initializeOrderedBulkOp' | 'driver.initializeUnorderedBulkOp';
 
 /** Counts the server reported, when the operation reports them. */
 export interface WriteOutcome {

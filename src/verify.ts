@@ -25,8 +25,13 @@ export interface RegistrationCheck {
   modelsNeverCompiled: string[];
   /** Names in the `collections` option that no compiled model writes to. */
   collectionsNeverCompiled: string[];
-  /** Per collection: whether writes that bypass Mongoose entirely are counted (`tripwire.unattributed_writes`). */
-  unattributedWrites: Record<string, 'counted' | 'not counted: connect with { monitorCommands: true }'>;
+  /**
+   * Per collection: how writes that bypass Mongoose are seen. `driverCalls`: calls to the driver's
+   * own collection methods (`connection.db.collection(name)`, another client, bulk builders),
+   * attributed where they are called. `rawCommands`: write commands sent without any collection
+   * method (`db.command({ update: name, ... })`), counted as `tripwire.unattributed_writes`.
+   */
+  driverRoutes: Record<string, { driverCalls: 'attributed' | 'not watched: Mongoose does not name its driver (mongoose.mongo)'; rawCommands: 'counted' | 'not counted: connect with { monitorCommands: true }' }>;
 }
 
 export interface VerifyResult {
@@ -85,6 +90,9 @@ function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript:
   for (const { pattern, files } of watcher.approvedFiles) {
     if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${watcher.options.root}`);
   }
+  for (const [name, watched] of watcher.driverCalls) {
+    if (!watched) problems.push(`collection "${name}": calls to the driver's own collection methods are not watched (this Mongoose does not name its driver as mongoose.mongo)`);
+  }
   problems.push(...sourcesNotRun(watcher.options.approved, watcher.options.root, runsTypeScript));
   return {
     mode: watcher.options.mode,
@@ -94,8 +102,11 @@ function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript:
     models,
     modelsNeverCompiled,
     collectionsNeverCompiled,
-    unattributedWrites: Object.fromEntries(
-      [...watcher.driverMonitoring].map(([name, on]) => [name, on ? 'counted' : 'not counted: connect with { monitorCommands: true }'] as const),
+    driverRoutes: Object.fromEntries(
+      [...new Set([...watcher.driverCalls.keys(), ...watcher.driverMonitoring.keys()])].map((name) => [name, {
+        driverCalls: watcher.driverCalls.get(name) === true ? 'attributed' : 'not watched: Mongoose does not name its driver (mongoose.mongo)',
+        rawCommands: watcher.driverMonitoring.get(name) === true ? 'counted' : 'not counted: connect with { monitorCommands: true }',
+      }] as const),
     ),
   };
 }

@@ -35,9 +35,15 @@ export interface WriteListener {
    */
   bypass(site: BypassSite, report: BypassReport | undefined): void;
   fault(reason: string): void;
-  /** A write command to a watched collection that came through no Mongoose path at all. */
-  unattributed?(collection: string, command: string): void;
+  /**
+   * A write to a watched collection whose call site cannot be known: seen at the driver with no
+   * application frame on the stack (`route` `driver`, `command` the driver method), or only as a
+   * command on the wire (`command_monitoring`, `command` the server command).
+   */
+  unattributed?(collection: string, command: string, route: UnattributedRoute): void;
 }
+
+export type UnattributedRoute = 'driver' | 'command_monitoring';
 
 /** What every rogue write is counted by, cheap to know: no frames are built for it. */
 export interface BypassSite {
@@ -109,8 +115,10 @@ export class Watcher {
   readonly compiledModels = new Map<string, WeakRef<object>>();
   /** `approved` patterns and how many files under `root` each matched at registration (`null`: a function). */
   readonly approvedFiles: ReadonlyArray<{ pattern: string; files: number | null }>;
-  /** Per watched collection: are writes that bypass Mongoose entirely counted (driver command monitoring on)? */
+  /** Per watched collection: are raw write commands that no collection method made counted (driver command monitoring on)? */
   readonly driverMonitoring = new Map<string, boolean>();
+  /** Per watched collection: are calls to the driver's own collection methods watched (Mongoose named its driver)? */
+  readonly driverCalls = new Map<string, boolean>();
   private readonly listeners: WriteListener[] = [];
   /** Rogue writes that completed and are not delivered yet (their report is built off the write's path). */
   private readonly pending: PendingDelivery[] = [];
@@ -174,6 +182,11 @@ export class Watcher {
     if (!models && !collections) return true;
     const named = (name: string | undefined) => name !== undefined && (models?.has(name) === true || this.watchedByCollection.has(name));
     return named(modelName) || named(baseModelName);
+  }
+
+  /** A model that writes through the collection object of a watched model is watched too. */
+  watchSharingModel(modelName: string | undefined): void {
+    if (modelName !== undefined && (this.options.models || this.options.collections)) this.watchedByCollection.add(modelName);
   }
 
   /** At compile time: is this model watched, by its name or by the collection it writes to? */
@@ -244,9 +257,9 @@ export class Watcher {
     }
   }
 
-  /** From the driver's command monitoring: a write no Mongoose path (and so no call site) accounts for. */
-  unattributed(collection: string, command: string): void {
-    for (const listener of this.listeners) listener.unattributed?.(collection, command);
+  /** A write that landed in a watched collection and that no call site accounts for. */
+  unattributed(collection: string, command: string, route: UnattributedRoute): void {
+    for (const listener of this.listeners) listener.unattributed?.(collection, command, route);
   }
 
   private lostCapture(event: WriteEvent, entry: Function): Capture {

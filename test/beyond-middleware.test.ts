@@ -4,7 +4,7 @@
  * opt-in read detection — each entry point from approved and from legacy code.
  */
 import mongoose from 'mongoose';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flush, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
 import { listenerSuite } from './support/listener-suite.js';
 // @ts-expect-error plain ESM fixtures without types
@@ -15,14 +15,25 @@ import * as approvedRaw from './fixtures/app/auth/raw.mjs';
 import * as legacyRaw from './fixtures/app/legacy/raw.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as approvedWrites from './fixtures/app/auth/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as legacyWrites from './fixtures/app/legacy/writes.mjs';
 
 type Model = mongoose.Model<Record<string, unknown>>;
-type Entry = (T: Model, c: { token(): string; id: unknown }) => Promise<unknown>;
+type Entry = (T: Model, c: { token(): string; id: unknown; client: mongoose.mongo.MongoClient }) => Promise<unknown>;
 
 let count = 0;
 
 // monitorCommands: the driver reports each command, so writes that bypass Mongoose can be counted.
 const suite = listenerSuite(() => mongoose.createConnection(process.env.MONGODB_URI!, { dbName: `beyond_${process.pid}`, monitorCommands: true }).asPromise());
+
+// A second client of the driver Mongoose uses, as an app or a script would open one.
+let client: mongoose.mongo.MongoClient;
+beforeAll(async () => {
+  client = await new mongoose.mongo.MongoClient(process.env.MONGODB_URI!).connect();
+});
+afterAll(() => client?.close());
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 const token = () => `tok_${Math.random().toString(36).slice(2)}`;
@@ -41,15 +52,15 @@ async function model(options: Partial<TripwireOptions> = {}) {
     const id = await seed();
     await settle();
     reports.length = 0;
-    await entry(T, { token, id });
+    await entry(T, { token, id, client });
     await settle();
     return reports.splice(0);
   };
   return { T, reports, run };
 }
 
-const counter = (name: string, tag: string) =>
-  [...suite.listener.counters()].filter(([key]) => key.startsWith(`${name}|`) && key.includes(tag)).reduce((n, [, v]) => n + v, 0);
+const counter = (name: string, ...tags: string[]) =>
+  [...suite.listener.counters()].filter(([key]) => key.startsWith(`${name}|`) && tags.every((tag) => key.split(/[|,#]/).includes(tag))).reduce((n, [, v]) => n + v, 0);
 
 describe('Model.collection writes skip middleware, and are still attributed', () => {
   it.each(Object.keys(legacyRaw.raw as object))('%s from legacy code is reported at its call site, flagged; from the auth module it is not', async (name) => {
@@ -71,27 +82,69 @@ describe('Model.collection writes skip middleware, and are still attributed', ()
     void T;
   });
 
-  it('counts writes through any other driver route as tripwire.unattributed_writes, and only those', async () => {
+  it('counts as tripwire.unattributed_writes only the writes no call site accounts for, each once', async () => {
     const { T, run } = await model();
     const name = T.collection.collectionName;
+    const unattributed = (route: string, ...tags: string[]) => counter('tripwire.unattributed_writes', `collection:${name}`, `route:${route}`, ...tags);
+    const before = { driver: unattributed('driver'), wire: unattributed('command_monitoring') };
+    // Every shape a Mongoose write and an attributed driver write take on the wire: not counted.
     await run((Tk, c) => Tk.updateOne({ _id: c.id }, { $set: { user: 'mw' } }));
     await run((legacyRaw.raw as Record<string, Entry>)['collection.updateOne']!);
-    // Every other shape a Mongoose write takes on the wire: insert documents, findAndModify's query, bulk ops.
     await run((Tk) => Tk.create({ token: token() }));
     await run((Tk) => Tk.insertMany([{ token: token() }, { token: token() }]));
     await run((Tk, c) => Tk.findOneAndUpdate({ _id: c.id }, { $set: { user: 'f' } }));
     await run((Tk, c) => Tk.bulkWrite([{ insertOne: { document: { token: token() } } }, { updateOne: { filter: { _id: c.id }, update: { $set: { user: 'b' } } } }, { deleteMany: { filter: { user: 'nobody' } } }]));
-    await run((legacyRaw.raw as Record<string, Entry>)['collection.bulkWrite']!);
-    const viaDriver = await run(async (_Tk, c) => suite.connection.db!.collection(name).updateOne({ _id: c.id as never }, { $set: { user: 'driver' } }));
-    expect(viaDriver).toEqual([]); // no call site to report
-    await suite.connection.db!.collection(name).deleteMany({ user: 'nobody' });
-    flush();
-    // 8 seeds + 1 update + 1 delete went straight to the driver; the Mongoose and Model.collection writes did not.
-    await suite.listener.waitFor(() => counter('tripwire.unattributed_writes', `collection:${name}`) === 10);
-    expect(counter('tripwire.unattributed_writes', 'command:update')).toBe(1);
-    expect(counter('tripwire.unattributed_writes', 'command:delete')).toBe(1);
+    for (const entry of Object.values(legacyRaw.driver as Record<string, Entry>)) await run(entry);
+    // A model nobody watches, on another connection to the same database, its write issued with
+    // .then(): no frame of the app is left when it reaches the driver.
+    const other = await mongoose.createConnection(process.env.MONGODB_URI!, { dbName: suite.connection.name }).asPromise();
+    const Unwatched = other.model(`Unwatched${count}`, new mongoose.Schema({ token: String, user: String }), name);
+    // Nothing awaits it either (an awaiting async function would show in V8's async stack trace, and decide).
+    const issued = await run(async (_Tk, c) => {
+      let landed = false;
+      void Promise.resolve().then(() => Unwatched.updateOne({ _id: c.id }, { $set: { user: 'unwatched' } }).then(() => void (landed = true)));
+      while (!landed) await new Promise((resolve) => setTimeout(resolve, 2));
+    });
+    expect(issued).toEqual([]);
+    await other.close();
+    // A raw command: only the wire shows it.
+    await run(async (_Tk, c) => suite.connection.db!.command({ delete: name, deletes: [{ q: { _id: c.id }, limit: 1 }] }));
+    await flush();
+    await suite.listener.waitFor(() => unattributed('driver') - before.driver === 1 && unattributed('command_monitoring') - before.wire === 1);
+    expect(unattributed('driver', 'command:updateOne') - before.driver).toBe(1);
+    expect(unattributed('command_monitoring', 'command:delete') - before.wire).toBe(1);
     const registration = verify().registrations.find((r) => r.models.some((m) => m.model === T.modelName))!;
-    expect(registration.unattributedWrites).toEqual({ [name]: 'counted' });
+    expect(registration.driverRoutes).toEqual({ [name]: { driverCalls: 'attributed', rawCommands: 'counted' } });
+  });
+});
+
+describe('writes made with the driver itself are attributed where they are called', () => {
+  it('watches the collection, not only the model: another model compiled onto it, before or after, is watched too', async () => {
+    const legacySchema = () => new mongoose.Schema({ token: String, user: String });
+    const name = `beyond${count + 1}`;
+    const Before = suite.connection.model(`LegacyBefore${count}`, legacySchema(), name);
+    const { T, run } = await model({ models: [`Beyond${count + 1}`] });
+    expect(T.collection.collectionName).toBe(name);
+    const After = suite.connection.model(`LegacyAfter${count}`, legacySchema(), name);
+    for (const Legacy of [Before, After] as unknown as Model[]) {
+      expect(await run((_Tk, c) => (approvedWrites.writes as Record<string, Entry>)['Model.updateOne']!(Legacy, c))).toEqual([]);
+      const reports = await run((_Tk, c) => (legacyWrites.writes as Record<string, Entry>)['Model.updateOne']!(Legacy, c));
+      expect(reports.map((r) => [r.model, r.operation, r.callSite?.file])).toEqual([[Legacy.modelName, 'updateOne', `${fixtureDir as string}legacy/writes.mjs`]]);
+    }
+  });
+
+  it('a collection of the same name in another database is not watched', async () => {
+    const { T, run } = await model();
+    expect(await run(() => client.db(`other_${process.pid}`).collection(T.collection.collectionName).insertOne({ token: token() }))).toEqual([]);
+  });
+
+  it.each(Object.keys(legacyRaw.driver as object))('%s from legacy code is reported at its call site; from the auth module it is not', async (name) => {
+    const { T, run } = await model();
+    expect(await run((approvedRaw.driver as Record<string, Entry>)[name]!)).toEqual([]);
+    const reports = await run((legacyRaw.driver as Record<string, Entry>)[name]!);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ model: T.modelName, operation: name, bypassedMiddleware: true });
+    expect(reports[0]!.callSite).toMatchObject({ file: `${fixtureDir as string}legacy/raw.mjs`, line: siteLine('legacy/raw.mjs', name) });
   });
 });
 

@@ -12,6 +12,8 @@ import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as nonAscii from './fixtures/app/légacy/jetons-été.mjs';
 // @ts-expect-error plain ESM fixtures without types
+import * as auth from './fixtures/app/auth/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
@@ -102,7 +104,7 @@ describe('the DogStatsD event', () => {
 describe('rate limit and counters', () => {
   it('sends one event per call site for 1 000 rogue writes from 3 sites, counts every write exactly', async () => {
     const { T, reports } = await tokenModel();
-    const doc = await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_rate' });
+    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_rate' })) as { _id: unknown })._id }; // seeded by the approved module
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
     await new Promise((resolve) => setTimeout(resolve, 20));
     flush();
@@ -123,7 +125,7 @@ describe('rate limit and counters', () => {
 
   it('reports the suppressed count on the next event a call site is allowed', async () => {
     const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 200 }, global: { events: 100, intervalMs: 1000 } } });
-    const doc = await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_next' });
+    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_next' })) as { _id: unknown })._id }; // seeded by the approved module
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
     await new Promise((resolve) => setTimeout(resolve, 250));
     await nonAscii.sites[0](T, doc.insertedId);

@@ -151,17 +151,19 @@ describe('examples/throw-mode', () => {
       const connection = await mongoose.createConnection(process.env.MONGODB_URI, { dbName: 'throw_mode_' + process.pid }).asPromise();
       const T = connection.model('AccessToken', tokenSchema());
       await T.init();
-      // Seeded through the driver, as a fixture loader would: not a Mongoose path, so not checked.
+      // Seeded through the approved module: a fixture loader writing through the driver is a write
+      // too, and is refused unless its file is approved. Reads through the driver are not checked.
       const raw = connection.db.collection(T.collection.collectionName);
+      const refusedSeed = await raw.insertOne({ token: 'tok_seed_' + process.pid }).then(() => 'written', (error) => error instanceof RogueWriteError && error.report.operation);
       let n = 0;
       const token = () => 'tok_throw_' + process.pid + '_' + (++n);
       async function context() {
-        const seeded = await raw.insertOne({ token: token(), user: 'u1', scopes: [] });
-        return { token, id: seeded.insertedId, doc: await T.findById(seeded.insertedId), opts: {} };
+        const seeded = await auth['Model.create(single)'](T, { token });
+        return { token, id: seeded._id, doc: await T.findById(seeded._id), opts: {} };
       }
       const snapshot = async () => JSON.stringify(await raw.find({}, { projection: { _id: 1, token: 1, user: 1, scopes: 1 } }).sort({ _id: 1 }).toArray());
 
-      const out = { approved: [], refused: [] };
+      const out = { refusedSeed, approved: [], refused: [] };
       for (const path of ['Model.create', 'Model.updateOne', 'Model.deleteOne']) {
         const c = await context();
         const before = await raw.countDocuments();
@@ -193,9 +195,11 @@ describe('examples/throw-mode', () => {
     });
     expect(run.code, explain(run)).toBe(0);
     const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
+      refusedSeed: string;
       approved: Array<{ path: string; changed: boolean }>;
       refused: Array<{ path: string; isRogueWriteError: boolean; name: string; blocked: boolean; file: string; line: number; unchanged: boolean }>;
     };
+    expect(out.refusedSeed).toBe('driver.insertOne');
     expect(out.approved).toEqual([
       { path: 'Model.create', changed: true },
       { path: 'Model.updateOne', changed: true },
@@ -222,17 +226,19 @@ describe('examples/token-service (npm run demo)', () => {
     expect(run.code, explain(run)).toBe(0);
     expect(run.stdout).toContain('MongoDB from MONGODB_URI');
     const titles = run.stdout.split('\n').filter((line) => line.startsWith('Rogue write: '));
-    // Five rogue call sites, one event each: six legacy logins are one event and five suppressed.
-    expect(run.stdout.match(/── EVENT/g) ?? [], explain(run)).toHaveLength(5);
+    // Seven rogue call sites, one event each: six legacy logins are one event and five suppressed.
+    expect(run.stdout.match(/── EVENT/g) ?? [], explain(run)).toHaveLength(7);
     expect(titles).toEqual([
       'Rogue write: AccessToken.save from legacy/login-handler.mjs:7',
+      'Rogue write: AccessToken.driver.insertOne from ops/db-console.mjs:4',
       'Rogue write: AccessToken.findOneAndUpdate from native/refresh.mjs:6',
       'Rogue write: AccessToken.updateMany from admin/update-scopes.mjs:3',
       'Rogue write: AccessToken.collection.deleteMany from legacy/password-reset.mjs:4',
+      'Rogue write: AccessToken.driver.updateMany from ops/db-console.mjs:8',
       'Rogue write: AccessToken.deleteMany from jobs/cleanup.mjs:5',
     ]);
     expect(run.stdout).toContain('tripwire.events_suppressed 5');
-    expect(run.stdout).toMatch(/^Summary: 10 rogue writes from 5 call sites \(.+\); the migration is not done\.$/m);
+    expect(run.stdout).toMatch(/^Summary: 12 rogue writes from 7 call sites \(.+\); the migration is not done\.$/m);
     expect(run.stdout).not.toContain('malformed datagrams');
   });
 });

@@ -224,6 +224,31 @@ describe('transparency', () => {
     }
   });
 
+  it("the driver's own collection methods keep their names, and give a watched collection the same results and errors as a plain one", async () => {
+    const schema = new Schema({ token: { type: String, unique: true } });
+    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: () => undefined, onError: () => undefined });
+    const M = connection.model(`DriverRoute${++count}`, schema) as unknown as Model;
+    await M.init();
+    const proto = mongoose.mongo.Collection.prototype as unknown as Record<string, { name: string }>;
+    for (const method of ['insertOne', 'insertMany', 'updateOne', 'bulkWrite', 'findOneAndUpdate', 'deleteMany', 'initializeOrderedBulkOp']) expect(proto[method]!.name).toBe(method);
+    const plain = connection.db!.collection(`plain_driver_${count}`);
+    await plain.createIndex({ token: 1 }, { unique: true });
+    const run = async (c: mongoose.mongo.Collection) => {
+      const inserted = await c.insertOne({ token: 'a' });
+      const duplicate = await c.insertOne({ token: 'a' }).catch((error: Error & { code?: number }) => [error.constructor.name, error.code]);
+      const bulk = c.initializeOrderedBulkOp();
+      bulk.insert({ token: 'b' });
+      bulk.find({ token: 'a' }).updateOne({ $set: { n: 1 } });
+      const executed = await bulk.execute();
+      const partial = await c.insertMany([{ token: 'c' }, { token: 'a' }, { token: 'd' }], { ordered: false }).catch((error: Error & { result?: { insertedCount: number } }) => [error.constructor.name, error.result?.insertedCount]);
+      const updated = await c.findOneAndUpdate({ token: 'a' }, { $set: { n: 2 } }, { returnDocument: 'after', projection: { _id: 0 } });
+      return { inserted: Object.keys(inserted), duplicate, executed: [executed.insertedCount, executed.matchedCount, executed.modifiedCount], partial, updated };
+    };
+    const watched = await run(connection.db!.collection(M.collection.collectionName));
+    expect(watched).toEqual(await run(plain));
+    expect(watched.duplicate).toEqual(['MongoServerError', 11000]);
+  });
+
   it('adds nothing to the schema: no method, static, query helper or hook', () => {
     const bare = new Schema({ token: String, items: [new Schema({ n: Number })] }, { timestamps: true });
     const watched = bare.clone();

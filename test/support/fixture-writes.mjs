@@ -66,6 +66,18 @@ export const raw = {
   'collection.bulkWrite': (T, c) => T.collection.bulkWrite([{ insertOne: { document: { token: c.token() } } }, { deleteOne: { filter: { _id: c.id } } }]), // @site collection.bulkWrite
 };
 
+// Driver routes around Mongoose: the driver's own collection objects, a second client, bulk builders.
+// c also carries client (a second MongoClient of the same driver package).
+export const driver = {
+  'driver.updateOne': (T, c) => T.db.db.collection(T.collection.collectionName).updateOne({ _id: c.id }, { $set: { user: 'drv' } }), // @site driver.updateOne
+  'driver.insertMany': (T, c) => T.db.db.collection(T.collection.collectionName).insertMany([{ token: c.token() }, { token: c.token() }]), // @site driver.insertMany
+  'driver.findOneAndDelete': (T, c) => T.collection.collection.findOneAndDelete({ _id: c.id }), // @site driver.findOneAndDelete
+  'driver.bulkWrite': (T, c) => c.client.db(T.db.name).collection(T.collection.collectionName).bulkWrite([{ insertOne: { document: { token: c.token() } } }, { updateOne: { filter: { _id: c.id }, update: { $set: { user: 'b' } } } }]), // @site driver.bulkWrite
+  'driver.deleteMany': (T, c) => c.client.db(T.db.name).collection(T.collection.collectionName).deleteMany({ user: 'nobody' }), // @site driver.deleteMany
+  'driver.initializeOrderedBulkOp': (T, c) => { const bulk = T.collection.initializeOrderedBulkOp(); bulk.insert({ token: c.token() }); bulk.find({ _id: c.id }).updateOne({ $set: { user: 'bulk' } }); return bulk.execute(); }, // @site driver.initializeOrderedBulkOp
+  'driver.initializeUnorderedBulkOp': (T, c) => { const bulk = T.db.db.collection(T.collection.collectionName).initializeUnorderedBulkOp(); bulk.find({ _id: c.id }).deleteOne(); return bulk.execute(); }, // @site driver.initializeUnorderedBulkOp
+};
+
 export const reads = {
   find: (T, c) => T.find({ user: 'u1' }), // @site find
   findOne: (T, c) => T.findOne({ _id: c.id }), // @site findOne

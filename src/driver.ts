@@ -1,0 +1,190 @@
+/**
+ * Writes made with the MongoDB driver itself: `connection.db.collection('accesstokens')`,
+ * `Model.collection.collection`, a second `MongoClient` of the driver Mongoose uses, a model the
+ * plugin does not watch on the same collection, and the driver's bulk-operation builders
+ * (`initializeOrderedBulkOp()` … `execute()`).
+ *
+ * They all end in a method of the driver's `Collection.prototype`, so those methods are wrapped
+ * there, once per driver package (the one `mongoose.mongo` names). That is a change to the driver
+ * for every collection of the process, so the wrapper's first two steps are all any other write
+ * pays: a counter test (set while one of our collection wrappers is handing its own call to the
+ * driver: every write Mongoose makes on a watched model) and one lookup of the collection's name.
+ * Only a write to a watched collection (same collection name, same database name) that came by no
+ * watched route reads its stack:
+ *   - an application frame on it decides, as for any write (reported as `driver.<method>`);
+ *   - none (a model nobody watches, written through Mongoose after its own awaits): the write is
+ *     counted as `tripwire.unattributed_writes{route:driver}` when it succeeded, since no call
+ *     site can be known.
+ * Bulk-operation builders are judged where `execute()` is called: that is where the write is made.
+ */
+import { isInternalFile, isMongooseFile, toFilePath } from './approval.js';
+import { readCallSites } from './capture.js';
+import { collectionWrite, handing, handOver, isMarking, kindOfCollectionWrite, KINDS, rememberArguments, rememberObject } from './collection.js';
+import { observe } from './observe.js';
+import type { CollectionMethod, WriteKind } from './report.js';
+import type { Watcher } from './watcher.js';
+import { isObject, resultCounts } from './write-shapes.js';
+
+interface DriverCollection {
+  readonly collectionName?: string;
+  readonly dbName?: string;
+}
+interface ConnectionLike { name?: string }
+interface WatchedCollection { watcher: Watcher; model: string; connection: ConnectionLike | undefined }
+
+/** Watched collections by name; a write matches one when its database is the watched connection's. */
+const watchedCollections = new Map<string, WatchedCollection[]>();
+
+type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
+
+const BULK_BUILDERS = ['initializeOrderedBulkOp', 'initializeUnorderedBulkOp'] as const;
+type BulkBuilder = (typeof BULK_BUILDERS)[number];
+
+/** Driver prototypes already wrapped, and which of their methods. */
+const wrappedPrototypes = new WeakMap<object, Set<string>>();
+
+function watchedTarget(collection: DriverCollection): WatchedCollection | undefined {
+  const entries = watchedCollections.get(collection.collectionName as string);
+  if (entries === undefined) return undefined;
+  const dbName = collection.dbName;
+  // One registration judges a write: two registrations watching one collection are not supported.
+  return entries.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+}
+
+/**
+ * Starts watching the driver route to a watched model's collection. `mongo` is the driver module
+ * Mongoose uses (`mongoose.mongo`); its `Collection.prototype` is wrapped once.
+ */
+export function watchDriverCollection(mongo: unknown, collectionName: string, connection: ConnectionLike | undefined, model: string, watcher: Watcher): boolean {
+  const proto = driverCollectionPrototype(mongo);
+  if (!proto) return false;
+  let entries = watchedCollections.get(collectionName);
+  if (!entries) watchedCollections.set(collectionName, (entries = []));
+  if (!entries.some((entry) => entry.watcher === watcher && entry.connection === connection)) entries.push({ watcher, model, connection });
+  const reads = watcher.options.operations.has('read');
+  for (const method of Object.keys(KINDS) as CollectionMethod[]) {
+    if (KINDS[method] !== 'read' || reads) wrapDriverMethod(proto, method);
+  }
+  for (const builder of BULK_BUILDERS) wrapBulkBuilder(proto, builder);
+  return true;
+}
+
+function driverCollectionPrototype(mongo: unknown): Record<string, unknown> | undefined {
+  const Collection = isObject(mongo) || typeof mongo === 'function' ? (mongo as { Collection?: unknown }).Collection : undefined;
+  const proto = typeof Collection === 'function' ? (Collection as { prototype?: unknown }).prototype : undefined;
+  return isObject(proto) ? proto : undefined;
+}
+
+function claim(proto: object, method: string): AnyFunction | undefined {
+  let methods = wrappedPrototypes.get(proto);
+  if (!methods) wrappedPrototypes.set(proto, (methods = new Set()));
+  const original = (proto as Record<string, unknown>)[method];
+  if (methods.has(method) || typeof original !== 'function') return undefined;
+  methods.add(method);
+  return original as AnyFunction;
+}
+
+function define(proto: object, method: string, wrapper: Function, original: Function): void {
+  Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
+  // The driver's method as code that inspects it sees it: same name and arity.
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  // As the driver's class methods are: writable, configurable, not enumerable.
+  Object.defineProperty(proto, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+}
+
+function wrapDriverMethod(proto: Record<string, unknown>, method: CollectionMethod): void {
+  const original = claim(proto, method);
+  if (!original) return;
+  const wrapper = function (this: DriverCollection): unknown {
+    // `arguments` as they are: nothing is built for the writes of the process that are not watched.
+    if (handing.depth > 0) return Reflect.apply(original, this, arguments);
+    const target = watchedTarget(this);
+    if (target === undefined) return Reflect.apply(original, this, arguments);
+    return driverWrite(this, target, method, original, Array.prototype.slice.call(arguments) as unknown[], wrapper);
+  };
+  define(proto, method, wrapper, original);
+}
+
+function driverWrite(collection: DriverCollection, target: WatchedCollection, method: CollectionMethod, original: AnyFunction, args: unknown[], entry: Function): unknown {
+  const { watcher } = target;
+  const kind = kindOfCollectionWrite(method, args);
+  const call = () => Reflect.apply(original, collection, args);
+  if (!watcher.options.operations.has(kind)) {
+    if (isMarking() && kind !== 'read') rememberArguments(method, args);
+    return handOver(call);
+  }
+  const capture = watcher.capture(entry);
+  if (!(capture.approved === false && capture.undecided)) {
+    return collectionWrite(watcher, { model: target.model, operation: `driver.${method}`, method, kind, capture, entry }, args, call);
+  }
+  // No application frame on the stack: Mongoose writing for a model nobody watches, after its own
+  // awaits. Counted when it landed (in part, for a batch that failed part-way); no call site exists.
+  if (isMarking() && kind !== 'read') rememberArguments(method, args);
+  const name = collection.collectionName ?? '<unknown>';
+  const landed = () => watcher.unattributed(name, method, 'driver');
+  return observe(handOver(call), kind === 'read' ? () => undefined : landed, (error) => {
+    const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
+    if (kind !== 'read' && partial && Object.values(resultCounts(partial)).some((n) => n > 0)) landed();
+  });
+}
+
+// ---- Bulk-operation builders ----
+
+/** Did the driver itself call (its `bulkWrite` building its bulk operation after an await)? One frame is read. */
+function calledByDriver(entry: Function): boolean {
+  const file = readCallSites(1, entry)?.[0]?.getFileName();
+  if (!file) return false;
+  const path = toFilePath(file);
+  return !path.startsWith('node:') && !isMongooseFile(path) && isInternalFile(path);
+}
+
+interface BulkLike {
+  execute?: unknown;
+  batches?: ReadonlyArray<{ batchType?: number; operations?: readonly unknown[] }>;
+}
+
+// The driver's BatchType: 1 insert, 2 update, 3 delete.
+const BATCH_KINDS: Readonly<Record<number, WriteKind>> = { 1: 'create', 2: 'update', 3: 'delete' };
+
+function wrapBulkBuilder(proto: Record<string, unknown>, builder: BulkBuilder): void {
+  const original = claim(proto, builder);
+  if (!original) return;
+  const wrapper = function (this: DriverCollection, ...args: unknown[]): unknown {
+    const bulk = Reflect.apply(original, this, args);
+    // The driver's own `bulkWrite` builds one: synchronously inside our wrapper, or after its awaits
+    // (driver 6, or before the first connection), when its caller is the driver itself.
+    if (handing.depth > 0 || !isObject(bulk) || typeof bulk.execute !== 'function') return bulk;
+    const target = watchedTarget(this);
+    if (target === undefined || calledByDriver(wrapper)) return bulk;
+    judgeAtExecute(bulk as BulkLike & Record<string, unknown>, target, builder);
+    return bulk;
+  };
+  define(proto, builder, wrapper, original);
+}
+
+/** The bulk's `execute`, wrapped on that one object: its call site is where the write is made. */
+function judgeAtExecute(bulk: BulkLike & Record<string, unknown>, target: WatchedCollection, builder: BulkBuilder): void {
+  const execute = bulk.execute as AnyFunction;
+  const { watcher } = target;
+  const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+    const batches = Array.isArray(bulk.batches) ? bulk.batches : [];
+    let kind: WriteKind = 'create';
+    for (const batch of batches) {
+      const batchKind = BATCH_KINDS[batch.batchType ?? 0];
+      if (batchKind === 'delete') kind = 'delete';
+      else if (batchKind === 'update' && kind === 'create') kind = 'update';
+      // What the command will carry: documents, or the filters (`q`) of update and delete statements.
+      for (const op of batch.operations ?? []) rememberObject(batchKind === 'create' ? op : isObject(op) ? op.q : undefined);
+    }
+    if (!watcher.options.operations.has(kind)) return Reflect.apply(execute, this, args);
+    const capture = watcher.capture(wrapper);
+    return collectionWrite(
+      watcher,
+      { model: target.model, operation: `driver.${builder}`, method: 'bulkWrite', kind, capture, entry: wrapper },
+      [],
+      () => Reflect.apply(execute, this, args),
+    );
+  };
+  Object.defineProperty(bulk, 'execute', { value: wrapper, writable: true, configurable: true, enumerable: false });
+}
