@@ -13,6 +13,7 @@ import { revokeAllOnPasswordReset } from './app/legacy/password-reset.mjs';
 import { nativeRefresh } from './app/native/refresh.mjs';
 import { scheduleNightlyCleanup } from './app/jobs/cleanup.mjs';
 import { grantScope } from './app/admin/update-scopes.mjs';
+import { expireAllTokens, insertRawToken } from './app/ops/db-console.mjs';
 import { startEmbeddedMongo } from '../../test/support/spawn-mongo.mjs';
 
 const say = (text) => process.stdout.write(`${text}\n`);
@@ -37,13 +38,12 @@ const sessions = [];
 for (const user of users) sessions.push(await postLogin(models, String(user._id)));
 for (const session of sessions.slice(0, 5)) await postRefresh(models, session.tokenId);
 for (const user of users.slice(0, 6)) await legacyLogin(models, String(user._id)); // one Slack message, five suppressed
-// The demo's own setup writes straight to the database, as a fixture would.
-const tokens = connection.db.collection(models.AccessToken.collection.collectionName);
-const nativeToken = await tokens.insertOne({ token: 'seeded-native', userId: String(users[0]._id), client: 'ios', scopes: [] });
+// An operator's script writes straight to the database with the driver: seen too.
+const nativeToken = await insertRawToken(connection, { token: 'seeded-native', userId: String(users[0]._id), client: 'ios', scopes: [] });
 await new Promise((resolve, reject) => nativeRefresh(models, nativeToken.insertedId, (error) => (error ? reject(error) : resolve())));
 await grantScope(models, 'web', 'billing:read');
 await revokeAllOnPasswordReset(models, String(users[1]._id));
-await tokens.updateMany({}, { $set: { expiresAt: new Date(0) } }); // time passes
+await expireAllTokens(connection); // time passes
 await scheduleNightlyCleanup(models, 10);
 for (const session of sessions.slice(5, 8)) await deleteSession(models, session.tokenId).catch(() => undefined);
 
