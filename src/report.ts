@@ -104,6 +104,16 @@ export const UNKNOWN_FRAME: Frame = Object.freeze({ file: '<unknown>', line: 0, 
 
 export function displayPath(file: string, root: string): string {
   if (!file.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(file)) return file;
+  return relativeDisplay(`${root}\0${file}`);
+}
+
+// Every rogue write's location is one of a few files: `path.relative` (a few us) once per file.
+const relativeDisplay = memoize((key) => {
+  const at = key.indexOf('\0');
+  return relativeToRoot(key.slice(at + 1), key.slice(0, at));
+}, 10_000);
+
+function relativeToRoot(file: string, root: string): string {
   const rel = relative(root, file);
   const shown = rel === '' || rel.startsWith('..') ? file : rel;
   return sep === '/' ? shown : shown.split(sep).join('/');
@@ -113,8 +123,25 @@ export function displayPath(file: string, root: string): string {
 const hashOnce = memoize((key) => createHash('sha256').update(key).digest('hex').slice(0, 16), 10_000);
 
 export function fingerprintOf(model: string, operation: string, location: string): string {
-  return hashOnce(`${model}\0${operation}\0${location}`);
+  // Looked up without building the key: every rogue write needs its fingerprint, for the rate limit.
+  let byOperation = fingerprints.get(model);
+  if (!byOperation) fingerprints.set(model, (byOperation = new Map()));
+  let byLocation = byOperation.get(operation);
+  if (!byLocation) byOperation.set(operation, (byLocation = new Map()));
+  let fingerprint = byLocation.get(location);
+  if (fingerprint === undefined) {
+    fingerprint = hashOnce(`${model}\0${operation}\0${location}`);
+    if (++fingerprintCount > 10_000) {
+      fingerprints.clear();
+      fingerprintCount = 0;
+    } else {
+      byLocation.set(location, fingerprint);
+    }
+  }
+  return fingerprint;
 }
+const fingerprints = new Map<string, Map<string, Map<string, string>>>();
+let fingerprintCount = 0;
 
 /** Where a frame is, as shown to people and used in fingerprints: `path/relative/to/root:line:column`. */
 export function locationOf(frame: Frame | undefined, root: string): string {
