@@ -21,7 +21,7 @@ import { observe } from './observe.js';
 import type { Capture } from './capture.js';
 import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
-import { bulkKindOf, filterId, isObject, resultCounts, resultIds } from './write-shapes.js';
+import { bulkKindOf, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
   insertOne: 'create', insertMany: 'create',
@@ -37,7 +37,6 @@ const knownObjects = new WeakSet<object>();
 
 // Recorded only once some watched connection really monitors commands: nothing reads them otherwise.
 let marking = false;
-export const isMarking = (): boolean => marking;
 export function rememberObject(value: unknown): void {
   if (marking) remember(value);
 }
@@ -47,7 +46,12 @@ function remember(value: unknown): void {
 }
 
 /** Records what the driver will put in the command: `documents`, `updates[].q`, `deletes[].q`, `query`. */
-export function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
+/** Records a write's filters and documents for command monitoring, while it is on. */
+export function rememberWrite(method: CollectionMethod, kind: WriteKind, args: readonly unknown[]): void {
+  if (marking && kind !== 'read') rememberArguments(method, args);
+}
+
+function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
   const first = args[0];
   if (method === 'insertMany' || method === 'bulkWrite') {
     if (!Array.isArray(first)) return;
@@ -144,7 +148,7 @@ export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: 
     const refusal = watcher.refusal(event(undefined), entry);
     if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
   }
-  if (marking && kind !== 'read') rememberArguments(method, args);
+  rememberWrite(method, kind, args);
   const result = handOver(call);
   if (!isObject(result) || typeof result.then !== 'function') {
     watcher.completed(event(undefined), entry); // cursors: reported when created
@@ -156,8 +160,8 @@ export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: 
     (value) => watcher.completed(event(value), entry),
     (error) => {
       // A batch that failed part-way still wrote what it wrote.
-      const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
-      if (partial && Object.values(resultCounts(partial)).some((n) => n > 0)) watcher.completed(event(partial), entry);
+      const partial = landedInPart(error);
+      if (partial) watcher.completed(event(partial), entry);
     },
   );
 }
@@ -177,7 +181,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       const mongoose = calledByMongoose(wrapper);
       if (mongoose !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
-        if (marking && KINDS[method] !== 'read') rememberArguments(method, args);
+        rememberWrite(method, KINDS[method], args);
         handing.depth++;
         try {
           return original.apply(this, args);

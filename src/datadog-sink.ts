@@ -167,10 +167,7 @@ export class DatadogSink implements WriteListener {
   }
 
   private count(name: string, tags: string[]): void {
-    const key = `${name}|${tags.join(',')}`;
-    const counter = this.counters.get(key);
-    if (counter) counter.value++;
-    else this.counters.set(key, { name, tags, value: 1 });
+    this.countSeries({ key: `${name}|${tags.join(',')}`, name, tags });
   }
 
   /**

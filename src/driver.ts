@@ -19,11 +19,11 @@
  */
 import { isInternalFile, isMongooseFile, toFilePath } from './approval.js';
 import { readCallSites } from './capture.js';
-import { collectionWrite, handing, handOver, isMarking, kindOfCollectionWrite, KINDS, rememberArguments, rememberObject } from './collection.js';
+import { collectionWrite, handing, handOver, kindOfCollectionWrite, KINDS, rememberObject, rememberWrite } from './collection.js';
 import { observe } from './observe.js';
 import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher } from './watcher.js';
-import { isObject, resultCounts } from './write-shapes.js';
+import { isObject, landedInPart } from './write-shapes.js';
 
 interface DriverCollection {
   readonly collectionName?: string;
@@ -111,7 +111,7 @@ function driverWrite(collection: DriverCollection, target: WatchedCollection, me
   const kind = kindOfCollectionWrite(method, args);
   const call = () => Reflect.apply(original, collection, args);
   if (!watcher.options.operations.has(kind)) {
-    if (isMarking() && kind !== 'read') rememberArguments(method, args);
+    rememberWrite(method, kind, args);
     return handOver(call);
   }
   const capture = watcher.capture(entry);
@@ -120,12 +120,11 @@ function driverWrite(collection: DriverCollection, target: WatchedCollection, me
   }
   // No application frame on the stack: Mongoose writing for a model nobody watches, after its own
   // awaits. Counted when it landed (in part, for a batch that failed part-way); no call site exists.
-  if (isMarking() && kind !== 'read') rememberArguments(method, args);
+  rememberWrite(method, kind, args);
   const name = collection.collectionName ?? '<unknown>';
   const landed = () => watcher.unattributed(name, method, 'driver');
   return observe(handOver(call), kind === 'read' ? () => undefined : landed, (error) => {
-    const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
-    if (kind !== 'read' && partial && Object.values(resultCounts(partial)).some((n) => n > 0)) landed();
+    if (kind !== 'read' && landedInPart(error)) landed();
   });
 }
 

@@ -247,21 +247,18 @@ const connectionsListened = new WeakSet<object>();
 function watchSharedCollection(connection: ConnectionLike, collection: unknown, watcher: Watcher): void {
   if (!isObject(collection) || watchedCollectionObjects.has(collection)) return;
   watchedCollectionObjects.set(collection, watcher);
-  for (const other of Object.values(connection.models ?? {})) {
-    if (isObject(other) || typeof other === 'function') watchSibling(other as ModelLike, watcher);
-  }
+  for (const other of Object.values(connection.models ?? {})) watchSibling(other as ModelLike);
   if (connectionsListened.has(connection) || typeof connection.on !== 'function') return;
   connectionsListened.add(connection);
   // Mongoose emits `model` on the connection for every model it compiles there.
-  connection.on('model', (other) => {
-    const sharing = watchedCollectionObjects.get((other as { collection?: object }).collection ?? {});
-    if (sharing) watchSibling(other, sharing);
-  });
+  connection.on('model', watchSibling);
 }
 
-function watchSibling(model: ModelLike, watcher: Watcher): void {
-  const collection = (model as { collection?: unknown }).collection;
-  if (!isObject(collection) || watchedCollectionObjects.get(collection) !== watcher || (model as Record<symbol, unknown>)[INSTRUMENTED]) return;
+/** A model that writes through the collection object of a watched model is watched by the same registration. */
+function watchSibling(model: ModelLike): void {
+  const collection = (model as { collection?: unknown } | undefined)?.collection;
+  const watcher = isObject(collection) ? watchedCollectionObjects.get(collection) : undefined;
+  if (!watcher || (model as Record<symbol, unknown>)[INSTRUMENTED]) return;
   watcher.watchSharingModel(model.modelName);
   instrumentModel(model, watcher);
 }

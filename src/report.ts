@@ -120,7 +120,8 @@ function relativeToRoot(file: string, root: string): string {
 }
 
 // Each call site is hashed once: rogue writes in a storm come from a handful of them.
-const hashOnce = memoize((key) => createHash('sha256').update(key).digest('hex').slice(0, 16), 10_000);
+// Cached by fingerprintOf's own maps.
+const hash16 = (key: string) => createHash('sha256').update(key).digest('hex').slice(0, 16);
 
 export function fingerprintOf(model: string, operation: string, location: string): string {
   // Looked up without building the key: every rogue write needs its fingerprint, for the rate limit.
@@ -130,7 +131,7 @@ export function fingerprintOf(model: string, operation: string, location: string
   if (!byLocation) byOperation.set(operation, (byLocation = new Map()));
   let fingerprint = byLocation.get(location);
   if (fingerprint === undefined) {
-    fingerprint = hashOnce(`${model}\0${operation}\0${location}`);
+    fingerprint = hash16(`${model}\0${operation}\0${location}`);
     if (++fingerprintCount > 10_000) {
       fingerprints.clear();
       fingerprintCount = 0;

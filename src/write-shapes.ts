@@ -58,6 +58,12 @@ export function resultCounts(result: unknown): WriteOutcome {
   return outcome;
 }
 
+/** What a batch that failed part-way still wrote (the driver's error carries its `result`), if anything. */
+export function landedInPart(error: unknown): Record<string, unknown> | undefined {
+  const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
+  return partial && Object.values(resultCounts(partial)).some((n) => n > 0) ? partial : undefined;
+}
+
 /** `bulkWrite` mixes kinds: it is reported once, as the most destructive kind it contains. */
 export function bulkKindOf(ops: unknown): WriteKind {
   if (!Array.isArray(ops)) return 'update';
