@@ -44,11 +44,17 @@ type BulkBuilder = (typeof BULK_BUILDERS)[number];
 const wrappedPrototypes = new WeakMap<object, Set<string>>();
 
 function watchedTarget(collection: DriverCollection): WatchedCollection | undefined {
-  const entries = watchedCollections.get(collection.collectionName as string);
-  if (entries === undefined) return undefined;
-  const dbName = collection.dbName;
-  // One registration judges a write: two registrations watching one collection are not supported.
-  return entries.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+  try {
+    const entries = watchedCollections.get(collection.collectionName as string);
+    if (entries === undefined) return undefined;
+    const dbName = collection.dbName;
+    // One registration judges a write: two registrations watching one collection are not supported.
+    return entries.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+  } catch {
+    // A receiver whose name the driver's getters cannot read: the driver's own method, called as
+    // is, says what is wrong (its methods reject; a getter of ours must not throw instead).
+    return undefined;
+  }
 }
 
 /**

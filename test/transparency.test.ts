@@ -247,6 +247,11 @@ describe('transparency', () => {
     const watched = await run(connection.db!.collection(M.collection.collectionName));
     expect(watched).toEqual(await run(plain));
     expect(watched.duplicate).toEqual(['MongoServerError', 11000]);
+    // Called on something that is no driver collection, the driver's method rejects, as without the plugin (it never throws).
+    const bogus = Object.create(mongoose.mongo.Collection.prototype) as mongoose.mongo.Collection;
+    let settled: unknown;
+    expect(() => void (settled = bogus.insertOne({}).catch((error: Error) => error.constructor.name))).not.toThrow();
+    expect(await settled).toBe('TypeError');
   });
 
   it('adds nothing to the schema: no method, static, query helper or hook', () => {
