@@ -4,7 +4,7 @@
 //
 //   node bench/proc.mjs await <plain|als>                       `await` cost (and with an active AsyncLocalStorage)
 //   node bench/proc.mjs process <bare|plugin|ddtrace> <uri>     `await` and a plain model's write, after setup
-//   node bench/proc.mjs storm <plain|plugin> <uri> <writes> <statsdPort>
+//   node bench/proc.mjs storm <plain|floor|plugin> <uri> <writes> <statsdPort>
 import { AsyncLocalStorage, executionAsyncId } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -119,13 +119,24 @@ if (mode === 'storm') {
   }
   await M.init();
   const { id } = await seed(M);
+  // 'floor': no plugin, but each write preceded by the one stack read (8 CallSites) every watched
+  // write needs to know its caller: what the plugin cannot go below.
+  const returnSites = (_e, callSites) => callSites;
+  const oneCapture = () => {
+    const prepare = Error.prepareStackTrace; const limit = Error.stackTraceLimit;
+    Error.prepareStackTrace = returnSites; Error.stackTraceLimit = 8;
+    const holder = {}; Error.captureStackTrace(holder, oneCapture); const read = holder.stack;
+    Error.prepareStackTrace = prepare; Error.stackTraceLimit = limit;
+    return read;
+  };
+  const write = variant === 'floor' ? (site, ...args) => { oneCapture(); return site(...args); } : (site, ...args) => site(...args);
   const storm = async (writes) => {
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
     const t0 = Date.now();
     const BATCH = 500;
     for (let done = 0; done < writes; done += BATCH) {
-      await Promise.all(Array.from({ length: Math.min(BATCH, writes - done) }, (_, i) => sites[(done + i) % sites.length](M, id)));
+      await Promise.all(Array.from({ length: Math.min(BATCH, writes - done) }, (_, i) => write(sites[(done + i) % sites.length], M, id)));
     }
     delay.disable();
     return { seconds: (Date.now() - t0) / 1000, p99Ms: delay.percentile(99) / 1e6, p50Ms: delay.percentile(50) / 1e6 };

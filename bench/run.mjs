@@ -221,7 +221,7 @@ if (section(1) || section(2)) {
 }
 
 // ---- 3. The stack read itself (no I/O), per depth ----
-if (section(3)) say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'s approved and rogue verdicts, a full-depth read');
+if (section(3)) say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'s approved and rogue verdicts (rogue: with its trace read, or held back when called), a full-depth read');
 if (section(3)) {
   const approval = compileApproval({ approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT });
   function fullRead() { // what a rogue write reads once more: the whole stack (up to 200 frames)
@@ -233,6 +233,9 @@ if (section(3)) {
   }
   function approved() { return captureCallSite(approved, approval, 50); }
   function rogue() { return captureCallSite(rogue, approval, 50).callSite; }
+  // A rogue write whose call site's events are spent when it is called: no full read for its trace.
+  const spent = () => true;
+  function rogueHeldBack() { return captureCallSite(rogueHeldBack, approval, 50, false, spent).callSite; }
   // Mongoose's own write through a watched collection: the caller check, called from a function whose
   // file is Mongoose's lib/ (as Mongoose's query calls the collection method).
   function mongooseCheck() { return calledByMongoose(mongooseCheck); }
@@ -243,6 +246,7 @@ if (section(3)) {
     'one capture (8 CallSites)': (d) => atDepth(d, oneCapture),
     'plugin, approved': (d) => atDepth(d, () => fromAuth(approved)),
     'plugin, rogue (call site built)': (d) => atDepth(d, rogue),
+    'plugin, rogue held back when called': (d) => atDepth(d, rogueHeldBack),
     'full-depth read': (d) => atDepth(d, fullRead),
     'caller check on a Mongoose-internal collection call': (d) => atDepth(d, () => fromMongoose(mongooseCheck)),
     ...(getCallSites ? { 'util.getCallSites(8)': (d) => atDepth(d, () => getCallSites(8)) } : {}),
@@ -326,14 +330,16 @@ say(`\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call 
   await close();
   listener.datagrams.length = 0;
   const plain = await child(['storm', 'plain', mongo.uri, String(STORM_WRITES), String(listener.port)]);
+  const floor = await child(['storm', 'floor', mongo.uri, String(STORM_WRITES), String(listener.port)]);
   const plugin = await child(['storm', 'plugin', mongo.uri, String(STORM_WRITES), String(listener.port)]);
   const warm = Math.min(20_000, STORM_WRITES);
   const sum = (name) => [...listener.counters()].filter(([key]) => key.startsWith(`tripwire.${name}|`) && key.split(/[|,]/).includes('model:Storm')).reduce((n, [, v]) => n + v, 0);
   await listener.waitFor(() => sum('bypasses') >= STORM_WRITES + warm, 5_000).catch(() => undefined);
   const events = listener.datagrams.filter((d) => d.type === 'event' && d.tags.includes('model:Storm')).length;
-  const s = { plain, plugin, events, cap: plugin.cap, bypassesCounted: sum('bypasses'), suppressedCounted: sum('events_suppressed'), expectedBypasses: STORM_WRITES + warm, p99Ratio: plugin.p99Ms / plain.p99Ms, malformed: listener.malformed.length };
+  const s = { plain, floor, floorP99Ratio: floor.p99Ms / plain.p99Ms, plugin, events, cap: plugin.cap, bypassesCounted: sum('bypasses'), suppressedCounted: sum('events_suppressed'), expectedBypasses: STORM_WRITES + warm, p99Ratio: plugin.p99Ms / plain.p99Ms, malformed: listener.malformed.length };
   results.storm = s;
   say(`   without the plugin: ${fmt(plain.seconds)} s, event-loop p99 ${fmt(plain.p99Ms)} ms, RSS ${fmt(plain.rssGrowthMb)} MB`);
+  say(`   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms (${fmt(s.floorP99Ratio, 2)}×)`);
   say(`   with the plugin:    ${fmt(plugin.seconds)} s, event-loop p99 ${fmt(plugin.p99Ms)} ms (${fmt(s.p99Ratio, 2)}×), RSS ${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`);
   say(`   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ${s.suppressedCounted}; malformed datagrams ${s.malformed}`);
   target('storm: event-loop p99 vs no plugin', s.p99Ratio, 1.25, '×');

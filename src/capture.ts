@@ -41,7 +41,27 @@ export interface RogueCapture {
   readonly undecided?: boolean;
   /** Why the stack could not be read in full, when it could not. */
   readonly degraded?: string;
+  /**
+   * True when the rate limit had already spent this call site's events when the write was called:
+   * its event is held back whatever happens, so the stack was not read in full for a trace no event
+   * will carry (`frames` then hold only the first frames read). Never set when a report must be built
+   * for every rogue write (`onBypass`, throw mode).
+   */
+  readonly heldBack?: boolean;
+  /** The wrapper that captured the call: with the call site, what tells the call site's rate-limit key before the write's model and operation are known. */
+  readonly entry?: Function;
+  /** `callSite` as a location relative to root, when the rate-limit check already computed it. */
+  readonly location?: string;
 }
+
+/** A rogue verdict as the rate-limit check sees it, which may note the location it computed. */
+export interface UnreadRogue { readonly entry: Function; readonly callSite: Frame | undefined; location?: string }
+
+/**
+ * Asked about a rogue write before its stack is read in full: true when the rate limit will hold its
+ * event back in any case (watcher.ts), so the full read can be skipped.
+ */
+export type SpentCheck = (rogue: UnreadRogue) => boolean;
 
 export const APPROVED: ApprovedCapture = Object.freeze({ approved: true });
 
@@ -115,12 +135,58 @@ function appFormatter(): StackFormatter | undefined {
  * transformed line. Only for the frames of a rogue write (rare): one formatter call per frame.
  */
 function positionedByApp(frame: Frame, site: NodeJS.CallSite, format: StackFormatter): Frame | undefined {
+  const position = appPosition(site, format);
+  return position ? { ...frame, ...position } : undefined;
+}
+
+type Position = Pick<Frame, 'file' | 'line' | 'column'>;
+
+/**
+ * The app's formatter maps a position of a script to the same place every time (a source map is
+ * per script), but formatting and parsing one frame costs more than reading the stack (measured
+ * about 10 us a frame): positions are remembered per formatter, script (its hash: a module reloaded
+ * with other code is another script) and position. `null`: the formatter gave nothing usable.
+ */
+const appPositions = new WeakMap<StackFormatter, Map<string, Map<string, Map<number, Position | null>>>>();
+const MAX_APP_POSITIONS = 10_000;
+let appPositionCount = 0;
+
+function appPosition(site: NodeJS.CallSite, format: StackFormatter): Position | undefined {
+  let byScript: Map<number, Position | null> | undefined;
+  let at = 0;
+  try {
+    // Script hash, then file name (two copies of one file are two scripts with one hash), then position.
+    const hash = typeof site.getScriptHash === 'function' ? site.getScriptHash() : '';
+    const fileName = site.getFileName() ?? '';
+    at = (site.getLineNumber() ?? 0) * 0x1000000 + (site.getColumnNumber() ?? 0);
+    let byFormat = appPositions.get(format);
+    if (!byFormat) appPositions.set(format, (byFormat = new Map()));
+    let byHash = byFormat.get(hash);
+    if (!byHash) byFormat.set(hash, (byHash = new Map()));
+    byScript = byHash.get(fileName);
+    if (!byScript) byHash.set(fileName, (byScript = new Map()));
+    const cached = byScript.get(at);
+    if (cached !== undefined) return cached ?? undefined;
+  } catch { /* unreadable: not remembered */ }
+  const position = formattedPosition(site, format);
+  if (byScript) {
+    if (++appPositionCount > MAX_APP_POSITIONS) {
+      appPositions.delete(format);
+      appPositionCount = 0;
+    } else {
+      byScript.set(at, position ?? null);
+    }
+  }
+  return position;
+}
+
+function formattedPosition(site: NodeJS.CallSite, format: StackFormatter): Position | undefined {
   try {
     const text = format(new Error(''), [site]);
     if (typeof text !== 'string') return undefined;
     const parsed = parseStackString(text)[0];
     if (!parsed?.file || parsed.lineNumber === null || parsed.lineNumber === undefined) return undefined;
-    return { ...frame, file: toFilePath(parsed.file), line: parsed.lineNumber, column: parsed.column ?? frame.column };
+    return { file: toFilePath(parsed.file), line: parsed.lineNumber, column: parsed.column ?? site.getColumnNumber() ?? 0 };
   } catch {
     return undefined;
   }
@@ -211,13 +277,11 @@ function typeName(site: NodeJS.CallSite, fn: string): string {
 
 /** Maps a generated position back to the original source when the app runs with source maps. */
 // Marks a frame whose position the app's own formatter already mapped: Node's source maps must not map it again.
-const MAPPED = Symbol('mapped');
+// (A WeakSet, not a marker property: a symbol-keyed property, and taking it off again, cost more than the rest of a frame.)
+const MAPPED = new WeakSet<Frame>();
 
 function sourceMapped(frame: Frame): Frame {
-  if ((frame as { [MAPPED]?: true })[MAPPED]) {
-    const { [MAPPED]: _mapped, ...plain } = frame as Frame & { [MAPPED]?: true };
-    return plain;
-  }
+  if (MAPPED.has(frame)) return frame;
   if (!process.sourceMapsEnabled || frame.file === '<anonymous>') return frame;
   try {
     const map = findSourceMap(frame.file);
@@ -298,11 +362,12 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
 /**
  * Classifies the write being called right now. `entry` is the wrapper the app called (directly or
  * through Mongoose), so the plugin's own frames never appear and never count as approved.
+ * With `spent`, a rogue write whose event the rate limit holds back in any case is not read in full.
  */
 export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture;
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose: true): Capture | undefined;
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose: boolean, spent?: SpentCheck): Capture | undefined;
 /** With `unlessMongoose`, undefined when Mongoose itself made the call (no second stack read for it). */
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose = false): Capture | undefined {
+export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose = false, spent?: SpentCheck): Capture | undefined {
   const shallow = readCallSites(SHALLOW_DEPTH, entry);
   if (shallow === undefined) {
     if (unlessMongoose && calledByMongoose(entry)) return undefined;
@@ -317,11 +382,13 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
     decision = decideSites(sites, shallow.length, approval);
   }
   if (decision === 'approved') return APPROVED;
-  // Rogue, decided within the shallow look: the report's trace wants the whole stack (one more read,
-  // the only extra cost a rogue write has over an approved one).
-  if (sites === shallow && shallow.length >= SHALLOW_DEPTH) sites = readCallSites(FULL_DEPTH, entry) ?? shallow;
+  const rogue = new LazyRogueCapture(sites, decision, approval, maxFrames, entry);
+  // Rogue. The report's trace wants the whole stack: read it once more when only the shallow look was
+  // read (the only extra cost a rogue write has over an approved one), unless no report will be built.
+  if (spent && spent(rogue)) return rogue.heldBackAtCall();
+  if (sites !== shallow || shallow.length < SHALLOW_DEPTH) return rogue;
   // A stack deeper than FULL_DEPTH is cut by V8: a deciding frame above that depth is not seen (README, limits).
-  return new LazyRogueCapture(sites, decision, approval, maxFrames);
+  return rogue.withSites(readCallSites(FULL_DEPTH, entry) ?? shallow);
 }
 
 /**
@@ -332,14 +399,34 @@ class LazyRogueCapture implements RogueCapture {
   readonly approved = false as const;
   private built: { frames: Frame[]; omitted: number } | undefined;
   readonly undecided: boolean;
+  heldBack?: true;
+  location?: string;
   private readonly format = appFormatter();
+  /** The deciding frame, built once (undefined: not yet; null: none). */
+  private deciding_: Frame | null | undefined;
   constructor(
     private readonly sites: readonly NodeJS.CallSite[],
     private readonly deciding: number,
     private readonly approval: Approval,
     private readonly maxFrames: number,
+    readonly entry: Function,
   ) {
     this.undecided = deciding < 0;
+  }
+
+  /** The same verdict over the whole stack, read after the shallow look decided (same deciding index, same frame). */
+  withSites(sites: readonly NodeJS.CallSite[]): LazyRogueCapture {
+    const whole = new LazyRogueCapture(sites, this.deciding, this.approval, this.maxFrames, this.entry);
+    if (this.deciding >= 0) {
+      whole.deciding_ = this.deciding_;
+      if (this.location !== undefined) whole.location = this.location;
+    }
+    return whole;
+  }
+
+  heldBackAtCall(): this {
+    this.heldBack = true;
+    return this;
   }
 
   private build(): { frames: Frame[]; omitted: number } {
@@ -352,7 +439,9 @@ class LazyRogueCapture implements RogueCapture {
     const frame = siteToFrame(site);
     if (!frame || !this.format || frame.file === '<anonymous>' || this.approval.isInternalFile(frame.file)) return frame;
     const positioned = positionedByApp(frame, site, this.format);
-    return positioned ? (Object.assign(positioned, { [MAPPED]: true }) as Frame) : frame;
+    if (!positioned) return frame;
+    MAPPED.add(positioned);
+    return positioned;
   }
   get frames(): readonly Frame[] {
     return this.build().frames;
@@ -362,6 +451,10 @@ class LazyRogueCapture implements RogueCapture {
   }
   /** The deciding frame; with none, the innermost frame shown (a package's, say), so a report still points somewhere. */
   get callSite(): Frame | undefined {
+    if (this.deciding_ === undefined) this.deciding_ = this.findCallSite() ?? null;
+    return this.deciding_ ?? undefined;
+  }
+  private findCallSite(): Frame | undefined {
     const site = this.sites[this.deciding];
     const frame = site && this.frameOf(site);
     if (frame) return sourceMapped(frame);

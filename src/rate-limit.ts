@@ -57,17 +57,7 @@ export class EventRateLimiter {
   admit(key: string): Admission {
     if (!this.limits || !this.global) return ALWAYS;
     const now = this.now();
-    let site = this.sites.get(key);
-    if (site) {
-      this.sites.delete(key); // re-inserted below: Map order is recency order
-    } else {
-      site = { bucket: new Bucket(this.limits.perCallSite, now), suppressed: 0 };
-      if (this.sites.size >= this.limits.maxCallSites) {
-        const oldest = this.sites.keys().next();
-        if (!oldest.done) this.sites.delete(oldest.value);
-      }
-    }
-    this.sites.set(key, site);
+    const site = this.touch(key, this.limits, now);
     // Both limits must allow; neither is spent on an event the other holds back.
     if (site.bucket.available(now) && this.global.available(now)) {
       site.bucket.take();
@@ -78,6 +68,46 @@ export class EventRateLimiter {
     }
     site.suppressed += 1;
     return { send: false, suppressed: site.suppressed };
+  }
+
+  /**
+   * Would an event of call site `key` be held back right now? Only for a call site already seen
+   * (a new one has a full bucket). Nothing is spent or counted, and the site's recency is unchanged.
+   */
+  spent(key: string): boolean {
+    if (!this.limits || !this.global) return false;
+    const site = this.sites.get(key);
+    if (!site) return false;
+    const now = this.now();
+    return !(site.bucket.available(now) && this.global.available(now));
+  }
+
+  /**
+   * Holds back one event of call site `key` without asking the buckets: a write whose call site was
+   * `spent()` when it was called, so no trace was read for it. Counted as `admit` counts a refusal;
+   * a token that came back meanwhile stays for the call site's next write.
+   */
+  holdBack(key: string): Admission {
+    if (!this.limits) return { send: false, suppressed: 0 };
+    const site = this.touch(key, this.limits, this.now());
+    site.suppressed += 1;
+    return { send: false, suppressed: site.suppressed };
+  }
+
+  /** The state of call site `key`, made most recent (created, evicting the least recent, if new). */
+  private touch(key: string, limits: Required<RateLimitOptions>, now: number): CallSiteState {
+    let site = this.sites.get(key);
+    if (site) {
+      this.sites.delete(key); // re-inserted below: Map order is recency order
+    } else {
+      site = { bucket: new Bucket(limits.perCallSite, now), suppressed: 0 };
+      if (this.sites.size >= limits.maxCallSites) {
+        const oldest = this.sites.keys().next();
+        if (!oldest.done) this.sites.delete(oldest.value);
+      }
+    }
+    this.sites.set(key, site);
+    return site;
   }
 
   /** Call sites currently remembered (bounded by `maxCallSites`). */

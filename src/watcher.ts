@@ -3,7 +3,7 @@
  * each rogue write into a report, delivered after the write completed.
  */
 import { compileApproval, countApprovedFiles, type Approval } from './approval.js';
-import { APPROVED, captureCallSite, type Capture, type RogueCapture } from './capture.js';
+import { APPROVED, captureCallSite, type Capture, type RogueCapture, type SpentCheck } from './capture.js';
 import { createFaultReporter, type FaultReporter } from './faults.js';
 import type { ResolvedOptions } from './options.js';
 import { EventRateLimiter } from './rate-limit.js';
@@ -209,7 +209,7 @@ export class Watcher {
 
   private captureGuarded(entry: Function, unlessMongoose: boolean): Capture | undefined {
     try {
-      return unlessMongoose ? captureCallSite(entry, this.approval, this.options.maxFrames, true) : captureCallSite(entry, this.approval, this.options.maxFrames);
+      return captureCallSite(entry, this.approval, this.options.maxFrames, unlessMongoose, this.spentCheck());
     } catch (error) {
       // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
       this.reportFault('capture_failed', 'could not read the call site of a write', error);
@@ -262,6 +262,54 @@ export class Watcher {
     for (const listener of this.listeners) listener.unattributed?.(collection, command, route);
   }
 
+  /**
+   * Which rate-limit keys (fingerprints) were seen for a call site reached through a wrapper: the
+   * wrapper the app called and the call site's location are known when the write is called, its
+   * model and operation (the rest of the key) only when it completed. Usually one key each.
+   */
+  private seenKeys = new WeakMap<Function, Map<string, string[]>>();
+  private seenKeyCount = 0;
+  private spentCheckOrNone: SpentCheck | null | undefined;
+
+  /**
+   * A write's event is held back when the write is called if every key seen for its wrapper and
+   * call site is spent at that moment: no trace is read for it. Not when every rogue write needs its
+   * full report anyway (`onBypass`, throw mode), nor without a rate limit.
+   */
+  private spentCheck(): SpentCheck | undefined {
+    if (this.spentCheckOrNone === undefined) {
+      const { rateLimit, onBypass, mode, root } = this.options;
+      this.spentCheckOrNone = rateLimit === false || onBypass !== undefined || mode !== 'report' ? null : (rogue) => {
+        const byLocation = this.seenKeys.get(rogue.entry);
+        if (byLocation === undefined || rogue.callSite === undefined) return false;
+        const location = (rogue.location = locationOf(rogue.callSite, root));
+        const keys = byLocation.get(location);
+        if (keys === undefined) return false;
+        for (const key of keys) if (!this.limiter.spent(key)) return false;
+        return true;
+      };
+    }
+    return this.spentCheckOrNone ?? undefined;
+  }
+
+  private rememberKey(entry: Function, location: string, fingerprint: string): void {
+    let byLocation = this.seenKeys.get(entry);
+    if (!byLocation) this.seenKeys.set(entry, (byLocation = new Map()));
+    const keys = byLocation.get(location);
+    if (keys?.includes(fingerprint)) return;
+    // Bounded as the rate limiter is: past its size, start over (a forgotten key only means a full read).
+    if (this.options.rateLimit && ++this.seenKeyCount > this.options.rateLimit.maxCallSites) {
+      this.seenKeys = new WeakMap();
+      this.seenKeyCount = 1;
+      byLocation = new Map();
+      this.seenKeys.set(entry, byLocation);
+      byLocation.set(location, [fingerprint]);
+      return;
+    }
+    if (keys) keys.push(fingerprint);
+    else byLocation.set(location, [fingerprint]);
+  }
+
   private lostCapture(event: WriteEvent, entry: Function): Capture {
     // A write whose call never went through a wrapper (a query built by hand, a Mongoose path we do
     // not know): the stack here rarely holds the caller, so say so rather than guess quietly.
@@ -274,7 +322,10 @@ export class Watcher {
       get frames() { return late.frames; },
       get framesOmitted() { return late.framesOmitted; },
       get callSite() { return late.callSite ?? late.frames[0]; },
+      get location() { return late.location; },
       degraded: 'call site captured late, when the write ran',
+      ...(late.heldBack ? { heldBack: true } : {}),
+      ...(late.entry ? { entry: late.entry } : {}),
     };
   }
 
@@ -304,11 +355,13 @@ export class Watcher {
   private deliver(event: WriteEvent, capture: RogueCapture, at: Date, blocked: boolean): BypassReport | undefined {
     try {
       const frame = capture.callSite ?? capture.frames[0];
-      const location = locationOf(frame, this.options.root);
+      const location = (capture.callSite && capture.location) || locationOf(frame, this.options.root);
       const baselined = !blocked && this.isBaselined(event, frame);
       const site: BypassSite = { model: event.model, operation: event.operation, kind: event.kind, location, fingerprint: fingerprintOf(event.model, event.operation, location), baselined };
       this.recorder?.record({ model: event.model, operation: event.operation, kind: event.kind, frame, location, baselined, blocked, at });
-      const admission = this.limiter.admit(site.fingerprint);
+      if (capture.entry && frame && !blocked) this.rememberKey(capture.entry, location, site.fingerprint);
+      // Held back when called (watcher.spentCheck): its call site was spent then, and no trace was read.
+      const admission = capture.heldBack ? this.limiter.holdBack(site.fingerprint) : this.limiter.admit(site.fingerprint);
       const onBypass = this.options.onBypass;
       const report = admission.send || onBypass || blocked ? this.report(event, capture, at, blocked) : undefined;
       if (report && admission.send) report.suppressed = admission.suppressed;

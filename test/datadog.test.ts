@@ -26,9 +26,10 @@ let modelCount = 0;
 const suite = listenerSuite(() => connect('datadog'));
 
 /** A fresh AccessToken-like model with the plugin pointed at the local listener. */
-async function tokenModel(options: Partial<TripwireOptions> = {}): Promise<{ T: Model; reports: BypassReport[] }> {
+async function tokenModel(options: Partial<TripwireOptions> = {}, configure?: (schema: mongoose.Schema) => void): Promise<{ T: Model; reports: BypassReport[] }> {
   const reports: BypassReport[] = [];
   const schema = tokenSchema() as mongoose.Schema;
+  configure?.(schema);
   schema.plugin(tripwire, {
     approved: ['auth/**'],
     root: fixtureDir as string,
@@ -132,6 +133,54 @@ describe('rate limit and counters', () => {
     await suite.listener.waitFor(() => events().length === 2);
     expect(reports.at(-1)!.suppressed).toBe(4);
     expect(events()[1]!.text).toContain('4 more events from this call site held back');
+  });
+
+  it('holds back a write whose call site is spent when it is called (no trace read for it); the next event sent is whole', async () => {
+    // Without onBypass nothing reads a held-back write's trace: the plugin skips reading its stack in
+    // full when the call site's events are spent at the moment of the call. A slow write called then
+    // stays held back even if its call site's token came back before it completed.
+    let slow = false;
+    const { T } = await tokenModel({ onBypass: undefined, rateLimit: { perCallSite: { events: 1, intervalMs: 300 }, global: { events: 100, intervalMs: 1000 } } }, (schema) => {
+      schema.pre('updateOne', async () => {
+        if (slow) await new Promise((resolve) => setTimeout(resolve, 450));
+      });
+    });
+    const doc = await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: 'tok_held', user: 'a' }) // as site0 sets it: every write the same outcome;
+    const nest = (depth: number): Promise<unknown> => (depth === 0 ? nonAscii.sites[0](T, doc.insertedId) : nest(depth - 1));
+    for (const step of ['sent', 'called while spent, completes after the window', 'sent']) {
+      slow = step.startsWith('called');
+      await nest(30); // one line for all three: the same trace
+      await new Promise((resolve) => setImmediate(resolve)); // delivered (and its rate-limit key known) before the next
+    }
+    await flush();
+    await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 3 && events().length === 2);
+    expect(counterSum('tripwire.events_suppressed')).toBe(1);
+    const [first, second] = events();
+    const heldBackLine = '\n- 1 more event from this call site held back by the rate limit since the last one';
+    expect(second!.text).toContain(heldBackLine);
+    // Byte for byte the first event but for the held-back count: the trace was read in full again.
+    expect(second!.text.replace(heldBackLine, '')).toBe(first!.text);
+    expect(first!.text.match(/\bnest\b/g)!.length).toBeGreaterThan(20);
+    expect(suite.listener.malformed).toEqual([]);
+  });
+
+  it('holds back on call only what is known spent: another model through the same line still gets its event', async () => {
+    // One registration, two models, one call site: each model's writes have their own rate-limit key.
+    const schema = tokenSchema() as mongoose.Schema;
+    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port } });
+    const A = suite.connection.model(`DdShared${++modelCount}`, schema) as unknown as Model;
+    const B = suite.connection.model(`DdShared${++modelCount}`, schema) as unknown as Model;
+    await Promise.all([A.init(), B.init()]);
+    const a = await suite.connection.db!.collection(A.collection.collectionName).insertOne({ token: 'tok_shared_a' });
+    const b = await suite.connection.db!.collection(B.collection.collectionName).insertOne({ token: 'tok_shared_b' });
+    for (const [M, id] of [[A, a.insertedId], [A, a.insertedId], [A, a.insertedId], [B, b.insertedId]] as const) {
+      await nonAscii.sites[1](M, id);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await flush();
+    await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 4 && events().length === 2);
+    expect(events().map((e) => e.title.split(' ')[2]!.split('.')[0])).toEqual([A.modelName, B.modelName]);
+    expect(counterSum('tripwire.events_suppressed')).toBe(2);
   });
 
   it('counts approved writes too, for the % of writes through the auth module', async () => {

@@ -226,6 +226,31 @@ describe('bounded callsite series', () => {
     expect(faults.find((f) => f.reason === 'callsite_tags_capped')!.message).toMatch(/more than 5 call sites.*maxCallSiteTags.*callsite:other/);
   });
 
+  it('keeps each series across flushes: counts after a flush go to the same series, a capped call site stays callsite:other', async () => {
+    reset();
+    const options = resolveOptions({ approved: ['auth/**'], root: '/srv/app', statsd: { host: '127.0.0.1', port: receiver.port }, maxCallSiteTags: 1, onError: () => {} });
+    const sink = createSink(options, createFaultReporter(() => undefined), () => [])!;
+    const bypass = (line: number, baselined: boolean) => sink.bypass({ model: 'Token', operation: 'deleteMany', kind: 'delete', location: `jobs/cleanup.mjs:${line}:5`, fingerprint: `f${line}`, baselined }, undefined);
+    for (let round = 0; round < 3; round++) {
+      bypass(1, false);
+      bypass(2, false);
+      bypass(1, true);
+      sink.write('Token', 'deleteMany', 'delete', round === 1);
+      sink.flushCounters();
+    }
+    await sink.close();
+    const metrics = () => receiver.datagrams.filter((d): d is Extract<ParsedDatagram, { type: 'metric' }> => d.type === 'metric');
+    await waitUntil(() => metrics().filter((d) => d.name === 'tripwire.bypasses').reduce((n, d) => n + d.value, 0) === 9, '9 bypasses');
+    const sum = (name: string, ...tags: string[]) => metrics().filter((d) => d.name === name && tags.every((t) => d.tags.includes(t))).reduce((n, d) => n + d.value, 0);
+    expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:false')).toBe(3);
+    expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:true')).toBe(3);
+    expect(sum('tripwire.bypasses', 'callsite:other', 'baselined:false')).toBe(3);
+    expect(sum('tripwire.events_suppressed', 'model:Token', 'operation:deleteMany', 'kind:delete')).toBe(9);
+    expect(sum('tripwire.writes', 'approved:true')).toBe(1);
+    expect(sum('tripwire.writes', 'approved:false')).toBe(2);
+    expect(metrics().filter((d) => d.name === 'tripwire.bypasses')).toHaveLength(9); // three series, each flushed three times
+  });
+
   it('defaults to 1 000: 5 000 call sites make 1 001 series per flush, and the exact total', async () => {
     reset();
     const options = resolveOptions({ approved: ['auth/**'], root: '/srv/app', statsd: { host: '127.0.0.1', port: receiver.port }, onError: () => {} });
