@@ -95,6 +95,14 @@ interface CommandEvent { commandName: string; requestId: number; databaseName: s
 
 const WRAPPED = Symbol('mongoose-tripwire.collection');
 
+/** Who watches a collection object, under which model's name (a watched model's `collection`). */
+export interface CollectionOwner { readonly watcher: Watcher; readonly model: string }
+
+/** The registration watching this Mongoose collection object, if any. */
+export function collectionOwner(collection: unknown): CollectionOwner | undefined {
+  return isObject(collection) ? ((collection as Record<symbol, unknown>)[WRAPPED] as CollectionOwner | undefined) : undefined;
+}
+
 type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 
 /** The collection's own implementation of `method`, past our wrapper (looked up per call: an app may replace it). */
@@ -132,6 +140,8 @@ export interface CollectionWrite {
   capture: Capture;
   /** The wrapper the app called (stack reads start above it). */
   entry: Function;
+  /** Ids the write names, when its arguments are not a collection method's (`client.bulkWrite`). */
+  ids?: () => unknown[];
 }
 
 /**
@@ -142,7 +152,7 @@ export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: 
   const { kind, method, entry } = write;
   const event = (result: unknown): WriteEvent => ({
     model: write.model, operation: write.operation, kind, capture: write.capture, bypassedMiddleware: true,
-    ids: () => [...filterId(args[0]), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
+    ids: () => [...(write.ids ? write.ids() : filterId(args[0])), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
   });
   if (watcher.options.mode === 'throw' && kind !== 'read') {
     const refusal = watcher.refusal(event(undefined), entry);
@@ -170,8 +180,8 @@ export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: 
 export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
   const collection = model.collection as CollectionLike | undefined;
   if (!isObject(collection) || (collection as Record<symbol, unknown>)[WRAPPED]) return;
-  Object.defineProperty(collection, WRAPPED, { value: watcher });
   const modelName = model.modelName ?? '<unknown>';
+  Object.defineProperty(collection, WRAPPED, { value: { watcher, model: modelName } satisfies CollectionOwner });
   const reads = watcher.options.operations.has('read');
 
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {

@@ -30,7 +30,7 @@ interface DriverCollection {
   readonly dbName?: string;
 }
 interface ConnectionLike { name?: string }
-interface WatchedCollection { watcher: Watcher; model: string; connection: ConnectionLike | undefined }
+export interface WatchedCollection { watcher: Watcher; model: string; connection: ConnectionLike | undefined }
 
 /** Watched collections by name; a write matches one when its database is the watched connection's. */
 const watchedCollections = new Map<string, WatchedCollection[]>();
@@ -45,16 +45,26 @@ const wrappedPrototypes = new WeakMap<object, Set<string>>();
 
 function watchedTarget(collection: DriverCollection): WatchedCollection | undefined {
   try {
-    const entries = watchedCollections.get(collection.collectionName as string);
-    if (entries === undefined) return undefined;
-    const dbName = collection.dbName;
-    // One registration judges a write: two registrations watching one collection are not supported.
-    return entries.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+    return watchedIn(collection.collectionName as string, collection.dbName);
   } catch {
     // A receiver whose name the driver's getters cannot read: the driver's own method, called as
     // is, says what is wrong (its methods reject; a getter of ours must not throw instead).
     return undefined;
   }
+}
+
+/** The watched collection of this name in this database, if any. */
+function watchedIn(collectionName: string, dbName: string | undefined): WatchedCollection | undefined {
+  const entries = watchedCollections.get(collectionName);
+  // One registration judges a write: two registrations watching one collection are not supported.
+  return entries?.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+}
+
+/** The watched collection a namespace (`db.collection`; a database name has no dot) names, if any. */
+export function watchedNamespace(namespace: unknown): WatchedCollection | undefined {
+  if (typeof namespace !== 'string') return undefined;
+  const dot = namespace.indexOf('.');
+  return dot < 0 ? undefined : watchedIn(namespace.slice(dot + 1), namespace.slice(0, dot));
 }
 
 /**
@@ -81,7 +91,7 @@ function driverCollectionPrototype(mongo: unknown): Record<string, unknown> | un
   return isObject(proto) ? proto : undefined;
 }
 
-function claim(proto: object, method: string): AnyFunction | undefined {
+export function claim(proto: object, method: string): AnyFunction | undefined {
   let methods = wrappedPrototypes.get(proto);
   if (!methods) wrappedPrototypes.set(proto, (methods = new Set()));
   const original = (proto as Record<string, unknown>)[method];
@@ -90,7 +100,7 @@ function claim(proto: object, method: string): AnyFunction | undefined {
   return original as AnyFunction;
 }
 
-function define(proto: object, method: string, wrapper: Function, original: Function): void {
+export function define(proto: object, method: string, wrapper: Function, original: Function): void {
   Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
   // The driver's method as code that inspects it sees it: same name and arity.
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
@@ -193,3 +203,4 @@ function judgeAtExecute(bulk: BulkLike & Record<string, unknown>, target: Watche
   };
   Object.defineProperty(bulk, 'execute', { value: wrapper, writable: true, configurable: true, enumerable: false });
 }
+

@@ -6,9 +6,12 @@
  * subdocument hooks), and middleware can be skipped by the app (`{ middleware: false }`). Instead,
  * when Mongoose compiles a watched model (the schema's `init` event), the write entry points of that
  * model only are wrapped as own, non-enumerable properties of its prototype, its Query prototype
- * and the model itself (other models are untouched), and its collection's methods in place
- * (collection.ts), so `Model.collection`, `doc.collection` and `connection.collections[name]` stay
- * one object that the app's spies see.
+ * (query.ts) and the model itself, and its collection's methods in place (collection.ts), so
+ * `Model.collection`, `doc.collection` and `connection.collections[name]` stay one object that the
+ * app's spies see. Routes that do not go through the model are wrapped once where they are shared,
+ * each paying a cheap test for what it does not watch: the base Query class (queries built by
+ * hand), the driver's collection and client (driver.ts, client-bulk-write.ts), Mongoose's
+ * `connection.bulkWrite`.
  *
  * Each wrapper captures the call site synchronously, then observes the outcome on the promise the
  * entry point returns: the app gets `promise.then(observe)`, which settles with the same value or
@@ -18,92 +21,28 @@ import type { Schema } from 'mongoose';
 import { learnMongooseFrom, toFilePath } from './approval.js';
 import { readCallSites } from './capture.js';
 import type { Capture } from './capture.js';
+import { watchClientBulkWrite, watchConnectionBulkWrite } from './client-bulk-write.js';
 import { instrumentCollection } from './collection.js';
 import { watchDriverCollection } from './driver.js';
 import { observe } from './observe.js';
+import { instrumentQueries, QUERY_WRITE_NAMES } from './query.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
-import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
+import type { WriteKind, WriteOutcome } from './report.js';
 import { Watcher, type WriteEvent } from './watcher.js';
-import { bulkKindOf, filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
-
-const QUERY_WRITES = {
-  updateOne: 'update',
-  updateMany: 'update',
-  replaceOne: 'update',
-  findOneAndUpdate: 'update',
-  findOneAndReplace: 'update',
-  findOneAndDelete: 'delete',
-  deleteOne: 'delete',
-  deleteMany: 'delete',
-} as const satisfies Record<string, WriteKind>;
-// Reads are instrumented only with `operations: [..., 'read']`: they are far more frequent than writes.
-// `findById` and `exists` are `findOne` queries.
-const QUERY_READS = {
-  find: 'read',
-  findOne: 'read',
-  countDocuments: 'read',
-  estimatedDocumentCount: 'read',
-  distinct: 'read',
-} as const satisfies Record<string, WriteKind>;
-const QUERY_OPS: Readonly<Record<string, WriteKind>> = { ...QUERY_WRITES, ...QUERY_READS };
-type QueryOp = keyof typeof QUERY_WRITES | keyof typeof QUERY_READS;
-export const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as Array<keyof typeof QUERY_WRITES>;
-const QUERY_READ_NAMES = Object.keys(QUERY_READS) as Array<keyof typeof QUERY_READS>;
+import { defineWrapper, inherited, INSTRUMENTED, isOurWrapper, type AnyFunction } from './wrap.js';
+import { bulkKindOf, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 export const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
 type EntryStatic = (typeof ENTRY_STATICS)[number];
-
-const queryCaptures = new WeakMap<object, Capture>();
 
 // Mongoose's `create`/`insertOne` call `doc.$save()` synchronously inside the call we wrapped: that
 // save belongs to the entry already captured, and needs no second stack read.
 let entryDepth = 0;
 
-const WRAPPER = Symbol.for('mongoose-tripwire.wrapper');
-const INSTRUMENTED = Symbol('mongoose-tripwire.instrumented');
-
-type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
-type Wrapper = AnyFunction & { [WRAPPER]?: true };
-
-/** The nearest implementation from `start` up the prototype chain that is not one of our wrappers. */
-function inherited(start: object | null, name: string): AnyFunction {
-  for (let holder = start; holder !== null; holder = Object.getPrototypeOf(holder) as object | null) {
-    const value: unknown = Object.getOwnPropertyDescriptor(holder, name)?.value;
-    if (typeof value === 'function' && !(value as Wrapper)[WRAPPER]) return value as AnyFunction;
-  }
-  throw new TypeError(`mongoose-tripwire: no Mongoose implementation of ${name} found`);
-}
-
-// A wrapper's `this` is whatever Mongoose calls it on (a model, a query, a document).
-function defineWrapper(target: object, name: string, wrapper: (this: never, ...args: never[]) => unknown): void {
-  Object.defineProperty(wrapper, WRAPPER, { value: true });
-  Object.defineProperty(target, name, { value: wrapper, writable: true, configurable: true, enumerable: false });
-}
-
-export function isOurWrapper(value: unknown): boolean {
-  return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
-}
-
 // ---- The shapes Mongoose hands us, read defensively (no `any` at the boundary). ----
 
 interface ModelLike { modelName?: string; baseModelName?: string; discriminators?: Record<string, unknown>; prototype?: object; Query?: { prototype?: object } }
-interface QueryLike { op?: string; model?: ModelLike; getFilter?(): Record<string, unknown> }
 interface DocumentLike { _id?: unknown; $isSubdocument?: boolean; isNew?: boolean; constructor: ModelLike }
-
-function queryOutcome(operation: string, result: unknown): WriteOutcome {
-  if (QUERY_OPS[operation] === 'read') return {};
-  if (operation.startsWith('findOneAnd')) {
-    const found = foundDocument(result) ? 1 : 0;
-    return operation === 'findOneAndDelete' ? { deleted: found } : { matched: found };
-  }
-  return resultCounts(result);
-}
-
-function queryIds(operation: string, query: QueryLike, result: unknown): unknown[] {
-  const ids = filterId(typeof query.getFilter === 'function' ? query.getFilter() : undefined);
-  if (QUERY_OPS[operation] === 'read') return ids;
-  return [...ids, ...resultIds(result, operation.startsWith('findOneAnd'))];
-}
 
 /** Documents in what `create`/`insertOne`/`insertMany` resolve with (errors left out). */
 function documentsOf(result: unknown): Array<Record<string, unknown>> {
@@ -213,12 +152,15 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   Object.defineProperty(target, INSTRUMENTED, { value: watcher });
   watcher.modelCompiled(model as object & ModelLike);
   instrumentQueries(model, watcher);
+  if (watcher.options.operations.has('read')) instrumentAggregate(model, watcher);
   instrumentStatics(model, watcher);
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
   instrumentCollection(target, watcher);
   const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
   if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
+  watchClientBulkWrite(base?.mongo);
+  watchConnectionBulkWrite(db);
   if (db) watchSharedCollection(db, target.collection, watcher);
   // Discriminators are compiled from a merged copy of the schema, which has no `init` listener of ours.
   for (const child of Object.values(model.discriminators ?? {})) instrumentModel(child as ModelLike, watcher);
@@ -261,61 +203,6 @@ function watchSibling(model: ModelLike): void {
   if (!watcher || (model as Record<symbol, unknown>)[INSTRUMENTED]) return;
   watcher.watchSharingModel(model.modelName);
   instrumentModel(model, watcher);
-}
-
-function instrumentQueries(model: ModelLike, watcher: Watcher): void {
-  const proto = model.Query?.prototype;
-  if (!proto) return;
-  const parent = Object.getPrototypeOf(proto) as object;
-  const readsToo = watcher.options.operations.has('read');
-  const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
-  for (const name of names) {
-    const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
-      // Each application call judges the query anew (rogue code may reuse a query approved code
-      // built). Mongoose calls the method again on the same query from its own middleware
-      // (`doc.updateOne()` does, in a pre hook), where no application frame is left: that keeps the verdict.
-      if (watcher.watches(this.model?.modelName, this.model?.baseModelName)) {
-        const capture = watcher.capture(wrapper);
-        if (!(capture.approved === false && capture.undecided && queryCaptures.has(this))) queryCaptures.set(this, capture);
-      }
-      return inherited(parent, name).apply(this, args);
-    };
-    defineWrapper(proto, name, wrapper);
-  }
-
-  // `query.clone()` builds a query without any builder call: the clone is judged where it is made.
-  const clone = function clone(this: QueryLike, ...args: unknown[]): unknown {
-    const copy = inherited(parent, 'clone').apply(this, args);
-    if (isObject(copy) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, watcher.capture(clone));
-    return copy;
-  };
-  defineWrapper(proto, 'clone', clone);
-
-  const throwMode = watcher.options.mode === 'throw';
-  defineWrapper(proto, 'exec', function exec(this: QueryLike, ...args: unknown[]): unknown {
-    const original = inherited(parent, 'exec');
-    const operation = typeof args[0] === 'string' ? args[0] : this.op;
-    const kind = operation === undefined ? undefined : QUERY_OPS[operation];
-    const model = this.model;
-    if (kind === undefined || !watcher.options.operations.has(kind) || !model || !watcher.watches(model.modelName, model.baseModelName)) {
-      return original.apply(this, args);
-    }
-    const query = this;
-    const event = (result: unknown): WriteEvent => ({
-      model: model.modelName ?? '<unknown>',
-      operation: operation as WriteOperation,
-      kind,
-      capture: queryCaptures.get(query),
-      ids: () => queryIds(operation!, query, result),
-      outcome: () => queryOutcome(operation!, result),
-    });
-    if (throwMode && kind !== 'read') {
-      const refusal = watcher.refusal(event(undefined), exec);
-      if (refusal) return Promise.reject(refusal);
-    }
-    return observe(original.apply(this, args), (result) => watcher.completed(event(result), exec));
-  });
-  if (readsToo) instrumentAggregate(model, watcher);
 }
 
 // `Model.aggregate()` builds an Aggregate synchronously and runs it later: capture on the call,

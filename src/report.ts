@@ -23,7 +23,7 @@ export type WriteOperation =
   | 'findOneAndDelete' | 'deleteOne' | 'deleteMany'
   | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate'
   | `collection.${CollectionMethod}`
-  | `driver.${CollectionMethod}` | 'driver.initializeOrderedBulkOp' | 'driver.initializeUnorderedBulkOp';
+  | `driver.${CollectionMethod}` | 'driver.initializeOrderedBulkOp' | 'driver.initializeUnorderedBulkOp' | 'client.bulkWrite' | 'connection.bulkWrite';
 
 /** Counts the server reported, when the operation reports them. */
 export interface WriteOutcome {
@@ -63,7 +63,10 @@ export interface BypassReport {
   blocked: boolean;
   /** The call site relative to `root`, `/`-separated, e.g. `src/legacy/tokens.ts:42:7`. */
   location: string;
-  /** True for `Model.collection.*` calls: the driver was called directly and no Mongoose middleware ran. */
+  /**
+   * True when no middleware of the model ran for the write: `Model.collection.*` and driver calls,
+   * client-level bulk writes, a query built by hand from Mongoose's base `Query` class.
+   */
   bypassedMiddleware: boolean;
   /** True when the call site is in the `baseline` (a known rogue write, let through in throw mode); false without a baseline. */
   baselined: boolean;

@@ -4,7 +4,9 @@
  * what it found. Never writes to the database.
  */
 import { activeWatchers, type Watcher } from './watcher.js';
-import { ENTRY_STATICS, isOurWrapper, QUERY_WRITE_NAMES, watcherOf } from './plugin.js';
+import { ENTRY_STATICS, watcherOf } from './plugin.js';
+import { QUERY_WRITE_NAMES } from './query.js';
+import { isOurWrapper } from './wrap.js';
 import { callerStack, sourcesNotRun, typescriptEvidence } from './sources.js';
 
 export interface ModelCheck {

@@ -58,9 +58,12 @@ export function resultCounts(result: unknown): WriteOutcome {
   return outcome;
 }
 
-/** What a batch that failed part-way still wrote (the driver's error carries its `result`), if anything. */
+/**
+ * What a batch that failed part-way still wrote, if anything: the driver's error carries it as
+ * `result` (a collection's bulk write) or `partialResult` (a client bulk write).
+ */
 export function landedInPart(error: unknown): Record<string, unknown> | undefined {
-  const partial = isObject(error) && isObject(error.result) ? error.result : undefined;
+  const partial = !isObject(error) ? undefined : isObject(error.result) ? error.result : isObject(error.partialResult) ? error.partialResult : undefined;
   return partial && Object.values(resultCounts(partial)).some((n) => n > 0) ? partial : undefined;
 }
 

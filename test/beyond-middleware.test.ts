@@ -20,8 +20,11 @@ import * as approvedWrites from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as legacyWrites from './fixtures/app/legacy/writes.mjs';
 
+// Mongoose's base Query class, built by hand as an app can (its types declare no constructor arguments).
+const BaseQuery = mongoose.Query as unknown as new (filter: object, options: object, model: unknown, collection: unknown) => mongoose.Query<unknown, unknown>;
+
 type Model = mongoose.Model<Record<string, unknown>>;
-type Entry = (T: Model, c: { token(): string; id: unknown; client: mongoose.mongo.MongoClient }) => Promise<unknown>;
+type Entry = (T: Model, c: { token(): string; id: unknown; client: mongoose.mongo.MongoClient; other: Model }) => Promise<unknown>;
 
 let count = 0;
 
@@ -52,11 +55,16 @@ async function model(options: Partial<TripwireOptions> = {}) {
     const id = await seed();
     await settle();
     reports.length = 0;
-    await entry(T, { token, id, client });
+    await entry(T, { token, id, client, other: plainModel() });
     await settle();
     return reports.splice(0);
   };
   return { T, reports, run };
+}
+
+/** A model nobody watches, on a collection of its own. */
+function plainModel(): Model {
+  return (suite.connection.models.BeyondPlain ?? suite.connection.model('BeyondPlain', tokenSchema() as mongoose.Schema)) as unknown as Model;
 }
 
 const counter = (name: string, ...tags: string[]) =>
@@ -145,6 +153,95 @@ describe('writes made with the driver itself are attributed where they are calle
     expect(reports).toHaveLength(1);
     expect(reports[0]).toMatchObject({ model: T.modelName, operation: name, bypassedMiddleware: true });
     expect(reports[0]!.callSite).toMatchObject({ file: `${fixtureDir as string}legacy/raw.mjs`, line: siteLine('legacy/raw.mjs', name) });
+  });
+});
+
+describe('client-level bulk writes (MongoDB 8.0) are judged where they are called', () => {
+  const ns = (T: Model) => `${T.db.name}.${T.collection.collectionName}`;
+  const models = (list: object[]) => list as Parameters<typeof client.bulkWrite>[0];
+
+  it('client.bulkWrite and connection.bulkWrite are reported once, with what they wrote to the watched collection', async () => {
+    const { T, run } = await model();
+    const [clientWrite] = await run((legacyRaw.driver as Record<string, Entry>)['client.bulkWrite']!);
+    expect(clientWrite).toMatchObject({ kind: 'update', outcome: { inserted: 1, matched: 1, modified: 1, deleted: 0, upserted: 0 } });
+    expect(clientWrite!.documentIds).toHaveLength(2); // the inserted document's id (given by the driver), the updated one's
+    expect(await T.countDocuments({ user: 'cbw' })).toBe(1);
+    const [connectionWrite] = await run((legacyRaw.driver as Record<string, Entry>)['connection.bulkWrite']!);
+    expect(connectionWrite).toMatchObject({ kind: 'delete', outcome: { inserted: 1, deleted: 1 } });
+    expect(connectionWrite!.documentIds).toHaveLength(2);
+  });
+
+  it('a client bulk write to other collections only is not judged; one that also writes a watched collection is, once', async () => {
+    const { T, run } = await model();
+    const elsewhere = `${T.db.name}.elsewhere_${count}`;
+    expect(await run(() => client.bulkWrite(models([{ name: 'insertOne', namespace: elsewhere, document: { token: token() } }])))).toEqual([]);
+    expect(await run(() => client.bulkWrite(models([{ name: 'insertOne', namespace: `other_${process.pid}.${T.collection.collectionName}`, document: { token: token() } }])))).toEqual([]);
+    const reports = await run((_Tk, c) => client.bulkWrite(models([
+      { name: 'insertOne', namespace: elsewhere, document: { token: token() } },
+      { name: 'deleteMany', namespace: ns(T), filter: { _id: c.id } },
+      { name: 'insertOne', namespace: ns(T), document: { token: token() } },
+    ])));
+    expect(reports.map((r) => [r.operation, r.kind, r.outcome])).toEqual([['client.bulkWrite', 'delete', { inserted: 2, matched: 0, modified: 0, deleted: 1, upserted: 0 }]]);
+  });
+
+  it('what a client bulk write that failed part-way wrote is reported; with no frame of the app on its stack it is counted', async () => {
+    const { T, run } = await model();
+    await T.collection.createIndex({ token: 1 }, { unique: true });
+    const reports = await run(async (_Tk, c) => {
+      const dup = token();
+      const failed = await client.bulkWrite(models([
+        { name: 'insertOne', namespace: ns(T), document: { token: dup } },
+        { name: 'insertOne', namespace: ns(T), document: { token: dup } },
+        { name: 'deleteOne', namespace: ns(T), filter: { _id: c.id } },
+      ])).catch((error: Error) => error);
+      expect(failed).toMatchObject({ name: 'MongoClientBulkWriteError' });
+    });
+    expect(reports.map((r) => [r.operation, r.outcome.inserted])).toEqual([['client.bulkWrite', 1]]);
+    const unattributed = () => counter('tripwire.unattributed_writes', `collection:${T.collection.collectionName}`, 'route:driver', 'command:bulkWrite');
+    const before = unattributed();
+    // Called by the event loop (a bound function adds no frame): nothing of the app on the stack.
+    const issued = await run(async () => {
+      const written = await T.countDocuments();
+      setImmediate(client.bulkWrite.bind(client, models([{ name: 'insertOne', namespace: ns(T), document: { token: token() } }])));
+      while ((await T.countDocuments()) === written) await new Promise((resolve) => setTimeout(resolve, 2));
+    });
+    expect(issued).toEqual([]);
+    await flush();
+    await suite.listener.waitFor(() => unattributed() - before === 1);
+  });
+});
+
+describe('queries built by hand on the watched collection are judged where they are built', () => {
+  // Mongoose's clone() of a hand-built query is a query of the model (its middleware runs): it is
+  // judged where clone() is called.
+  const expected: Record<string, { operation: string; bypassedMiddleware: boolean }> = {
+    'Query.updateMany': { operation: 'updateMany', bypassedMiddleware: true },
+    'Query.deleteOne().exec()': { operation: 'deleteOne', bypassedMiddleware: true },
+    'Query.findOneAndUpdate().then()': { operation: 'findOneAndUpdate', bypassedMiddleware: true },
+    'Query.clone()': { operation: 'updateOne', bypassedMiddleware: false },
+    'otherModel.Query.replaceOne': { operation: 'replaceOne', bypassedMiddleware: true },
+  };
+  it.each(Object.keys(legacyRaw.handBuilt as object))('%s from legacy code is reported at its call site; from the auth module it is not', async (name) => {
+    const { T, run } = await model();
+    expect(await run((approvedRaw.handBuilt as Record<string, Entry>)[name]!)).toEqual([]);
+    const reports = await run((legacyRaw.handBuilt as Record<string, Entry>)[name]!);
+    expect(reports).toHaveLength(1);
+    // Reported under the watched model's name; its middleware did not run for a query of another class.
+    expect(reports[0]).toMatchObject({ model: T.modelName, ...expected[name] });
+    expect(reports[0]!.callSite).toMatchObject({ file: `${fixtureDir as string}legacy/raw.mjs`, line: siteLine('legacy/raw.mjs', name) });
+  });
+
+  it('is refused in throw mode, and a hand-built query on a collection nobody watches is left alone', async () => {
+    const { T } = await model({ mode: 'throw', onBypass: undefined });
+    const seeded = (await (approvedWrites.writes as Record<string, Entry>)['Model.create(single)']!(T, { token } as never)) as { _id: unknown };
+    const refused = (legacyRaw.handBuilt as Record<string, Entry>)['Query.deleteOne().exec()']!;
+    await expect(refused(T, { token, id: seeded._id, client, other: plainModel() })).rejects.toMatchObject({ name: 'RogueWriteError', report: { operation: 'deleteOne', bypassedMiddleware: true } });
+    expect(await T.countDocuments({ _id: seeded._id })).toBe(1);
+    await (approvedRaw.handBuilt as Record<string, Entry>)['Query.deleteOne().exec()']!(T, { token, id: seeded._id, client, other: plainModel() });
+    expect(await T.countDocuments({ _id: seeded._id })).toBe(0);
+    const other = plainModel();
+    const made = await new BaseQuery({}, {}, other, other.collection).updateMany({}, { $set: { user: 'elsewhere' } });
+    expect(made).toMatchObject({ acknowledged: true });
   });
 });
 

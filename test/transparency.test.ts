@@ -16,6 +16,9 @@ import { tripwire, verify, type BypassReport } from '../src/index.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 
+// Mongoose's base Query class, built by hand as an app can (its types declare no constructor arguments).
+const BaseQuery = mongoose.Query as unknown as new (filter: object, options: object, model: unknown, collection: unknown) => mongoose.Query<unknown, unknown>;
+
 type Model = mongoose.Model<Record<string, unknown>>;
 type Doc = mongoose.Document & Record<string, unknown>;
 
@@ -162,6 +165,7 @@ async function scenario(M: Model, log: string[]): Promise<unknown[]> {
   await step('middleware: false', () => M.updateOne({ token: 'k' }, { $set: { n: 14 } }, { middleware: false }));
   await step('save middleware: false', async () => (await M.findOne({ token: 'k' }))!.set('n', 15).save({ middleware: false }));
   await step('create middleware: { post: false }', () => M.create([{ token: 'p' }], { middleware: { post: false } }));
+  await step('hand-built Query', () => new BaseQuery({ token: 'p' }, {}, M, M.collection).updateMany({}, { $set: { n: 2 } }));
   await step('collection.insertOne', () => M.collection.insertOne({ token: 'q' }));
   await step('collection.updateMany', () => M.collection.updateMany({ token: 'q' }, { $set: { n: 1 } }));
   await step('doc.deleteOne()', () => doc.deleteOne());
@@ -231,6 +235,8 @@ describe('transparency', () => {
     await M.init();
     const proto = mongoose.mongo.Collection.prototype as unknown as Record<string, { name: string }>;
     for (const method of ['insertOne', 'insertMany', 'updateOne', 'bulkWrite', 'findOneAndUpdate', 'deleteMany', 'initializeOrderedBulkOp']) expect(proto[method]!.name).toBe(method);
+    // The client-level bulk writes too (wrapped on the driver's MongoClient and Mongoose's Connection).
+    expect([mongoose.mongo.MongoClient.prototype.bulkWrite, connection.bulkWrite].map((fn) => [fn.name, fn.length])).toEqual([['bulkWrite', 2], ['bulkWrite', 2]]);
     const plain = connection.db!.collection(`plain_driver_${count}`);
     await plain.createIndex({ token: 1 }, { unique: true });
     const run = async (c: mongoose.mongo.Collection) => {
@@ -252,6 +258,26 @@ describe('transparency', () => {
     let settled: unknown;
     expect(() => void (settled = bogus.insertOne({}).catch((error: Error) => error.constructor.name))).not.toThrow();
     expect(await settled).toBe('TypeError');
+  });
+
+  it("Mongoose's base Query methods keep their names, arity and property attributes (they are wrapped for queries built by hand)", async () => {
+    const schema = new Schema({ token: String });
+    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, operations: ['create', 'update', 'delete', 'read'], onBypass: () => undefined, onError: () => undefined });
+    connection.model(`BaseQuery${++count}`, schema);
+    // A second evaluation of Mongoose's query.js: its Query class as Mongoose defines it, unwrapped.
+    const require = createRequire(import.meta.url);
+    const file = require.resolve('mongoose/lib/query.js');
+    const loaded = require.cache[file];
+    delete require.cache[file];
+    const Pristine = require(file) as typeof mongoose.Query;
+    require.cache[file] = loaded;
+    const names = ['updateOne', 'updateMany', 'replaceOne', 'findOneAndUpdate', 'findOneAndReplace', 'findOneAndDelete', 'deleteOne', 'deleteMany', 'find', 'findOne', 'countDocuments', 'estimatedDocumentCount', 'distinct', 'clone', 'exec'];
+    const shape = (proto: object) => names.map((name) => {
+      const { value, ...attributes } = Object.getOwnPropertyDescriptor(proto, name)!;
+      return { name, attributes, fn: [(value as Function).name, (value as Function).length] };
+    });
+    expect(mongoose.Query.prototype.exec).not.toBe(Pristine.prototype.exec); // wrapped indeed
+    expect(shape(mongoose.Query.prototype)).toEqual(shape(Pristine.prototype));
   });
 
   it('adds nothing to the schema: no method, static, query helper or hook', () => {

@@ -76,6 +76,19 @@ export const driver = {
   'driver.deleteMany': (T, c) => c.client.db(T.db.name).collection(T.collection.collectionName).deleteMany({ user: 'nobody' }), // @site driver.deleteMany
   'driver.initializeOrderedBulkOp': (T, c) => { const bulk = T.collection.initializeOrderedBulkOp(); bulk.insert({ token: c.token() }); bulk.find({ _id: c.id }).updateOne({ $set: { user: 'bulk' } }); return bulk.execute(); }, // @site driver.initializeOrderedBulkOp
   'driver.initializeUnorderedBulkOp': (T, c) => { const bulk = T.db.db.collection(T.collection.collectionName).initializeUnorderedBulkOp(); bulk.find({ _id: c.id }).deleteOne(); return bulk.execute(); }, // @site driver.initializeUnorderedBulkOp
+  // Client-level bulk writes (MongoDB 8.0): the driver's, and Mongoose's connection.bulkWrite, which calls it after its awaits.
+  'client.bulkWrite': (T, c) => c.client.bulkWrite([{ name: 'insertOne', namespace: \`\${T.db.name}.\${T.collection.collectionName}\`, document: { token: c.token() } }, { name: 'updateOne', namespace: \`\${T.db.name}.\${T.collection.collectionName}\`, filter: { _id: c.id }, update: { $set: { user: 'cbw' } } }]), // @site client.bulkWrite
+  'connection.bulkWrite': (T, c) => T.db.bulkWrite([{ model: T, name: 'insertOne', document: { token: c.token() } }, { model: T.modelName, name: 'deleteOne', filter: { _id: c.id } }]), // @site connection.bulkWrite
+};
+
+// Queries built by hand on the watched collection: from Mongoose's base class (T.base.Query is
+// mongoose.Query), or from another model's Query class (c.other, a model nobody watches).
+export const handBuilt = {
+  'Query.updateMany': (T, c) => new T.base.Query({ user: 'nobody' }, {}, T, T.collection).updateMany({}, { $set: { user: 'hand' } }), // @site Query.updateMany
+  'Query.deleteOne().exec()': (T, c) => new T.base.Query({ _id: c.id }, {}, T, T.collection).deleteOne().exec(), // @site Query.deleteOne().exec()
+  'Query.findOneAndUpdate().then()': (T, c) => new T.base.Query({}, {}, T, T.collection).findOneAndUpdate({ _id: c.id }, { $set: { user: 'hand' } }).then((doc) => doc), // @site Query.findOneAndUpdate().then()
+  'Query.clone()': (T, c) => { const built = new T.base.Query({ _id: c.id }, {}, T, T.collection).updateOne({}, { $set: { user: 'hand' } }); return built.clone(); }, // @site Query.clone()
+  'otherModel.Query.replaceOne': (T, c) => new c.other.Query({ _id: c.id }, {}, c.other, T.collection).replaceOne({}, { token: c.token() }), // @site otherModel.Query.replaceOne
 };
 
 export const reads = {

@@ -280,6 +280,42 @@ export class MongoWireServer {
         }
         return { n, ok: 1 };
       }
+      case 'bulkWrite': {
+        // MongoDB 8.0's client-level bulk write (the driver's client.bulkWrite), each op run as the
+        // single-collection command it stands for; errorsOnly leaves successes out of the cursor.
+        const nsInfo = (body.nsInfo as Document[]) ?? [];
+        const results: Document[] = [];
+        const counts = { nInserted: 0, nMatched: 0, nModified: 0, nUpserted: 0, nDeleted: 0 };
+        let nErrors = 0;
+        for (const [idx, op] of ((body.ops as Document[]) ?? []).entries()) {
+          const verb = 'insert' in op ? 'insert' : 'update' in op ? 'update' : 'delete';
+          const ns = String(nsInfo[Number(op[verb])]?.ns);
+          const $db = ns.slice(0, ns.indexOf('.'));
+          const collection = ns.slice(ns.indexOf('.') + 1);
+          const reply =
+            verb === 'insert' ? this.command({ insert: collection, documents: [op.document], $db })
+            : verb === 'update' ? this.command({ update: collection, updates: [{ q: op.filter, u: op.updateMods, multi: op.multi, upsert: op.upsert, arrayFilters: op.arrayFilters }], $db })
+            : this.command({ delete: collection, deletes: [{ q: op.filter, limit: op.multi ? 0 : 1 }], $db });
+          const error = (reply.writeErrors as WriteError[] | undefined)?.[0];
+          if (error) {
+            nErrors++;
+            results.push({ ok: 0, idx, code: error.code, errmsg: error.errmsg });
+            if (body.ordered !== false) break;
+            continue;
+          }
+          const n = Number(reply.n);
+          const upserted = (reply.upserted as Document[] | undefined)?.[0];
+          if (verb === 'insert') counts.nInserted += n;
+          else if (verb === 'delete') counts.nDeleted += n;
+          else if (upserted) counts.nUpserted++;
+          else {
+            counts.nMatched += n;
+            counts.nModified += Number(reply.nModified);
+          }
+          if (!body.errorsOnly) results.push({ ok: 1, idx, n, ...(verb === 'update' ? { nModified: reply.nModified, ...(upserted ? { upserted: { _id: upserted._id } } : {}) } : {}) });
+        }
+        return { cursor: { id: Long.ZERO, firstBatch: results, ns: 'admin.$cmd.bulkWrite' }, nErrors, ...counts, ok: 1 };
+      }
       case 'find': {
         const collection = this.collection(db, target, false);
         let docs = collection ? this.matching(collection, body.filter as Document, body.sort as Document) : [];

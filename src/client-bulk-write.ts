@@ -1,0 +1,123 @@
+/**
+ * Client-level bulk writes: one command that writes to any collections of a client, through no
+ * collection method. Two entry points make them:
+ *   - `client.bulkWrite(models)` of the driver (6.10+, server 8.0+): each model names its
+ *     `db.collection` (`namespace`);
+ *   - Mongoose's `connection.bulkWrite(ops)` (8.9+): each op names its model, and Mongoose calls
+ *     `client.bulkWrite` after its own awaits, where no frame of the app is left.
+ * Each is judged where the app calls it, once, when an op goes to a watched collection: reported
+ * under the first watched collection's model, with the most destructive kind of the ops that go to
+ * watched collections; its counts are the whole call's. Both wrappers are on prototypes shared by
+ * every client and connection: a call that writes to no watched collection pays a scan of its ops.
+ */
+import { collectionWrite } from './collection.js';
+import { claim, define, watchedNamespace, type WatchedCollection } from './driver.js';
+import { observe } from './observe.js';
+import type { WriteKind, WriteOperation } from './report.js';
+import { filterId, isObject, landedInPart } from './write-shapes.js';
+
+const OP_KINDS: Readonly<Record<string, WriteKind>> = {
+  insertOne: 'create', updateOne: 'update', updateMany: 'update', replaceOne: 'update', deleteOne: 'delete', deleteMany: 'delete',
+};
+
+/** What a client-level bulk write does to watched collections. */
+interface WatchedOps { target: WatchedCollection; collection: string; kind: WriteKind; ids: () => unknown[] }
+
+/** Which ops go to a watched collection (`namespaceOf` reads an op's `db.collection`). */
+function watchedOps(ops: readonly unknown[], namespaceOf: (op: Record<string, unknown>) => unknown): WatchedOps | undefined {
+  let target: WatchedCollection | undefined;
+  let collection = '';
+  let kind: WriteKind | undefined;
+  const watched: Array<Record<string, unknown>> = [];
+  for (const op of ops) {
+    if (!isObject(op)) continue;
+    const namespace = namespaceOf(op);
+    const found = watchedNamespace(namespace);
+    if (!found) continue;
+    if (target === undefined) {
+      target = found;
+      collection = String(namespace).slice(String(namespace).indexOf('.') + 1);
+    }
+    watched.push(op);
+    const opKind = OP_KINDS[String(op.name)] ?? 'update';
+    if (kind === undefined || opKind === 'delete' || (opKind === 'update' && kind === 'create')) kind = opKind;
+  }
+  if (target === undefined || kind === undefined) return undefined;
+  // Read when reported: by then the driver has given each inserted document its `_id`.
+  const ids = () => watched.flatMap((op) => filterId(op.name === 'insertOne' ? op.document : op.filter));
+  return { target, collection, kind, ids };
+}
+
+function judged(operation: WriteOperation, found: WatchedOps, entry: Function, args: unknown[], call: () => unknown): unknown {
+  const { target, kind, ids } = found;
+  const capture = target.watcher.capture(entry);
+  return collectionWrite(target.watcher, { model: target.model, operation, method: 'bulkWrite', kind, capture, entry, ids }, args, call);
+}
+
+type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
+
+/** Wraps `MongoClient.prototype.bulkWrite` of the driver Mongoose uses (`mongoose.mongo`), once. */
+export function watchClientBulkWrite(mongo: unknown): void {
+  const MongoClient = isObject(mongo) || typeof mongo === 'function' ? (mongo as { MongoClient?: unknown }).MongoClient : undefined;
+  const proto: unknown = typeof MongoClient === 'function' ? (MongoClient as { prototype?: unknown }).prototype : undefined;
+  if (!isObject(proto)) return;
+  const original = claim(proto, 'bulkWrite');
+  if (!original) return;
+  const wrapper = function (this: unknown): unknown {
+    const models: unknown = arguments[0];
+    // Mongoose's `connection.bulkWrite` hands the driver its ops with their `model`: judged there.
+    if (!Array.isArray(models) || models.some((model) => isObject(model) && model.model !== undefined)) return Reflect.apply(original, this, arguments);
+    let found: WatchedOps | undefined;
+    try {
+      found = watchedOps(models, (model) => model.namespace);
+    } catch {
+      found = undefined; // models the driver refuses: its own error, as without the plugin
+    }
+    if (found === undefined || !found.target.watcher.options.operations.has(found.kind)) return Reflect.apply(original, this, arguments);
+    const args = Array.prototype.slice.call(arguments) as unknown[];
+    const call = () => Reflect.apply(original, this, args);
+    const capture = found.target.watcher.capture(wrapper);
+    if (capture.approved === false && capture.undecided) return counted(found, call);
+    return collectionWrite(found.target.watcher, { model: found.target.model, operation: 'client.bulkWrite', method: 'bulkWrite', kind: found.kind, capture, entry: wrapper, ids: found.ids }, args, call);
+  };
+  define(proto, 'bulkWrite', wrapper, original);
+}
+
+/** No application frame on the stack (a library calling after its own awaits): counted when it landed. */
+function counted(found: WatchedOps, call: () => unknown): unknown {
+  const { watcher } = found.target;
+  const landed = () => watcher.unattributed(found.collection, 'bulkWrite', 'driver');
+  return observe(call(), landed, (error) => {
+    if (landedInPart(error)) landed();
+  });
+}
+
+interface ConnectionLike { models?: Record<string, unknown> }
+
+/** Wraps Mongoose's `Connection.prototype.bulkWrite` (where the connection's class chain defines it), once. */
+export function watchConnectionBulkWrite(connection: unknown): void {
+  let holder: object | null = isObject(connection) ? (Object.getPrototypeOf(connection) as object | null) : null;
+  while (holder !== null && !Object.prototype.hasOwnProperty.call(holder, 'bulkWrite')) holder = Object.getPrototypeOf(holder) as object | null;
+  if (holder === null) return; // Mongoose before 8.9
+  const original = claim(holder, 'bulkWrite');
+  if (!original) return;
+  const wrapper = function (this: ConnectionLike): unknown {
+    const ops: unknown = arguments[0];
+    if (!Array.isArray(ops)) return Reflect.apply(original as AnyFunction, this, arguments);
+    let found: WatchedOps | undefined;
+    try {
+      // An op names its model, or the name of a model of this connection; the model names its namespace.
+      found = watchedOps(ops, (op) => {
+        const model: unknown = typeof op.model === 'string' ? this.models?.[op.model] : op.model;
+        const namespace = typeof model === 'function' ? (model as { namespace?: unknown }).namespace : undefined;
+        return typeof namespace === 'function' ? (namespace as () => unknown).call(model) : undefined;
+      });
+    } catch {
+      found = undefined; // ops Mongoose refuses: its own error, as without the plugin
+    }
+    if (found === undefined || !found.target.watcher.options.operations.has(found.kind)) return Reflect.apply(original as AnyFunction, this, arguments);
+    const args = Array.prototype.slice.call(arguments) as unknown[];
+    return judged('connection.bulkWrite', found, wrapper, args, () => Reflect.apply(original as AnyFunction, this, args));
+  };
+  define(holder, 'bulkWrite', wrapper, original);
+}

@@ -1,0 +1,196 @@
+/**
+ * Queries: a watched model's queries are judged where the app calls a query-building method (the
+ * call that names the write: `Model.updateOne(...)`, `query.deleteMany()`), and known to have
+ * happened when `exec` settles.
+ *
+ * A query can also be built by hand from Mongoose's base class on a watched collection
+ * (`new mongoose.Query(filter, {}, Model, Model.collection).updateMany(...)`): it runs none of the
+ * model's middleware and Mongoose makes its write through the watched collection object, where it
+ * passes as Mongoose's own. So the base class's building methods and `exec` are wrapped too, once
+ * per Mongoose package. Every query of every model goes through them: what they add to a query
+ * that is not such a one is a property read and a WeakMap lookup (its collection object is not
+ * watched), plus an `instanceof` for a watched model's own queries, which its wrappers judge.
+ */
+import type { Capture } from './capture.js';
+import { collectionOwner, type CollectionOwner } from './collection.js';
+import { observe } from './observe.js';
+import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
+import type { Watcher, WriteEvent } from './watcher.js';
+import { defineWrapper, inherited, INSTRUMENTED, type AnyFunction } from './wrap.js';
+import { filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
+
+const QUERY_WRITES = {
+  updateOne: 'update',
+  updateMany: 'update',
+  replaceOne: 'update',
+  findOneAndUpdate: 'update',
+  findOneAndReplace: 'update',
+  findOneAndDelete: 'delete',
+  deleteOne: 'delete',
+  deleteMany: 'delete',
+} as const satisfies Record<string, WriteKind>;
+// Reads are instrumented only with `operations: [..., 'read']`: they are far more frequent than writes.
+// `findById` and `exists` are `findOne` queries.
+const QUERY_READS = {
+  find: 'read',
+  findOne: 'read',
+  countDocuments: 'read',
+  estimatedDocumentCount: 'read',
+  distinct: 'read',
+} as const satisfies Record<string, WriteKind>;
+const QUERY_OPS: Readonly<Record<string, WriteKind>> = { ...QUERY_WRITES, ...QUERY_READS };
+type QueryOp = keyof typeof QUERY_WRITES | keyof typeof QUERY_READS;
+export const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as Array<keyof typeof QUERY_WRITES>;
+const QUERY_READ_NAMES = Object.keys(QUERY_READS) as Array<keyof typeof QUERY_READS>;
+
+export interface ModelLike { modelName?: string; baseModelName?: string; Query?: { prototype?: object } }
+interface QueryLike { op?: string; model?: ModelLike; mongooseCollection?: unknown; getFilter?(): Record<string, unknown> }
+
+/** Each query's verdict, taken when the app called the method that built it. */
+const queryCaptures = new WeakMap<object, Capture>();
+
+function queryOutcome(operation: string, result: unknown): WriteOutcome {
+  if (QUERY_OPS[operation] === 'read') return {};
+  if (operation.startsWith('findOneAnd')) {
+    const found = foundDocument(result) ? 1 : 0;
+    return operation === 'findOneAndDelete' ? { deleted: found } : { matched: found };
+  }
+  return resultCounts(result);
+}
+
+function queryIds(operation: string, query: QueryLike, result: unknown): unknown[] {
+  const ids = filterId(typeof query.getFilter === 'function' ? query.getFilter() : undefined);
+  if (QUERY_OPS[operation] === 'read') return ids;
+  return [...ids, ...resultIds(result, operation.startsWith('findOneAnd'))];
+}
+
+/**
+ * Judges a query where the app called one of its building methods. Each application call judges
+ * the query anew (rogue code may reuse a query approved code built). Mongoose calls the method
+ * again on the same query from its own middleware (`doc.updateOne()` does, in a pre hook), where no
+ * application frame is left: that keeps the verdict.
+ */
+function judgeQuery(query: object, watcher: Watcher, entry: Function): void {
+  const capture = watcher.capture(entry);
+  if (!(capture.approved === false && capture.undecided && queryCaptures.has(query))) queryCaptures.set(query, capture);
+}
+
+/** Runs a watched query's `exec`: refused in throw mode, else reported when it settles. */
+function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, watcher: Watcher, model: string, entry: Function, bypassedMiddleware: boolean): unknown {
+  const operation = typeof args[0] === 'string' ? args[0] : query.op;
+  const kind = operation === undefined ? undefined : QUERY_OPS[operation];
+  if (kind === undefined || !watcher.options.operations.has(kind)) return original.apply(query, args);
+  const event = (result: unknown): WriteEvent => ({
+    model,
+    operation: operation as WriteOperation,
+    kind,
+    capture: queryCaptures.get(query),
+    ...(bypassedMiddleware ? { bypassedMiddleware: true } : {}),
+    ids: () => queryIds(operation!, query, result),
+    outcome: () => queryOutcome(operation!, result),
+  });
+  if (watcher.options.mode === 'throw' && kind !== 'read') {
+    const refusal = watcher.refusal(event(undefined), entry);
+    if (refusal) return Promise.reject(refusal);
+  }
+  return observe(original.apply(query, args), (result) => watcher.completed(event(result), entry));
+}
+
+/** Wraps a watched model's Query prototype: its building methods, `clone` and `exec`. */
+export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
+  const proto = model.Query?.prototype;
+  if (!proto) return;
+  const parent = Object.getPrototypeOf(proto) as object;
+  const readsToo = watcher.options.operations.has('read');
+  const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
+  for (const name of names) {
+    const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
+      if (watcher.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, watcher, wrapper);
+      return inherited(parent, name).apply(this, args);
+    };
+    defineWrapper(proto, name, wrapper);
+  }
+
+  // `query.clone()` builds a query without any builder call: the clone is judged where it is made.
+  const clone = function clone(this: QueryLike, ...args: unknown[]): unknown {
+    const copy = inherited(parent, 'clone').apply(this, args);
+    if (isObject(copy) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, watcher.capture(clone));
+    return copy;
+  };
+  defineWrapper(proto, 'clone', clone);
+
+  defineWrapper(proto, 'exec', function exec(this: QueryLike, ...args: unknown[]): unknown {
+    const original = inherited(parent, 'exec');
+    const model = this.model;
+    if (!model || !watcher.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
+    return execWatched(this, args, original, watcher, model.modelName ?? '<unknown>', exec, false);
+  });
+  watchHandBuiltQueries(parent, names);
+}
+
+// ---- Queries built by hand on a watched collection ----
+
+/** Base Query prototypes whose methods are wrapped, and which. */
+const wrappedBase = new WeakMap<object, Set<string>>();
+
+/**
+ * The registration a query built by hand writes for: its collection object is a watched model's,
+ * and it is not a query of a watched model (whose own wrappers judge it).
+ */
+function handBuiltTarget(query: QueryLike): CollectionOwner | undefined {
+  const owner = collectionOwner(query.mongooseCollection);
+  if (owner === undefined) return undefined;
+  const model = query.model as (ModelLike & Record<symbol, unknown>) | undefined;
+  const ModelQuery = model?.Query;
+  if (model?.[INSTRUMENTED] !== undefined && typeof ModelQuery === 'function' && query instanceof ModelQuery) return undefined;
+  return owner;
+}
+
+/**
+ * Wraps the base Query's building methods, `clone` and `exec` in place: same name, arity and
+ * property attributes as Mongoose defines them. Not marked as our wrappers, so a watched model's
+ * own wrappers reach them as Mongoose's implementation, and they let its queries through.
+ */
+function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
+  let wrapped = wrappedBase.get(base);
+  if (!wrapped) wrappedBase.set(base, (wrapped = new Set()));
+  for (const name of names) {
+    wrapBase(base, wrapped, name, (original) => {
+      const wrapper = function (this: QueryLike): unknown {
+        const target = handBuiltTarget(this);
+        if (target !== undefined) judgeQuery(this, target.watcher, wrapper);
+        return Reflect.apply(original, this, arguments);
+      };
+      return wrapper;
+    });
+  }
+  wrapBase(base, wrapped, 'clone', (original) => {
+    const wrapper = function (this: QueryLike): unknown {
+      const copy: unknown = Reflect.apply(original, this, arguments);
+      const target = handBuiltTarget(this);
+      if (target !== undefined && isObject(copy)) queryCaptures.set(copy, target.watcher.capture(wrapper));
+      return copy;
+    };
+    return wrapper;
+  });
+  wrapBase(base, wrapped, 'exec', (original) => {
+    const wrapper = function (this: QueryLike): unknown {
+      const target = handBuiltTarget(this);
+      if (target === undefined) return Reflect.apply(original, this, arguments);
+      return execWatched(this, Array.prototype.slice.call(arguments) as unknown[], original, target.watcher, target.model, wrapper, true);
+    };
+    return wrapper;
+  });
+}
+
+function wrapBase(base: object, wrapped: Set<string>, name: string, make: (original: AnyFunction) => Function): void {
+  if (wrapped.has(name)) return;
+  const descriptor = Object.getOwnPropertyDescriptor(base, name);
+  const original: unknown = descriptor?.value;
+  if (!descriptor || typeof original !== 'function') return;
+  wrapped.add(name);
+  const wrapper = make(original as AnyFunction);
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  Object.defineProperty(base, name, { ...descriptor, value: wrapper });
+}
