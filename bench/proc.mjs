@@ -55,12 +55,15 @@ const { atDepth } = await import('./app/stack.mjs');
 const { ops: approvedOps } = await import('./app/auth/tokens.mjs');
 const { ops: legacyOps } = await import('./app/legacy/tokens.mjs');
 const { everyEntryPoint } = await import('./app/auth/entry-points.mjs');
+const { seedToken } = await import('./app/auth/seed.mjs');
 
 const schema = () => new mongoose.Schema({ token: { type: String, required: true, unique: true }, user: String, scopes: [String] });
-const connection = await mongoose.createConnection(uri, { dbName: `bench_${process.pid}`, maxPoolSize: 20, monitorCommands: variant === 'plugin' }).asPromise();
+// monitorCommands on in every variant: it is the app's setting (what the plugin adds is its listeners).
+const connection = await mongoose.createConnection(uri, { dbName: `bench_${process.pid}`, maxPoolSize: 20, monitorCommands: true }).asPromise();
 
+// Seeded through the approved module: the bench's own setup is no rogue write.
 async function seed(M) {
-  const { insertedId } = await connection.db.collection(M.collection.collectionName).insertOne({ token: `seed_${M.modelName}_${Math.random()}`, user: 'seed', scopes: [] });
+  const insertedId = await seedToken(connection, M);
   return { id: insertedId, doc: await M.findById(insertedId) };
 }
 async function cpuPerWrite(n, fn) {

@@ -29,8 +29,8 @@ export interface RegistrationCheck {
   collectionsNeverCompiled: string[];
   /**
    * Per collection: how writes that bypass Mongoose are seen. `driverCalls`: calls to the driver's
-   * own collection methods (`connection.db.collection(name)`, another client, bulk builders),
-   * attributed where they are called. `rawCommands`: write commands sent without any collection
+   * own collection methods (`connection.db.collection(name)`, another client, bulk builders) and
+   * client-level bulk writes (`client.bulkWrite`), attributed where they are called. `rawCommands`: write commands sent without any collection
    * method (`db.command({ update: name, ... })`), counted as `tripwire.unattributed_writes`.
    */
   driverRoutes: Record<string, { driverCalls: 'attributed' | 'not watched: Mongoose does not name its driver (mongoose.mongo)'; rawCommands: 'counted' | 'not counted: connect with { monitorCommands: true }' }>;
