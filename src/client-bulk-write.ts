@@ -11,10 +11,10 @@
  * every client and connection: a call that writes to no watched collection pays a scan of its ops.
  */
 import { collectionWrite } from './collection.js';
-import { claim, define, watchedNamespace, type WatchedCollection } from './driver.js';
-import { observe } from './observe.js';
+import type { Capture } from './capture.js';
+import { claim, countedWhenLanded, define, driverPrototype, watchedNamespace, type WatchedCollection } from './driver.js';
 import type { WriteKind, WriteOperation } from './report.js';
-import { filterId, isObject, landedInPart } from './write-shapes.js';
+import { filterId, isObject } from './write-shapes.js';
 
 const OP_KINDS: Readonly<Record<string, WriteKind>> = {
   insertOne: 'create', updateOne: 'update', updateMany: 'update', replaceOne: 'update', deleteOne: 'delete', deleteMany: 'delete',
@@ -48,48 +48,45 @@ function watchedOps(ops: readonly unknown[], namespaceOf: (op: Record<string, un
   return { target, collection, kind, ids };
 }
 
-function judged(operation: WriteOperation, found: WatchedOps, entry: Function, args: unknown[], call: () => unknown): unknown {
+/**
+ * The part of a client-level bulk write that goes to watched collections, when its registration
+ * watches that kind of write. Ops it cannot read are left to the driver or Mongoose, whose own
+ * error says what is wrong, as without the plugin.
+ */
+function watchedCall(ops: unknown, namespaceOf: (op: Record<string, unknown>) => unknown): WatchedOps | undefined {
+  if (!Array.isArray(ops)) return undefined;
+  try {
+    const found = watchedOps(ops, namespaceOf);
+    return found !== undefined && found.target.watcher.options.operations.has(found.kind) ? found : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function judged(operation: WriteOperation, found: WatchedOps, capture: Capture, entry: Function, args: unknown[], call: () => unknown): unknown {
   const { target, kind, ids } = found;
-  const capture = target.watcher.capture(entry);
   return collectionWrite(target.watcher, { model: target.model, operation, method: 'bulkWrite', kind, capture, entry, ids }, args, call);
 }
 
-type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
-
 /** Wraps `MongoClient.prototype.bulkWrite` of the driver Mongoose uses (`mongoose.mongo`), once. */
 export function watchClientBulkWrite(mongo: unknown): void {
-  const MongoClient = isObject(mongo) || typeof mongo === 'function' ? (mongo as { MongoClient?: unknown }).MongoClient : undefined;
-  const proto: unknown = typeof MongoClient === 'function' ? (MongoClient as { prototype?: unknown }).prototype : undefined;
-  if (!isObject(proto)) return;
-  const original = claim(proto, 'bulkWrite');
-  if (!original) return;
+  const proto = driverPrototype(mongo, 'MongoClient');
+  const original = proto && claim(proto, 'bulkWrite');
+  if (!proto || !original) return;
   const wrapper = function (this: unknown): unknown {
     const models: unknown = arguments[0];
     // Mongoose's `connection.bulkWrite` hands the driver its ops with their `model`: judged there.
-    if (!Array.isArray(models) || models.some((model) => isObject(model) && model.model !== undefined)) return Reflect.apply(original, this, arguments);
-    let found: WatchedOps | undefined;
-    try {
-      found = watchedOps(models, (model) => model.namespace);
-    } catch {
-      found = undefined; // models the driver refuses: its own error, as without the plugin
-    }
-    if (found === undefined || !found.target.watcher.options.operations.has(found.kind)) return Reflect.apply(original, this, arguments);
+    const mongoose = Array.isArray(models) && models.some((model) => isObject(model) && model.model !== undefined);
+    const found = mongoose ? undefined : watchedCall(models, (model) => model.namespace);
+    if (found === undefined) return Reflect.apply(original, this, arguments);
     const args = Array.prototype.slice.call(arguments) as unknown[];
     const call = () => Reflect.apply(original, this, args);
     const capture = found.target.watcher.capture(wrapper);
-    if (capture.approved === false && capture.undecided) return counted(found, call);
-    return collectionWrite(found.target.watcher, { model: found.target.model, operation: 'client.bulkWrite', method: 'bulkWrite', kind: found.kind, capture, entry: wrapper, ids: found.ids }, args, call);
+    // No application frame on the stack (a library calling after its own awaits): counted when it landed.
+    if (capture.approved === false && capture.undecided) return countedWhenLanded(found.target.watcher, found.collection, 'bulkWrite', call());
+    return judged('client.bulkWrite', found, capture, wrapper, args, call);
   };
   define(proto, 'bulkWrite', wrapper, original);
-}
-
-/** No application frame on the stack (a library calling after its own awaits): counted when it landed. */
-function counted(found: WatchedOps, call: () => unknown): unknown {
-  const { watcher } = found.target;
-  const landed = () => watcher.unattributed(found.collection, 'bulkWrite', 'driver');
-  return observe(call(), landed, (error) => {
-    if (landedInPart(error)) landed();
-  });
 }
 
 interface ConnectionLike { models?: Record<string, unknown> }
@@ -102,22 +99,15 @@ export function watchConnectionBulkWrite(connection: unknown): void {
   const original = claim(holder, 'bulkWrite');
   if (!original) return;
   const wrapper = function (this: ConnectionLike): unknown {
-    const ops: unknown = arguments[0];
-    if (!Array.isArray(ops)) return Reflect.apply(original as AnyFunction, this, arguments);
-    let found: WatchedOps | undefined;
-    try {
-      // An op names its model, or the name of a model of this connection; the model names its namespace.
-      found = watchedOps(ops, (op) => {
-        const model: unknown = typeof op.model === 'string' ? this.models?.[op.model] : op.model;
-        const namespace = typeof model === 'function' ? (model as { namespace?: unknown }).namespace : undefined;
-        return typeof namespace === 'function' ? (namespace as () => unknown).call(model) : undefined;
-      });
-    } catch {
-      found = undefined; // ops Mongoose refuses: its own error, as without the plugin
-    }
-    if (found === undefined || !found.target.watcher.options.operations.has(found.kind)) return Reflect.apply(original as AnyFunction, this, arguments);
+    // An op names its model, or the name of a model of this connection; the model names its namespace.
+    const found = watchedCall(arguments[0], (op) => {
+      const model: unknown = typeof op.model === 'string' ? this.models?.[op.model] : op.model;
+      const namespace = typeof model === 'function' ? (model as { namespace?: unknown }).namespace : undefined;
+      return typeof namespace === 'function' ? (namespace as () => unknown).call(model) : undefined;
+    });
+    if (found === undefined) return Reflect.apply(original, this, arguments);
     const args = Array.prototype.slice.call(arguments) as unknown[];
-    return judged('connection.bulkWrite', found, wrapper, args, () => Reflect.apply(original as AnyFunction, this, args));
+    return judged('connection.bulkWrite', found, found.target.watcher.capture(wrapper), wrapper, args, () => Reflect.apply(original, this, args));
   };
   define(holder, 'bulkWrite', wrapper, original);
 }

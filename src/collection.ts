@@ -21,6 +21,7 @@ import { observe } from './observe.js';
 import type { Capture } from './capture.js';
 import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
+import { WRAPPER, type AnyFunction } from './wrap.js';
 import { bulkKindOf, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
@@ -45,12 +46,12 @@ function remember(value: unknown): void {
   if (isObject(value)) knownObjects.add(value);
 }
 
-/** Records what the driver will put in the command: `documents`, `updates[].q`, `deletes[].q`, `query`. */
 /** Records a write's filters and documents for command monitoring, while it is on. */
 export function rememberWrite(method: CollectionMethod, kind: WriteKind, args: readonly unknown[]): void {
   if (marking && kind !== 'read') rememberArguments(method, args);
 }
 
+/** Records what the driver will put in the command: `documents`, `updates[].q`, `deletes[].q`, `query`. */
 function rememberArguments(method: CollectionMethod, args: readonly unknown[]): void {
   const first = args[0];
   if (method === 'insertMany' || method === 'bulkWrite') {
@@ -102,8 +103,6 @@ export interface CollectionOwner { readonly watcher: Watcher; readonly model: st
 export function collectionOwner(collection: unknown): CollectionOwner | undefined {
   return isObject(collection) ? ((collection as Record<symbol, unknown>)[WRAPPED] as CollectionOwner | undefined) : undefined;
 }
-
-type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 
 /** The collection's own implementation of `method`, past our wrapper (looked up per call: an app may replace it). */
 function implementation(collection: object, method: string): AnyFunction | undefined {
@@ -192,18 +191,13 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       if (mongoose !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
         rememberWrite(method, KINDS[method], args);
-        handing.depth++;
-        try {
-          return original.apply(this, args);
-        } finally {
-          handing.depth--;
-        }
+        return handOver(() => original.apply(this, args));
       }
       const kind = kindOfCollectionWrite(method, args);
       const capture = watcher.capture(wrapper);
       return collectionWrite(watcher, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
     };
-    Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
+    Object.defineProperty(wrapper, WRAPPER, { value: true });
     Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
   }
   watchDriver(collection, watcher);

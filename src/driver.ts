@@ -23,6 +23,7 @@ import { collectionWrite, handing, handOver, kindOfCollectionWrite, KINDS, remem
 import { observe } from './observe.js';
 import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher } from './watcher.js';
+import { WRAPPER, type AnyFunction } from './wrap.js';
 import { isObject, landedInPart } from './write-shapes.js';
 
 interface DriverCollection {
@@ -34,8 +35,6 @@ export interface WatchedCollection { watcher: Watcher; model: string; connection
 
 /** Watched collections by name; a write matches one when its database is the watched connection's. */
 const watchedCollections = new Map<string, WatchedCollection[]>();
-
-type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 
 const BULK_BUILDERS = ['initializeOrderedBulkOp', 'initializeUnorderedBulkOp'] as const;
 type BulkBuilder = (typeof BULK_BUILDERS)[number];
@@ -72,7 +71,7 @@ export function watchedNamespace(namespace: unknown): WatchedCollection | undefi
  * Mongoose uses (`mongoose.mongo`); its `Collection.prototype` is wrapped once.
  */
 export function watchDriverCollection(mongo: unknown, collectionName: string, connection: ConnectionLike | undefined, model: string, watcher: Watcher): boolean {
-  const proto = driverCollectionPrototype(mongo);
+  const proto = driverPrototype(mongo, 'Collection');
   if (!proto) return false;
   let entries = watchedCollections.get(collectionName);
   if (!entries) watchedCollections.set(collectionName, (entries = []));
@@ -85,9 +84,10 @@ export function watchDriverCollection(mongo: unknown, collectionName: string, co
   return true;
 }
 
-function driverCollectionPrototype(mongo: unknown): Record<string, unknown> | undefined {
-  const Collection = isObject(mongo) || typeof mongo === 'function' ? (mongo as { Collection?: unknown }).Collection : undefined;
-  const proto = typeof Collection === 'function' ? (Collection as { prototype?: unknown }).prototype : undefined;
+/** The prototype of one of the driver module's classes (`Collection`, `MongoClient`), if it has it. */
+export function driverPrototype(mongo: unknown, className: 'Collection' | 'MongoClient'): Record<string, unknown> | undefined {
+  const DriverClass = isObject(mongo) || typeof mongo === 'function' ? (mongo as Record<string, unknown>)[className] : undefined;
+  const proto = typeof DriverClass === 'function' ? (DriverClass as { prototype?: unknown }).prototype : undefined;
   return isObject(proto) ? proto : undefined;
 }
 
@@ -101,7 +101,7 @@ export function claim(proto: object, method: string): AnyFunction | undefined {
 }
 
 export function define(proto: object, method: string, wrapper: Function, original: Function): void {
-  Object.defineProperty(wrapper, Symbol.for('mongoose-tripwire.wrapper'), { value: true });
+  Object.defineProperty(wrapper, WRAPPER, { value: true });
   // The driver's method as code that inspects it sees it: same name and arity.
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
   Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
@@ -134,13 +134,20 @@ function driverWrite(collection: DriverCollection, target: WatchedCollection, me
   if (!(capture.approved === false && capture.undecided)) {
     return collectionWrite(watcher, { model: target.model, operation: `driver.${method}`, method, kind, capture, entry }, args, call);
   }
-  // No application frame on the stack: Mongoose writing for a model nobody watches, after its own
-  // awaits. Counted when it landed (in part, for a batch that failed part-way); no call site exists.
+  // No application frame on the stack: Mongoose writing for a model nobody watches, after its own awaits.
   rememberWrite(method, kind, args);
-  const name = collection.collectionName ?? '<unknown>';
-  const landed = () => watcher.unattributed(name, method, 'driver');
-  return observe(handOver(call), kind === 'read' ? () => undefined : landed, (error) => {
-    if (kind !== 'read' && landedInPart(error)) landed();
+  const result = handOver(call);
+  return kind === 'read' ? observe(result, () => undefined) : countedWhenLanded(watcher, collection.collectionName ?? '<unknown>', method, result);
+}
+
+/**
+ * A write no call site can account for (no application frame on its stack): counted as
+ * `tripwire.unattributed_writes{route:driver}` when it landed, in part for a batch that failed part-way.
+ */
+export function countedWhenLanded(watcher: Watcher, collection: string, command: string, result: unknown): unknown {
+  const landed = () => watcher.unattributed(collection, command, 'driver');
+  return observe(result, landed, (error) => {
+    if (landedInPart(error)) landed();
   });
 }
 

@@ -22,7 +22,7 @@ import { learnMongooseFrom, toFilePath } from './approval.js';
 import { readCallSites } from './capture.js';
 import type { Capture } from './capture.js';
 import { watchClientBulkWrite, watchConnectionBulkWrite } from './client-bulk-write.js';
-import { instrumentCollection } from './collection.js';
+import { collectionOwner, instrumentCollection } from './collection.js';
 import { watchDriverCollection } from './driver.js';
 import { observe } from './observe.js';
 import { instrumentQueries, QUERY_WRITE_NAMES } from './query.js';
@@ -161,7 +161,7 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
   watchClientBulkWrite(base?.mongo);
   watchConnectionBulkWrite(db);
-  if (db) watchSharedCollection(db, target.collection, watcher);
+  if (db) watchSharedCollection(db, target.collection);
   // Discriminators are compiled from a merged copy of the schema, which has no `init` listener of ours.
   for (const child of Object.values(model.discriminators ?? {})) instrumentModel(child as ModelLike, watcher);
   const discriminator = (model as { discriminator?: unknown }).discriminator;
@@ -176,8 +176,8 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
 
 interface ConnectionLike { name?: string; models?: Record<string, unknown>; on?(event: string, listener: (model: ModelLike) => void): unknown }
 
-/** Collection objects of watched models, and who watches them. */
-const watchedCollectionObjects = new WeakMap<object, Watcher>();
+/** Collection objects of watched models whose connection's other models were looked at. */
+const scannedCollections = new WeakSet<object>();
 const connectionsListened = new WeakSet<object>();
 
 /**
@@ -186,9 +186,9 @@ const connectionsListened = new WeakSet<object>();
  * the watched collection (`conn.model('LegacyToken', legacySchema, 'accesstokens')`), compiled
  * before or after, is watched too: its writes are tokens written.
  */
-function watchSharedCollection(connection: ConnectionLike, collection: unknown, watcher: Watcher): void {
-  if (!isObject(collection) || watchedCollectionObjects.has(collection)) return;
-  watchedCollectionObjects.set(collection, watcher);
+function watchSharedCollection(connection: ConnectionLike, collection: unknown): void {
+  if (!isObject(collection) || scannedCollections.has(collection)) return;
+  scannedCollections.add(collection);
   for (const other of Object.values(connection.models ?? {})) watchSibling(other as ModelLike);
   if (connectionsListened.has(connection) || typeof connection.on !== 'function') return;
   connectionsListened.add(connection);
@@ -199,7 +199,8 @@ function watchSharedCollection(connection: ConnectionLike, collection: unknown, 
 /** A model that writes through the collection object of a watched model is watched by the same registration. */
 function watchSibling(model: ModelLike): void {
   const collection = (model as { collection?: unknown } | undefined)?.collection;
-  const watcher = isObject(collection) ? watchedCollectionObjects.get(collection) : undefined;
+  // Its registration is the one that wrapped the collection object (collection.ts).
+  const watcher = collectionOwner(collection)?.watcher;
   if (!watcher || (model as Record<symbol, unknown>)[INSTRUMENTED]) return;
   watcher.watchSharingModel(model.modelName);
   instrumentModel(model, watcher);
