@@ -103,11 +103,21 @@ const readInRealm: CallSiteReader | undefined = (() => {
   }
 })();
 
+/**
+ * How many times the stack was read in this process (CallSites or the string fallback): what the
+ * bench and the tests count to show what a write pays ("one stack read per approved write").
+ */
+let stackReads = 0;
+export function stackReadCount(): number {
+  return stackReads;
+}
+
 /** Why CallSites could not be read, for the warning: the real cause, not a guess. */
 let unreadableBecause = readInRealm ? '' : 'no private realm could be created for reading stacks';
 
 /** The CallSites above `entry`, at most `depth`; undefined if none can be read (then the stack string is parsed). */
 export function readCallSites(depth: number, entry: Function): NodeJS.CallSite[] | undefined {
+  stackReads++;
   if (!readInRealm) return undefined;
   try {
     const sites = readInRealm(entry, depth);

@@ -4,8 +4,9 @@
  *
  * Its write methods are wrapped in place, as own properties of that one shared object, so identity
  * holds and a spy the app puts on `Model.collection.insertOne` still sees `Model.create`. Mongoose
- * makes its own writes through the same methods: a call whose caller is Mongoose (looked through a
- * spy's frames) passes straight through, since the entry point the app called reports it.
+ * makes its own writes through the same methods: a call Mongoose marked as its own (mongoose-own-writes.ts),
+ * or else whose caller is Mongoose (one frame read, looked through a spy's frames), passes straight
+ * through, since the entry point the app called reports it.
  *
  * Any other route to the same collection (`connection.db.collection('accesstokens')`, another
  * client) is invisible to Mongoose. With driver command monitoring on, those write commands are
@@ -17,6 +18,7 @@
  * driver runs the command after its own awaits).
  */
 import { calledByMongoose } from './capture.js';
+import { markedAsMongoose } from './mongoose-own-writes.js';
 import { observe } from './observe.js';
 import type { Capture } from './capture.js';
 import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
@@ -187,8 +189,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
     if ((KINDS[method] === 'read' && !reads) || !implementation(collection, method)) continue;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
       const original = implementation(collection, method)!;
-      const mongoose = calledByMongoose(wrapper);
-      if (mongoose !== false) {
+      if (markedAsMongoose(collection, args) || calledByMongoose(wrapper) !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
         rememberWrite(method, KINDS[method], args);
         return handOver(() => original.apply(this, args));

@@ -25,6 +25,7 @@ import { watchClientBulkWrite, watchConnectionBulkWrite } from './client-bulk-wr
 import { collectionOwner, instrumentCollection } from './collection.js';
 import { watchDriverCollection } from './driver.js';
 import { observe } from './observe.js';
+import { markMongooseOwnWrites } from './mongoose-own-writes.js';
 import { instrumentQueries, QUERY_WRITE_NAMES } from './query.js';
 import { resolveOptions, TripwireConfigError, type TripwireOptions } from './options.js';
 import type { WriteKind, WriteOutcome } from './report.js';
@@ -157,6 +158,7 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
   instrumentCollection(target, watcher);
+  markMongooseOwnWrites(model);
   const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
   if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
   watchClientBulkWrite(base?.mongo);
