@@ -189,7 +189,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
     if ((KINDS[method] === 'read' && !reads) || !implementation(collection, method)) continue;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
       const original = implementation(collection, method)!;
-      if (markedAsMongoose(collection, args) || calledByMongoose(wrapper) !== false) {
+      if (markedAsMongoose(collection, method, args) || calledByMongoose(wrapper) !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
         rememberWrite(method, KINDS[method], args);
         return handOver(() => original.apply(this, args));

@@ -33,26 +33,27 @@ let runningQuery: QueryInFlight | undefined;
 const builtForSave = new WeakSet<object>();
 
 // Mongoose's query operations ("thunks", `opToThunk` in its query.js): each calls the collection once.
-const QUERY_OPERATIONS = [
+const QUERY_WRITE_OPERATIONS = [
   '_updateOne', '_updateMany', '_replaceOne', '_deleteOne', '_deleteMany',
   '_findOneAndUpdate', '_findOneAndReplace', '_findOneAndDelete',
-  '_find', '_findOne', '_countDocuments', '__distinct',
-] as const;
+];
+// Only with reads watched: otherwise the collection's read methods are not wrapped, and nothing asks.
+const QUERY_READ_OPERATIONS = ['_find', '_findOne', '_countDocuments', '__distinct'];
 
 /** Is this call on `collection` Mongoose finishing a write of a watched model? Consumes a save's mark. */
-export function markedAsMongoose(collection: object, args: readonly unknown[]): boolean {
-  const first = args[0];
-  if (!isObject(first)) return false;
-  if (runningQuery !== undefined && runningQuery.mongooseCollection === collection && runningQuery._conditions === first) return true;
-  return builtForSave.delete(first);
+export function markedAsMongoose(collection: object, method: string, args: readonly unknown[]): boolean {
+  const filter = method === 'distinct' ? args[1] : args[0]; // distinct(field, filter)
+  if (!isObject(filter)) return false;
+  if (runningQuery !== undefined && runningQuery.mongooseCollection === collection && runningQuery._conditions === filter) return true;
+  return builtForSave.delete(filter);
 }
 
 /** Sets the marks above on a watched model's Query and document prototypes (own properties, as its other wrappers). */
-export function markMongooseOwnWrites(model: { Query?: { prototype?: object }; prototype?: object }): void {
+export function markMongooseOwnWrites(model: { Query?: { prototype?: object }; prototype?: object }, reads: boolean): void {
   const queryProto = model.Query?.prototype;
   if (queryProto) {
     const parent = Object.getPrototypeOf(queryProto) as object | null;
-    for (const name of QUERY_OPERATIONS) {
+    for (const name of reads ? [...QUERY_WRITE_OPERATIONS, ...QUERY_READ_OPERATIONS] : QUERY_WRITE_OPERATIONS) {
       if (!hasMethod(parent, name, queryProto)) continue;
       defineWrapper(queryProto, name, function (this: QueryInFlight, ...args: unknown[]): unknown {
         const outer = runningQuery;

@@ -158,7 +158,7 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
   instrumentCollection(target, watcher);
-  markMongooseOwnWrites(model);
+  markMongooseOwnWrites(model, watcher.options.operations.has('read'));
   const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
   if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
   watchClientBulkWrite(base?.mongo);

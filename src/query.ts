@@ -75,6 +75,17 @@ function judgeQuery(query: object, watcher: Watcher, entry: Function): void {
   if (!(capture.approved === false && capture.undecided && queryCaptures.has(query))) queryCaptures.set(query, capture);
 }
 
+/**
+ * Mongoose's Query constructor calls `this.find(conditions)` on itself before it sets
+ * `$useProjection` (Mongoose 8 and 9): every query a model builds passes there first, and the
+ * building call that follows (`Model.find()`'s `mq.find()`, `Model.updateOne()`'s `mq.updateOne()`)
+ * is where the app is judged. Not judging that first call saves a stack read per query with reads
+ * watched; a query built with `new Model.Query(filter)` alone is judged where it is run.
+ */
+function underConstruction(query: QueryLike): boolean {
+  return (query as { $useProjection?: unknown }).$useProjection === undefined;
+}
+
 /** Runs a watched query's `exec`: refused in throw mode, else reported when it settles. */
 function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, watcher: Watcher, model: string, entry: Function, bypassedMiddleware: boolean): unknown {
   const operation = typeof args[0] === 'string' ? args[0] : query.op;
@@ -105,7 +116,7 @@ export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
   const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
-      if (watcher.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, watcher, wrapper);
+      if (!(name === 'find' && underConstruction(this)) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, watcher, wrapper);
       return inherited(parent, name).apply(this, args);
     };
     defineWrapper(proto, name, wrapper);
@@ -123,6 +134,8 @@ export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
     const original = inherited(parent, 'exec');
     const model = this.model;
     if (!model || !watcher.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
+    // Built with `new Model.Query(filter)` and no building call since: judged where it is run.
+    if (!queryCaptures.has(this)) judgeQuery(this, watcher, exec);
     return execWatched(this, args, original, watcher, model.modelName ?? '<unknown>', exec, false);
   });
   watchHandBuiltQueries(parent, names);

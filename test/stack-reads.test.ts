@@ -7,12 +7,14 @@
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { stackReadCount } from '../src/capture.js';
-import { tripwire, type BypassReport } from '../src/index.js';
+import { tripwire, type BypassReport, type TripwireOptions } from '../src/index.js';
 import { listenerSuite } from './support/listener-suite.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as legacyRaw from './fixtures/app/legacy/raw.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as approvedRaw from './fixtures/app/auth/raw.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -26,9 +28,12 @@ const suite = listenerSuite(() => mongoose.createConnection(process.env.MONGODB_
 let count = 0;
 const token = () => `tok_${Math.random().toString(36).slice(2)}`;
 
-async function watchedModel(): Promise<Model> {
+async function watchedModel(operations?: string[]): Promise<Model> {
   const schema = tokenSchema() as mongoose.Schema;
-  schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port }, onError: () => undefined });
+  schema.plugin(tripwire, {
+    approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port }, onError: () => undefined,
+    ...(operations ? { operations: operations as TripwireOptions['operations'] } : {}),
+  });
   const T = suite.connection.model(`Reads${++count}`, schema) as unknown as Model;
   await T.init();
   return T;
@@ -70,6 +75,18 @@ describe('stack reads per approved write', () => {
   it.each(Object.entries(MORE_READS))('%s reads it where called, and where Mongoose calls back: %j', async (name, { reads }) => {
     const T = await watchedModel();
     expect(await readsOf(T, writes[name]!)).toBe(reads);
+  });
+
+  // With reads watched, a query read reads once too; `aggregate` twice (the pipeline Mongoose passes
+  // is the app's own: `aggregate.pipeline()` returns it), as does a write query's constructor no more.
+  it.each(Object.keys(approvedRaw.reads as object).filter((name) => !name.startsWith('collection.')))('with reads watched, %s reads the stack once (aggregate: twice)', async (name) => {
+    const T = await watchedModel(['create', 'update', 'delete', 'read']);
+    expect(await readsOf(T, (approvedRaw.reads as Record<string, Write>)[name]!)).toBe(name === 'aggregate' ? 2 : 1);
+  });
+
+  it.each(['Model.updateOne', 'Model.findOneAndUpdate', 'Model.deleteMany', 'doc.save()'])('with reads watched, %s still reads the stack once', async (name) => {
+    const T = await watchedModel(['create', 'update', 'delete', 'read']);
+    expect(await readsOf(T, writes[name]!)).toBe(1);
   });
 
   it('a plain model pays none', async () => {

@@ -95,6 +95,7 @@ export const reads = {
   find: (T, c) => T.find({ user: 'u1' }), // @site find
   findOne: (T, c) => T.findOne({ _id: c.id }), // @site findOne
   findById: (T, c) => T.findById(c.id), // @site findById
+  'new Model.Query(filter)': (T, c) => new T.Query({ _id: c.id }, {}, T, T.collection).exec(), // @site new Model.Query(filter)
   exists: (T, c) => T.exists({ _id: c.id }), // @site exists
   countDocuments: (T, c) => T.countDocuments({}), // @site countDocuments
   distinct: (T, c) => T.distinct('user'), // @site distinct
