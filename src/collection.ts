@@ -23,7 +23,7 @@ import { observe } from './observe.js';
 import type { Capture } from './capture.js';
 import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
 import type { Watcher, WriteEvent } from './watcher.js';
-import { WRAPPER, type AnyFunction } from './wrap.js';
+import { defineWrapper, type AnyFunction } from './wrap.js';
 import { bulkKindOf, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
@@ -180,7 +180,7 @@ export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: 
 /** Wraps the write methods (reads too with `operations: [..., 'read']`) of a watched model's collection, once. */
 export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
   const collection = model.collection as CollectionLike | undefined;
-  if (!isObject(collection) || (collection as Record<symbol, unknown>)[WRAPPED]) return;
+  if (!isObject(collection) || collectionOwner(collection)) return;
   const modelName = model.modelName ?? '<unknown>';
   Object.defineProperty(collection, WRAPPED, { value: { watcher, model: modelName } satisfies CollectionOwner });
   const reads = watcher.options.operations.has('read');
@@ -198,8 +198,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       const capture = watcher.capture(wrapper);
       return collectionWrite(watcher, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
     };
-    Object.defineProperty(wrapper, WRAPPER, { value: true });
-    Object.defineProperty(collection, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+    defineWrapper(collection, method, wrapper);
   }
   watchDriver(collection, watcher);
 }

@@ -23,7 +23,7 @@ import { collectionWrite, handing, handOver, kindOfCollectionWrite, KINDS, remem
 import { observe } from './observe.js';
 import type { CollectionMethod, WriteKind } from './report.js';
 import type { Watcher } from './watcher.js';
-import { WRAPPER, type AnyFunction } from './wrap.js';
+import { defineWrapper, type AnyFunction } from './wrap.js';
 import { isObject, landedInPart } from './write-shapes.js';
 
 interface DriverCollection {
@@ -100,13 +100,12 @@ export function claim(proto: object, method: string): AnyFunction | undefined {
   return original as AnyFunction;
 }
 
-export function define(proto: object, method: string, wrapper: Function, original: Function): void {
-  Object.defineProperty(wrapper, WRAPPER, { value: true });
+export function define(proto: object, method: string, wrapper: (this: never, ...args: never[]) => unknown, original: Function): void {
   // The driver's method as code that inspects it sees it: same name and arity.
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
   Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
-  // As the driver's class methods are: writable, configurable, not enumerable.
-  Object.defineProperty(proto, method, { value: wrapper, writable: true, configurable: true, enumerable: false });
+  // Marked as ours, and as the driver's class methods are: writable, configurable, not enumerable.
+  defineWrapper(proto, method, wrapper);
 }
 
 function wrapDriverMethod(proto: Record<string, unknown>, method: CollectionMethod): void {

@@ -152,13 +152,14 @@ function instrumentModel(model: ModelLike, watcher: Watcher): void {
   if (target[INSTRUMENTED] || !watcher.watchesModel(model.modelName, model.baseModelName, collectionName)) return;
   Object.defineProperty(target, INSTRUMENTED, { value: watcher });
   watcher.modelCompiled(model as object & ModelLike);
+  const reads = watcher.options.operations.has('read');
   instrumentQueries(model, watcher);
-  if (watcher.options.operations.has('read')) instrumentAggregate(model, watcher);
+  if (reads) instrumentAggregate(model, watcher);
   instrumentStatics(model, watcher);
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, watcher);
   instrumentCollection(target, watcher);
-  markMongooseOwnWrites(model, watcher.options.operations.has('read'));
+  markMongooseOwnWrites(model, reads);
   const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
   if (collectionName) watcher.driverCalls.set(collectionName, watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', watcher));
   watchClientBulkWrite(base?.mongo);
