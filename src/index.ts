@@ -1,10 +1,8 @@
 export { tripwire } from './plugin.js';
-export { flush, close } from './lifecycle.js';
-export { RogueWriteError } from './report.js';
-export type { BypassReport, WriteKind, WriteOperation, WriteOutcome } from './report.js';
-export { TripwireConfigError } from './options.js';
-export type { TripwireOptions, ApprovedPattern, RateLimitOptions, RateWindow } from './options.js';
-export { TripwireFault } from './faults.js';
-export type { Frame } from './capture.js';
+export { flush, close } from './core/lifecycle.js';
+export { RogueWriteError, TripwireConfigError, TripwireFault } from './errors.js';
+export type {
+  ApprovedPattern, BypassReport, FaultReason, Frame, RateLimitOptions, RateWindow, TripwireOptions, WriteKind, WriteOperation, WriteOutcome,
+} from './types.js';
 export { verify } from './verify.js';
 export type { VerifyResult, RegistrationCheck, ModelCheck } from './verify.js';

@@ -3,11 +3,12 @@
  * flags) whether every hook and entry point this plugin needs is in place on each model, and says
  * what it found. Never writes to the database.
  */
-import { activeWatchers, type Watcher } from './watcher.js';
-import { ENTRY_STATICS, watcherOf } from './plugin.js';
-import { QUERY_WRITE_NAMES } from './query.js';
-import { isOurWrapper } from './wrap.js';
-import { callerStack, sourcesNotRun, typescriptEvidence } from './sources.js';
+import { registrations as allRegistrations, type Registration } from './core/registration.js';
+import { ENTRY_STATICS } from './hooks/model.js';
+import { registrationOf } from './plugin.js';
+import { QUERY_WRITE_NAMES } from './hooks/query.js';
+import { isOurWrapper } from './hooks/wrap.js';
+import { callerStack, sourcesNotRun, typescriptEvidence } from './attribution/typescript-sources.js';
 
 export interface ModelCheck {
   model: string;
@@ -68,46 +69,46 @@ function checkModel(model: CompiledModel): string[] {
   return missing;
 }
 
-function checkRegistration(watcher: Watcher, problems: string[], runsTypeScript: string | undefined): RegistrationCheck {
+function checkRegistration(registration: Registration, problems: string[], runsTypeScript: string | undefined): RegistrationCheck {
   const models: ModelCheck[] = [];
-  for (const [name, ref] of watcher.compiledModels) {
+  for (const [name, ref] of registration.scope.compiledModels) {
     const model = ref.deref() as CompiledModel | undefined;
     if (!model) continue;
-    const missing = watcherOf(model.schema) === watcher || isOurWrapper(model.prototype?.$save) ? checkModel(model) : ['the model was compiled from a schema this plugin did not instrument'];
+    const missing = registrationOf(model.schema) === registration || isOurWrapper(model.prototype?.$save) ? checkModel(model) : ['the model was compiled from a schema this plugin did not instrument'];
     models.push({ model: name, missing });
     if (missing.length > 0) problems.push(`${name}: Mongoose is missing ${missing.join(', ')}; writes there go unseen`);
   }
-  const configured = watcher.options.models;
-  const modelsNeverCompiled = configured ? [...configured].filter((name) => !watcher.compiledModels.has(name)) : [];
+  const configured = registration.options.models;
+  const modelsNeverCompiled = configured ? [...configured].filter((name) => !registration.scope.compiledModels.has(name)) : [];
   const compiledCollections = new Set(
-    [...watcher.compiledModels.values()].map((ref) => (ref.deref() as { collection?: { collectionName?: string } } | undefined)?.collection?.collectionName),
+    [...registration.scope.compiledModels.values()].map((ref) => (ref.deref() as { collection?: { collectionName?: string } } | undefined)?.collection?.collectionName),
   );
-  const collectionsNeverCompiled = [...(watcher.options.collections ?? [])].filter((name) => !compiledCollections.has(name));
+  const collectionsNeverCompiled = [...(registration.options.collections ?? [])].filter((name) => !compiledCollections.has(name));
   for (const name of collectionsNeverCompiled) {
     problems.push(`collection "${name}" is in the collections option but no model compiled after the plugin writes to it (a typo, or the plugin was registered after mongoose.model())`);
   }
   for (const name of modelsNeverCompiled) {
     problems.push(`model "${name}" is in the models option but was never compiled from an instrumented schema (a typo, or mongoose.plugin() was called after mongoose.model())`);
   }
-  for (const { pattern, files } of watcher.approvedFiles) {
-    if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${watcher.options.root}`);
+  for (const { pattern, files } of registration.approvedFiles) {
+    if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${registration.options.root}`);
   }
-  for (const [name, watched] of watcher.driverCalls) {
+  for (const [name, watched] of registration.driverRoutes.driverCalls) {
     if (!watched) problems.push(`collection "${name}": calls to the driver's own collection methods are not watched (this Mongoose does not name its driver as mongoose.mongo)`);
   }
-  problems.push(...sourcesNotRun(watcher.options.approved, watcher.options.root, runsTypeScript));
+  problems.push(...sourcesNotRun(registration.options.approved, registration.options.root, runsTypeScript));
   return {
-    mode: watcher.options.mode,
-    root: watcher.options.root,
-    approved: watcher.approvedFiles.map((entry) => ({ ...entry })),
-    statsd: watcher.sink?.target.description ?? 'none (statsd: false)',
+    mode: registration.options.mode,
+    root: registration.options.root,
+    approved: registration.approvedFiles.map((entry) => ({ ...entry })),
+    statsd: registration.statsdTarget ?? 'none (statsd: false)',
     models,
     modelsNeverCompiled,
     collectionsNeverCompiled,
     driverRoutes: Object.fromEntries(
-      [...new Set([...watcher.driverCalls.keys(), ...watcher.driverMonitoring.keys()])].map((name) => [name, {
-        driverCalls: watcher.driverCalls.get(name) === true ? 'attributed' : 'not watched: Mongoose does not name its driver (mongoose.mongo)',
-        rawCommands: watcher.driverMonitoring.get(name) === true ? 'counted' : 'not counted: connect with { monitorCommands: true }',
+      [...new Set([...registration.driverRoutes.driverCalls.keys(), ...registration.driverRoutes.rawCommands.keys()])].map((name) => [name, {
+        driverCalls: registration.driverRoutes.driverCalls.get(name) === true ? 'attributed' : 'not watched: Mongoose does not name its driver (mongoose.mongo)',
+        rawCommands: registration.driverRoutes.rawCommands.get(name) === true ? 'counted' : 'not counted: connect with { monitorCommands: true }',
       }] as const),
     ),
   };
@@ -118,10 +119,10 @@ export function verify(): VerifyResult {
   const problems: string[] = [];
   // Can the stacks of this process name .ts files? Read once, with the stack of verify()'s caller.
   const runsTypeScript = typescriptEvidence(callerStack());
-  const registrations = [...activeWatchers].map((watcher) => {
+  const registrations = [...allRegistrations].map((registration) => {
     const before = problems.length;
-    const check = checkRegistration(watcher, problems, runsTypeScript);
-    for (const problem of problems.slice(before)) watcher.reportFault('verify', problem);
+    const check = checkRegistration(registration, problems, runsTypeScript);
+    for (const problem of problems.slice(before)) registration.reportFault('verify', problem);
     return check;
   });
   const instrumented = registrations.reduce((n, r) => n + r.models.length, 0);

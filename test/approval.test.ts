@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compileApproval as compile, type Approval } from '../src/approval.js';
-import type { ApprovedPattern } from '../src/options.js';
+import { type Approval, compileApproval as compile } from '../src/attribution/approval.js';
+import type { ApprovedPattern } from '../src/types.js';
 
 const compileApproval = (approved: ApprovedPattern[], rootDir: string, passThrough: ApprovedPattern[] = [], onPatternError?: (option: string, error: unknown) => void) =>
   compile({ approved, passThrough, root: rootDir, onPatternError });

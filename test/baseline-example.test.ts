@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 
 const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 const example = join(projectRoot, 'examples', 'baseline-ratchet');
-const cli = join(projectRoot, 'dist', 'cli.js');
+const cli = join(projectRoot, 'dist', 'cli', 'main.js');
 const TIMEOUT = 120_000;
 
 interface Run { code: number | null; stdout: string; stderr: string }

@@ -10,10 +10,13 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { flush, RogueWriteError, tripwire, TripwireConfigError, type BypassReport, type TripwireOptions } from '../src/index.js';
+import { flush } from '../src/index.js';
+import { RogueWriteError, TripwireConfigError } from '../src/errors.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 import { resolveOptions } from '../src/options.js';
-import { parseRecords } from '../src/record.js';
-import type { ParsedDatagram } from '../src/dogstatsd.js';
+import { parseRecords } from '../src/ratchet/recorder.js';
+import type { ParsedDatagram } from '../src/report/dogstatsd.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -288,7 +291,7 @@ describe('TRIPWIRE_RECORD', () => {
 
 // ---- The CLI ----
 
-const cli = join(fileURLToPath(new URL('../', import.meta.url)), 'dist', 'cli.js');
+const cli = join(fileURLToPath(new URL('../', import.meta.url)), 'dist', 'cli', 'main.js');
 interface Run { code: number | null; stdout: string; stderr: string }
 function baselineCli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {

@@ -5,7 +5,10 @@
  */
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flush, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
+import { flush } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import { verify } from '../src/verify.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 import { listenerSuite } from './support/listener-suite.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';

@@ -5,9 +5,9 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
-import { formatCount, formatEvent } from '../src/dogstatsd.js';
+import { formatCount, formatEvent } from '../src/report/dogstatsd.js';
 
-const bin = join(process.cwd(), 'dist', 'cli.js');
+const bin = join(process.cwd(), 'dist', 'cli', 'main.js');
 
 async function listen(args: string[]) {
   const child = spawn(process.execPath, [bin, 'listen', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { close, flush, tripwire, type BypassReport, type TripwireOptions } from '../src/index.js';
-import type { ParsedDatagram } from '../src/dogstatsd.js';
+import { close, flush } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
+import type { ParsedDatagram } from '../src/report/dogstatsd.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types

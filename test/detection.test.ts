@@ -5,7 +5,10 @@
 import { join } from 'node:path';
 import mongoose, { type Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RogueWriteError, TripwireConfigError, tripwire, verify, type BypassReport } from '../src/index.js';
+import { RogueWriteError, TripwireConfigError } from '../src/errors.js';
+import { tripwire } from '../src/plugin.js';
+import { verify } from '../src/verify.js';
+import type { BypassReport } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, openMatrix, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types

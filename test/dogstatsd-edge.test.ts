@@ -1,6 +1,7 @@
 /** Edge cases of the DogStatsD format: surrogate pairs, lone surrogates, random byte limits, parser refusals. */
 import { describe, expect, it } from 'vitest';
-import { DatagramError, formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeMetricName, sanitizeTag, utf8Bytes } from '../src/dogstatsd.js';
+import { formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeMetricName, sanitizeTag, utf8Bytes } from '../src/report/dogstatsd.js';
+import { DatagramError } from '../src/errors.js';
 
 const event = (datagram: string) => {
   const parsed = parseDatagram(datagram);

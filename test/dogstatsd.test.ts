@@ -1,6 +1,7 @@
 /** Every datagram format we emit round-trips through the strict parser, at every size. */
 import { describe, expect, it } from 'vitest';
-import { DatagramError, formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeTag, utf8Bytes } from '../src/dogstatsd.js';
+import { formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeTag, utf8Bytes } from '../src/report/dogstatsd.js';
+import { DatagramError } from '../src/errors.js';
 
 const event = (datagram: string) => {
   const parsed = parseDatagram(datagram);

@@ -9,9 +9,11 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { tripwire, TripwireConfigError, type BypassReport, type TripwireOptions } from '../src/index.js';
-import { buildReport, idToString, IdReader } from '../src/report.js';
-import type { ParsedDatagram } from '../src/dogstatsd.js';
+import { tripwire } from '../src/plugin.js';
+import { TripwireConfigError } from '../src/errors.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
+import { buildReport, IdReader, idToString } from '../src/report/bypass-report.js';
+import type { ParsedDatagram } from '../src/report/dogstatsd.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { connect } from './support/connect.js';

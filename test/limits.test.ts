@@ -11,14 +11,15 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSink, MAX_DATAGRAM_BYTES } from '../src/datadog-sink.js';
-import { fitTag, MAX_TAG_CHARS, parsePacket, sanitizeTag, type ParsedDatagram } from '../src/dogstatsd.js';
-import { createFaultReporter, type TripwireFault } from '../src/faults.js';
-import mongoose from 'mongoose';
-import { tripwire, TripwireConfigError } from '../src/index.js';
+import { createSink, MAX_DATAGRAM_BYTES } from '../src/report/datadog-sink.js';
+import { fitTag, MAX_TAG_CHARS, type ParsedDatagram, parsePacket, sanitizeTag } from '../src/report/dogstatsd.js';
+import { createFaultReporter } from '../src/core/faults.js';
+import { tripwire } from '../src/plugin.js';
+import { TripwireConfigError, TripwireFault } from '../src/errors.js';
 import { resolveOptions } from '../src/options.js';
+import type { BypassReport } from '../src/types.js';
+import mongoose from 'mongoose';
 import { captureWarnings } from './support/warnings.js';
-import type { BypassReport } from '../src/report.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 

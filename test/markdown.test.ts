@@ -7,10 +7,10 @@ import { runInThisContext } from 'node:vm';
 import MarkdownIt from 'markdown-it';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { tripwire, type BypassReport } from '../src/index.js';
-import { alertTitle, inert, renderAlert } from '../src/alert.js';
-import { formatEvent, parseDatagram, type ParsedDatagram } from '../src/dogstatsd.js';
-import type { Frame } from '../src/capture.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport, Frame } from '../src/types.js';
+import { alertTitle, inert, renderAlert } from '../src/report/alert.js';
+import { formatEvent, parseDatagram, type ParsedDatagram } from '../src/report/dogstatsd.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types

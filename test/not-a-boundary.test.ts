@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { runInThisContext } from 'node:vm';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { tripwire, type BypassReport } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types

@@ -1,6 +1,6 @@
 /** Observing a write's promise changes nothing the app can see: value, error, unhandled rejections. */
 import { describe, expect, it } from 'vitest';
-import { observe } from '../src/observe.js';
+import { observe } from '../src/hooks/settle.js';
 
 describe('observe', () => {
   it('settles with the same value or error, even when the observer throws', async () => {

@@ -84,7 +84,7 @@ describe('the tarball', () => {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     expect(tarEntries.map((entry) => entry.replace(/^package\//, ''))).toEqual(packedFiles);
-    for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/listen.js', 'dist/listen.d.ts', 'dist/dogstatsd.js', 'dist/dogstatsd.d.ts', 'dist/cli.js']) {
+    for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/listen.js', 'dist/cli/listen.d.ts', 'dist/report/dogstatsd.js', 'dist/report/dogstatsd.d.ts', 'dist/cli/main.js']) {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     // Nothing of the tests, the examples or the sources.

@@ -3,7 +3,7 @@
  * `spent` + `holdBack` for a write whose call site was already spent when it was called.
  */
 import { describe, expect, it } from 'vitest';
-import { EventRateLimiter } from '../src/rate-limit.js';
+import { EventRateLimiter } from '../src/report/rate-limit.js';
 
 const limits = (perCallSite: number, global: number, maxCallSites = 10) => ({
   perCallSite: { events: perCallSite, intervalMs: 1000 },

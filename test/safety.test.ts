@@ -11,7 +11,11 @@ import { runInNewContext } from 'node:vm';
 import StatsD from 'hot-shots';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { close, tripwire, verify, type BypassReport, type TripwireOptions } from '../src/index.js';
+import { close } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import { verify } from '../src/verify.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
+import { describeTarget } from '../src/report/datadog-sink.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -20,7 +24,6 @@ import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
 import { writes as authWrites } from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
-import { describeTarget } from '../src/datadog-sink.js';
 import { connect } from './support/connect.js';
 import { captureWarnings } from './support/warnings.js';
 import { listenerSuite } from './support/listener-suite.js';

@@ -7,7 +7,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { close, tripwire, type BypassReport } from '../src/index.js';
+import { close } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { connect } from './support/connect.js';

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { close, tripwire, verify } from '../src/index.js';
+import { close } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import { verify } from '../src/verify.js';
 
 const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 let app: string;

@@ -6,8 +6,9 @@
  */
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { stackReadCount } from '../src/capture.js';
-import { tripwire, type BypassReport, type TripwireOptions } from '../src/index.js';
+import { stackReadCount } from '../src/attribution/call-site.js';
+import { tripwire } from '../src/plugin.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 import { listenerSuite } from './support/listener-suite.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';

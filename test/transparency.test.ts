@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import mongoose, { Schema, type Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tripwire, verify, type BypassReport } from '../src/index.js';
+import { tripwire } from '../src/plugin.js';
+import { verify } from '../src/verify.js';
+import type { BypassReport } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 

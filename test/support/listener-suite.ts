@@ -5,7 +5,7 @@
 import type { Connection } from 'mongoose';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { close } from '../../src/index.js';
-import { startListener, type Listener } from '../../src/listen.js';
+import { type Listener, startListener } from '../../src/cli/listen.js';
 
 export interface ListenerSuite {
   connection: Connection;

@@ -10,10 +10,7 @@
  * parser (used by the listener and the tests) so a datagram is proven to round-trip byte-exactly
  * rather than merely to look right.
  */
-
-export class DatagramError extends Error {
-  override name = 'DatagramError';
-}
+import { DatagramError } from '../errors.js';
 
 export interface EventText { head: string; trace: readonly string[]; tail: string }
 export interface EventFields {

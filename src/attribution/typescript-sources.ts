@@ -20,13 +20,13 @@ import { createRequire } from 'node:module';
 import { basename, dirname, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { walkMatches } from './approval.js';
-import type { ApprovedPattern } from './options.js';
+import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import type { ApprovedPattern } from '../types.js';
 
 const TYPESCRIPT_SOURCE = /(?:\.d)?\.(?:[cm]?ts|tsx)$/;
 const RUNNABLE = /\.(?:[cm]?js|jsx)$/;
 const TYPESCRIPT_FRAME = /\.(?:[cm]?ts|tsx):\d+:\d+\)?\s*$/m;
 const TYPESCRIPT_LOADER = /(?:^|[\s=/@])(?:tsx|ts-node|@swc-node\/register|@swc\/register|esbuild-register|@babel\/register|jiti|--experimental-strip-types|--experimental-transform-types)(?:[\s/=]|$)/;
-const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
 
 /**
  * Why this process may run TypeScript (stack frames can name `.ts` files), or undefined when
@@ -45,7 +45,7 @@ export function typescriptEvidence(stack: string): string | undefined {
   const loader = TYPESCRIPT_LOADER.exec(flags);
   if (loader) return `a TypeScript loader in the node flags (${loader[0].trim()})`;
   if (process.argv[1] && TYPESCRIPT_SOURCE.test(process.argv[1])) return 'the entry point is a TypeScript file';
-  const appFrames = stack.split('\n').filter((line) => !line.includes(OWN_DIR)).join('\n');
+  const appFrames = stack.split('\n').filter((line) => !line.includes(PACKAGE_CODE_DIR)).join('\n');
   if (TYPESCRIPT_FRAME.test(appFrames)) return 'the code calling verify() runs as TypeScript';
   return undefined;
 }

@@ -13,46 +13,8 @@
 import { findSourceMap } from 'node:module';
 import { runInNewContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
-import { isMongooseFile, NODE_MODULES, toFilePath, type Approval, type FileKind } from './approval.js';
-
-/** One stack frame, as shown in reports. */
-export interface Frame {
-  /** Absolute file path (`file://` URLs converted), or `<anonymous>` for eval / `new Function` code. */
-  file: string;
-  line: number;
-  column: number;
-  function?: string;
-  /** True for `at async fn` frames: an awaiting caller, not a synchronous one. */
-  async?: boolean;
-}
-
-/** The verdict on one write call. Approved writes carry nothing, so they allocate nothing. */
-export type Capture = ApprovedCapture | RogueCapture;
-export interface ApprovedCapture { readonly approved: true }
-export interface RogueCapture {
-  readonly approved: false;
-  /** Application frames, innermost first, pass-through frames included. */
-  readonly frames: readonly Frame[];
-  /** Frames beyond `maxFrames` that were not kept. */
-  readonly framesOmitted: number;
-  /** The deciding frame: the innermost application frame (neither internal nor pass-through). */
-  readonly callSite?: Frame | undefined;
-  /** True when no application frame was on the stack at all (the call came from Mongoose or a package). */
-  readonly undecided?: boolean;
-  /** Why the stack could not be read in full, when it could not. */
-  readonly degraded?: string;
-  /**
-   * True when the rate limit had already spent this call site's events when the write was called:
-   * its event is held back whatever happens, so the stack was not read in full for a trace no event
-   * will carry (`frames` then hold only the first frames read). Never set when a report must be built
-   * for every rogue write (`onBypass`, throw mode).
-   */
-  readonly heldBack?: boolean;
-  /** The wrapper that captured the call: with the call site, what tells the call site's rate-limit key before the write's model and operation are known. */
-  readonly entry?: Function;
-  /** `callSite` as a location relative to root, when the rate-limit check already computed it. */
-  readonly location?: string;
-}
+import { type Approval, type FileKind, isMongooseFile, NODE_MODULES, toFilePath } from './approval.js';
+import type { ApprovedCapture, Capture, Frame, RogueCapture } from '../types.js';
 
 /** A rogue verdict as the rate-limit check sees it, which may note the location it computed. */
 export interface UnreadRogue { readonly entry: Function; readonly callSite: Frame | undefined; location?: string }

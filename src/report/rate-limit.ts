@@ -6,7 +6,7 @@
  * a steady trickle. Call sites live in a bounded least-recently-seen map, so memory stays flat
  * however many distinct call sites appear.
  */
-import type { RateLimitOptions, RateWindow } from './options.js';
+import type { RateLimitOptions, RateWindow } from '../types.js';
 
 export interface Admission {
   /** Send the event now. */

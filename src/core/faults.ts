@@ -1,14 +1,8 @@
 /**
  * Faults inside the plugin are made visible, once each, and never thrown into the app's write.
  */
-
-/** A plugin-side fault, with a stable reason (used as the `reason` tag of `tripwire.errors`). */
-export class TripwireFault extends Error {
-  override name = 'TripwireFault';
-  constructor(readonly reason: string, message: string, options?: { cause?: unknown }) {
-    super(`mongoose-tripwire: ${message}`, options);
-  }
-}
+import { TripwireFault } from '../errors.js';
+import type { FaultReason, FaultReporter } from '../types.js';
 
 export type FaultListener = (fault: TripwireFault) => void;
 
@@ -19,24 +13,26 @@ export type FaultListener = (fault: TripwireFault) => void;
  * nothing went wrong during the run, and the checklist's "tripwire.errors is flat" would never hold.
  * `tripwire.errors` counts faults that happen while writes are watched.
  */
-export const BOOT_NOTICES: ReadonlySet<string> = new Set(['statsd_default_target', 'approved_matches_nothing', 'verify', 'baseline_stale']);
+export const BOOT_NOTICES: ReadonlySet<FaultReason> = new Set<FaultReason>(['statsd_default_target', 'approved_matches_nothing', 'verify', 'baseline_stale']);
+
+/** Distinct problems surfaced at most once each, up to this many: a dead agent must not become a log flood. */
+const MAX_DISTINCT_WARNINGS = 1_000;
 
 /**
  * Routes faults to the user's `onError`, or by default to `process.emitWarning`.
  */
-export function createFaultReporter(onError: ((error: Error) => void) | undefined, onFault?: FaultListener) {
+export function createFaultReporter(onError: ((error: Error) => void) | undefined, onFault?: FaultListener): FaultReporter {
   const warned = new Set<string>();
-  return function reportFault(reason: string, message: string, cause?: unknown): void {
+  return function reportFault(reason: FaultReason, message: string, cause?: unknown): void {
     const fault = new TripwireFault(reason, cause instanceof Error ? `${message}: ${cause.message}` : message, { cause });
     if (!BOOT_NOTICES.has(reason)) {
       try {
         onFault?.(fault);
       } catch { /* counting a fault must not raise another */ }
     }
-    // Counted every time (tripwire.errors), surfaced once per distinct problem: a dead agent must be
-    // noticed, but must not become a log flood.
+    // Counted every time (tripwire.errors), surfaced once per distinct problem.
     const key = `${reason}\0${fault.message}`;
-    if (warned.has(key) || warned.size >= 1_000) return;
+    if (warned.has(key) || warned.size >= MAX_DISTINCT_WARNINGS) return;
     warned.add(key);
     if (!onError) {
       process.emitWarning(fault.message, { type: 'TripwireWarning', code: `TRIPWIRE_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` });
@@ -49,5 +45,3 @@ export function createFaultReporter(onError: ((error: Error) => void) | undefine
     }
   };
 }
-
-export type FaultReporter = ReturnType<typeof createFaultReporter>;

@@ -5,7 +5,8 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { DatagramError, parsePacket, type ParsedDatagram } from './dogstatsd.js';
+import { type ParsedDatagram, parsePacket } from '../report/dogstatsd.js';
+import { DatagramError } from '../errors.js';
 
 export interface ListenerOptions {
   /** UDP port; 0 picks a free one. Default 8125, the agent's. */

@@ -17,13 +17,11 @@
  * making every `await` of the app several times slower). Its call site is not recoverable (the
  * driver runs the command after its own awaits).
  */
-import { calledByMongoose } from './capture.js';
+import { calledByMongoose } from '../attribution/call-site.js';
 import { markedAsMongoose } from './mongoose-own-writes.js';
-import { observe } from './observe.js';
-import type { Capture } from './capture.js';
-import type { CollectionMethod, WriteKind, WriteOperation } from './report.js';
-import type { Watcher, WriteEvent } from './watcher.js';
-import { defineWrapper, type AnyFunction } from './wrap.js';
+import { observe } from './settle.js';
+import type { Capture, CollectionMethod, WriteEvent, WriteJudge, WriteKind, WriteOperation } from '../types.js';
+import { type AnyFunction, defineWrapper } from './wrap.js';
 import { bulkKindOf, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
@@ -99,7 +97,7 @@ interface CommandEvent { commandName: string; requestId: number; databaseName: s
 const WRAPPED = Symbol('mongoose-tripwire.collection');
 
 /** Who watches a collection object, under which model's name (a watched model's `collection`). */
-export interface CollectionOwner { readonly watcher: Watcher; readonly model: string }
+export interface CollectionOwner { readonly judge: WriteJudge; readonly model: string }
 
 /** The registration watching this Mongoose collection object, if any. */
 export function collectionOwner(collection: unknown): CollectionOwner | undefined {
@@ -149,41 +147,41 @@ export interface CollectionWrite {
  * One write the app made on a collection object (Mongoose's or the driver's): refused in throw
  * mode, else made, and reported when its promise settles, with what landed if it failed part-way.
  */
-export function collectionWrite(watcher: Watcher, write: CollectionWrite, args: readonly unknown[], call: () => unknown): unknown {
+export function collectionWrite(judge: WriteJudge, write: CollectionWrite, args: readonly unknown[], call: () => unknown): unknown {
   const { kind, method, entry } = write;
   const event = (result: unknown): WriteEvent => ({
     model: write.model, operation: write.operation, kind, capture: write.capture, bypassedMiddleware: true,
     ids: () => [...(write.ids ? write.ids() : filterId(args[0])), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
   });
-  if (watcher.options.mode === 'throw' && kind !== 'read') {
-    const refusal = watcher.refusal(event(undefined), entry);
+  if (judge.refusesRogueWrites && kind !== 'read') {
+    const refusal = judge.refusal(event(undefined), entry);
     if (refusal) return Promise.reject(refusal); // these methods return promises: refuse the same way
   }
   rememberWrite(method, kind, args);
   const result = handOver(call);
   if (!isObject(result) || typeof result.then !== 'function') {
-    watcher.completed(event(undefined), entry); // cursors: reported when created
+    judge.completed(event(undefined), entry); // cursors: reported when created
     return result;
   }
   // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
   return observe(
     result,
-    (value) => watcher.completed(event(value), entry),
+    (value) => judge.completed(event(value), entry),
     (error) => {
       // A batch that failed part-way still wrote what it wrote.
       const partial = landedInPart(error);
-      if (partial) watcher.completed(event(partial), entry);
+      if (partial) judge.completed(event(partial), entry);
     },
   );
 }
 
 /** Wraps the write methods (reads too with `operations: [..., 'read']`) of a watched model's collection, once. */
-export function instrumentCollection(model: { modelName?: string; collection?: unknown }, watcher: Watcher): void {
+export function instrumentCollection(model: { modelName?: string; collection?: unknown }, judge: WriteJudge): void {
   const collection = model.collection as CollectionLike | undefined;
   if (!isObject(collection) || collectionOwner(collection)) return;
   const modelName = model.modelName ?? '<unknown>';
-  Object.defineProperty(collection, WRAPPED, { value: { watcher, model: modelName } satisfies CollectionOwner });
-  const reads = watcher.options.operations.has('read');
+  Object.defineProperty(collection, WRAPPED, { value: { judge, model: modelName } satisfies CollectionOwner });
+  const reads = judge.operations.has('read');
 
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     if ((KINDS[method] === 'read' && !reads) || !implementation(collection, method)) continue;
@@ -195,12 +193,12 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
         return handOver(() => original.apply(this, args));
       }
       const kind = kindOfCollectionWrite(method, args);
-      const capture = watcher.capture(wrapper);
-      return collectionWrite(watcher, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
+      const capture = judge.capture(wrapper);
+      return collectionWrite(judge, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
     };
     defineWrapper(collection, method, wrapper);
   }
-  watchDriver(collection, watcher);
+  watchDriver(collection, judge);
 }
 
 // One `connected` listener per connection, however many models wait on it (no MaxListenersExceededWarning).
@@ -219,10 +217,10 @@ function whenConnected(connection: ConnectionLike, attach: () => void): void {
   waiting.push(attach);
 }
 
-const watchedClients = new WeakMap<object, Map<string, Set<Watcher>>>();
+const watchedClients = new WeakMap<object, Map<string, Set<WriteJudge>>>();
 
 /** Subscribes to the driver's command monitoring for write commands no known path made. */
-function watchDriver(collection: CollectionLike, watcher: Watcher): void {
+function watchDriver(collection: CollectionLike, judge: WriteJudge): void {
   const name = collection.collectionName ?? collection.name;
   const connection = collection.conn;
   if (!name || !connection) return;
@@ -230,10 +228,10 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
     const client = connection.getClient?.();
     if (!client || typeof client.on !== 'function') return;
     if (client.options?.monitorCommands !== true) {
-      watcher.driverMonitoring.set(name, false); // verify() says how to turn it on
+      judge.driverRoute(name, 'rawCommands', false); // verify() says how to turn it on
       return;
     }
-    watcher.driverMonitoring.set(name, true);
+    judge.driverRoute(name, 'rawCommands', true);
     marking = true;
     let byCollection = watchedClients.get(client);
     if (!byCollection) {
@@ -254,9 +252,9 @@ function watchDriver(collection: CollectionLike, watcher: Watcher): void {
       });
       client.on('commandFailed', (event) => void pending.delete(event.requestId));
     }
-    let watchers = byCollection.get(name);
-    if (!watchers) byCollection.set(name, (watchers = new Set()));
-    watchers.add(watcher);
+    let judges = byCollection.get(name);
+    if (!judges) byCollection.set(name, (judges = new Set()));
+    judges.add(judge);
   };
   if (connection.getClient?.()) attach();
   else whenConnected(connection, attach);

@@ -15,71 +15,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import type { Frame } from './capture.js';
-import type { RecordLine } from './record.js';
-import { displayPath } from './report.js';
+import type { RecordLine } from './recorder.js';
+import type { BaselineEntry, Frame, LoadedBaseline } from '../types.js';
+import { displayPath } from '../util/paths.js';
+import { BaselineError } from '../errors.js';
+import { describeKey, isBaselinable, keyOf, type SiteKey } from './site-key.js';
 
 export const BASELINE_VERSION = 1;
-/** `function` of an entry whose deciding frame has no function name (module top-level code, an anonymous function). */
-export const NO_FUNCTION = '<anonymous>';
 export const DEFAULT_BASELINE_FILE = 'tripwire-baseline.json';
 export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
-
-export interface BaselineEntry {
-  model: string;
-  operation: string;
-  /** The deciding frame's file, relative to `root`, `/`-separated. */
-  file: string;
-  /** The deciding frame's enclosing function, or `<anonymous>`. */
-  function: string;
-  /** Distinct call sites (`path:line:column`) known for this key. */
-  count: number;
-}
-
-/** A baseline as the plugin holds it after reading it at registration. */
-export interface LoadedBaseline {
-  /** As given in the option (relative to `root`, or absolute): what messages show. */
-  path: string;
-  /** Absolute. */
-  file: string;
-  entries: readonly BaselineEntry[];
-}
-
-/** A bad baseline or record file. Its message names the file and the problem. */
-export class BaselineError extends Error {
-  override name = 'BaselineError';
-}
-
-/** Where a rogue write is, as a baseline keys it. */
-export interface SiteKey {
-  model: string;
-  operation: string;
-  file: string;
-  function: string;
-}
-
-/**
- * The file and function a baseline keys the deciding frame by. A function called through a module
- * namespace (`import * as legacy`; `legacy.login()`) is shown as `Module.login`: the key drops that
- * receiver, so how the function is imported does not change its entry.
- */
-export function siteOf(frame: Frame | undefined, root: string): { file: string; function: string } {
-  const name = frame?.function?.replace(/^Module\./, '');
-  return { file: frame ? displayPath(frame.file, root) : '<unknown>', function: name || NO_FUNCTION };
-}
-
-/** A call site with no file (none could be read, or eval code) cannot be told apart from another: never baselined. */
-export function isBaselinable(file: string): boolean {
-  return file !== '' && !file.startsWith('<');
-}
-
-export function keyOf(site: SiteKey): string {
-  return `${site.model}\0${site.operation}\0${site.file}\0${site.function}`;
-}
-
-export function describeKey(site: SiteKey): string {
-  return `${site.model}.${site.operation} in ${site.file} (function ${site.function})`;
-}
 
 const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
 const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
@@ -290,7 +234,3 @@ export function nextBaseline(entries: readonly BaselineEntry[], observed: Readon
   return [...next.values()].sort(compare);
 }
 
-/** A short content hash of a source file, to tell a record that no longer describes the code. */
-export function sourceHash(text: string | Buffer): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}

@@ -7,11 +7,10 @@
 import StatsDClient from 'hot-shots';
 import type { ClientOptions, StatsD } from 'hot-shots';
 import { alertTitle, renderAlert } from './alert.js';
-import { DatagramError, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes, type EventFields } from './dogstatsd.js';
-import type { FaultReporter } from './faults.js';
-import type { ResolvedOptions } from './options.js';
-import { withoutColumn, type BypassReport, type WriteKind, type WriteOperation } from './report.js';
-import type { BypassSite, UnattributedRoute, WriteListener } from './watcher.js';
+import { type EventFields, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes } from './dogstatsd.js';
+import { withoutColumn } from './bypass-report.js';
+import { DatagramError } from '../errors.js';
+import type { BypassReport, BypassSite, FaultReporter, ResolvedOptions, UnattributedRoute, WriteKind, WriteListener, WriteOperation } from '../types.js';
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
 export const MAX_DATAGRAM_BYTES = 8192;
@@ -94,6 +93,10 @@ export class DatadogSink implements WriteListener {
     this.timer.unref(); // the plugin never keeps a process alive on its own
     this.heartbeatTimer = setInterval(() => this.heartbeat(), options.heartbeatMs);
     this.heartbeatTimer.unref();
+  }
+
+  modelWatched(): void {
+    this.heartbeat();
   }
 
   /** `tripwire.watching` = 1 per watched model: a Datadog "no data" monitor sees a detector that stopped. */

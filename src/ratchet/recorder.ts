@@ -10,9 +10,9 @@
  */
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { BaselineError, isBaselinable, siteOf, sourceHash } from './baseline.js';
-import type { Frame } from './capture.js';
-import type { FaultReporter } from './faults.js';
+import { BaselineError } from '../errors.js';
+import { isBaselinable, siteOf, sourceHash } from './site-key.js';
+import type { FaultReporter, Frame } from '../types.js';
 
 export const RECORD_VERSION = 1;
 export const RECORD_ENV = 'TRIPWIRE_RECORD';

@@ -5,9 +5,8 @@
  * value put into it (or into the title) goes through `inert()` first.
  */
 import { hostname } from 'node:os';
-import { locationOf, withoutColumn } from './report.js';
-import type { BypassReport } from './report.js';
-import type { Frame } from './capture.js';
+import { locationOf, withoutColumn } from './bypass-report.js';
+import type { BypassReport, Frame } from '../types.js';
 
 export interface AlertContent {
   title: string;

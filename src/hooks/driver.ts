@@ -17,21 +17,20 @@
  *     site can be known.
  * Bulk-operation builders are judged where `execute()` is called: that is where the write is made.
  */
-import { isInternalFile, isMongooseFile, toFilePath } from './approval.js';
-import { readCallSites } from './capture.js';
+import { isInternalFile, isMongooseFile, toFilePath } from '../attribution/approval.js';
+import { readCallSites } from '../attribution/call-site.js';
 import { collectionWrite, handing, handOver, kindOfCollectionWrite, KINDS, rememberObject, rememberWrite } from './collection.js';
-import { observe } from './observe.js';
-import type { CollectionMethod, WriteKind } from './report.js';
-import type { Watcher } from './watcher.js';
-import { defineWrapper, type AnyFunction } from './wrap.js';
+import { observe } from './settle.js';
+import { type AnyFunction, defineWrapper } from './wrap.js';
 import { isObject, landedInPart } from './write-shapes.js';
+import type { CollectionMethod, WriteJudge, WriteKind } from '../types.js';
 
 interface DriverCollection {
   readonly collectionName?: string;
   readonly dbName?: string;
 }
 interface ConnectionLike { name?: string }
-export interface WatchedCollection { watcher: Watcher; model: string; connection: ConnectionLike | undefined }
+export interface WatchedCollection { judge: WriteJudge; model: string; connection: ConnectionLike | undefined }
 
 /** Watched collections by name; a write matches one when its database is the watched connection's. */
 const watchedCollections = new Map<string, WatchedCollection[]>();
@@ -70,13 +69,13 @@ export function watchedNamespace(namespace: unknown): WatchedCollection | undefi
  * Starts watching the driver route to a watched model's collection. `mongo` is the driver module
  * Mongoose uses (`mongoose.mongo`); its `Collection.prototype` is wrapped once.
  */
-export function watchDriverCollection(mongo: unknown, collectionName: string, connection: ConnectionLike | undefined, model: string, watcher: Watcher): boolean {
+export function watchDriverCollection(mongo: unknown, collectionName: string, connection: ConnectionLike | undefined, model: string, judge: WriteJudge): boolean {
   const proto = driverPrototype(mongo, 'Collection');
   if (!proto) return false;
   let entries = watchedCollections.get(collectionName);
   if (!entries) watchedCollections.set(collectionName, (entries = []));
-  if (!entries.some((entry) => entry.watcher === watcher && entry.connection === connection)) entries.push({ watcher, model, connection });
-  const reads = watcher.options.operations.has('read');
+  if (!entries.some((entry) => entry.judge === judge && entry.connection === connection)) entries.push({ judge, model, connection });
+  const reads = judge.operations.has('read');
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     if (KINDS[method] !== 'read' || reads) wrapDriverMethod(proto, method);
   }
@@ -122,29 +121,29 @@ function wrapDriverMethod(proto: Record<string, unknown>, method: CollectionMeth
 }
 
 function driverWrite(collection: DriverCollection, target: WatchedCollection, method: CollectionMethod, original: AnyFunction, args: unknown[], entry: Function): unknown {
-  const { watcher } = target;
+  const { judge } = target;
   const kind = kindOfCollectionWrite(method, args);
   const call = () => Reflect.apply(original, collection, args);
-  if (!watcher.options.operations.has(kind)) {
+  if (!judge.operations.has(kind)) {
     rememberWrite(method, kind, args);
     return handOver(call);
   }
-  const capture = watcher.capture(entry);
+  const capture = judge.capture(entry);
   if (!(capture.approved === false && capture.undecided)) {
-    return collectionWrite(watcher, { model: target.model, operation: `driver.${method}`, method, kind, capture, entry }, args, call);
+    return collectionWrite(judge, { model: target.model, operation: `driver.${method}`, method, kind, capture, entry }, args, call);
   }
   // No application frame on the stack: Mongoose writing for a model nobody watches, after its own awaits.
   rememberWrite(method, kind, args);
   const result = handOver(call);
-  return kind === 'read' ? observe(result, () => undefined) : countedWhenLanded(watcher, collection.collectionName ?? '<unknown>', method, result);
+  return kind === 'read' ? observe(result, () => undefined) : countedWhenLanded(judge, collection.collectionName ?? '<unknown>', method, result);
 }
 
 /**
  * A write no call site can account for (no application frame on its stack): counted as
  * `tripwire.unattributed_writes{route:driver}` when it landed, in part for a batch that failed part-way.
  */
-export function countedWhenLanded(watcher: Watcher, collection: string, command: string, result: unknown): unknown {
-  const landed = () => watcher.unattributed(collection, command, 'driver');
+export function countedWhenLanded(judge: WriteJudge, collection: string, command: string, result: unknown): unknown {
+  const landed = () => judge.unattributed(collection, command, 'driver');
   return observe(result, landed, (error) => {
     if (landedInPart(error)) landed();
   });
@@ -187,7 +186,7 @@ function wrapBulkBuilder(proto: Record<string, unknown>, builder: BulkBuilder): 
 /** The bulk's `execute`, wrapped on that one object: its call site is where the write is made. */
 function judgeAtExecute(bulk: BulkLike & Record<string, unknown>, target: WatchedCollection, builder: BulkBuilder): void {
   const execute = bulk.execute as AnyFunction;
-  const { watcher } = target;
+  const { judge } = target;
   const wrapper = function (this: unknown, ...args: unknown[]): unknown {
     const batches = Array.isArray(bulk.batches) ? bulk.batches : [];
     let kind: WriteKind = 'create';
@@ -198,10 +197,10 @@ function judgeAtExecute(bulk: BulkLike & Record<string, unknown>, target: Watche
       // What the command will carry: documents, or the filters (`q`) of update and delete statements.
       for (const op of batch.operations ?? []) rememberObject(batchKind === 'create' ? op : isObject(op) ? op.q : undefined);
     }
-    if (!watcher.options.operations.has(kind)) return Reflect.apply(execute, this, args);
-    const capture = watcher.capture(wrapper);
+    if (!judge.operations.has(kind)) return Reflect.apply(execute, this, args);
+    const capture = judge.capture(wrapper);
     return collectionWrite(
-      watcher,
+      judge,
       { model: target.model, operation: `driver.${builder}`, method: 'bulkWrite', kind, capture, entry: wrapper },
       [],
       () => Reflect.apply(execute, this, args),

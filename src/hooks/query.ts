@@ -11,13 +11,11 @@
  * that is not such a one is a property read and a WeakMap lookup (its collection object is not
  * watched), plus an `instanceof` for a watched model's own queries, which its wrappers judge.
  */
-import type { Capture } from './capture.js';
 import { collectionOwner, type CollectionOwner } from './collection.js';
-import { observe } from './observe.js';
-import type { WriteKind, WriteOperation, WriteOutcome } from './report.js';
-import type { Watcher, WriteEvent } from './watcher.js';
-import { defineWrapper, inherited, INSTRUMENTED, type AnyFunction } from './wrap.js';
+import { observe } from './settle.js';
+import { type AnyFunction, defineWrapper, inherited, INSTRUMENTED } from './wrap.js';
 import { filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
+import type { Capture, WriteEvent, WriteJudge, WriteKind, WriteOperation, WriteOutcome } from '../types.js';
 
 const QUERY_WRITES = {
   updateOne: 'update',
@@ -70,8 +68,8 @@ function queryIds(operation: string, query: QueryLike, result: unknown): unknown
  * again on the same query from its own middleware (`doc.updateOne()` does, in a pre hook), where no
  * application frame is left: that keeps the verdict.
  */
-function judgeQuery(query: object, watcher: Watcher, entry: Function): void {
-  const capture = watcher.capture(entry);
+function judgeQuery(query: object, judge: WriteJudge, entry: Function): void {
+  const capture = judge.capture(entry);
   if (!(capture.approved === false && capture.undecided && queryCaptures.has(query))) queryCaptures.set(query, capture);
 }
 
@@ -87,10 +85,10 @@ function underConstruction(query: QueryLike): boolean {
 }
 
 /** Runs a watched query's `exec`: refused in throw mode, else reported when it settles. */
-function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, watcher: Watcher, model: string, entry: Function, bypassedMiddleware: boolean): unknown {
+function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, judge: WriteJudge, model: string, entry: Function, bypassedMiddleware: boolean): unknown {
   const operation = typeof args[0] === 'string' ? args[0] : query.op;
   const kind = operation === undefined ? undefined : QUERY_OPS[operation];
-  if (kind === undefined || !watcher.options.operations.has(kind)) return original.apply(query, args);
+  if (kind === undefined || !judge.operations.has(kind)) return original.apply(query, args);
   const event = (result: unknown): WriteEvent => ({
     model,
     operation: operation as WriteOperation,
@@ -100,23 +98,23 @@ function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, w
     ids: () => queryIds(operation!, query, result),
     outcome: () => queryOutcome(operation!, result),
   });
-  if (watcher.options.mode === 'throw' && kind !== 'read') {
-    const refusal = watcher.refusal(event(undefined), entry);
+  if (judge.refusesRogueWrites && kind !== 'read') {
+    const refusal = judge.refusal(event(undefined), entry);
     if (refusal) return Promise.reject(refusal);
   }
-  return observe(original.apply(query, args), (result) => watcher.completed(event(result), entry));
+  return observe(original.apply(query, args), (result) => judge.completed(event(result), entry));
 }
 
 /** Wraps a watched model's Query prototype: its building methods, `clone` and `exec`. */
-export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
+export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
   const proto = model.Query?.prototype;
   if (!proto) return;
   const parent = Object.getPrototypeOf(proto) as object;
-  const readsToo = watcher.options.operations.has('read');
+  const readsToo = judge.operations.has('read');
   const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
-      if (!(name === 'find' && underConstruction(this)) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, watcher, wrapper);
+      if (!(name === 'find' && underConstruction(this)) && judge.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, judge, wrapper);
       return inherited(parent, name).apply(this, args);
     };
     defineWrapper(proto, name, wrapper);
@@ -125,7 +123,7 @@ export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
   // `query.clone()` builds a query without any builder call: the clone is judged where it is made.
   const clone = function clone(this: QueryLike, ...args: unknown[]): unknown {
     const copy = inherited(parent, 'clone').apply(this, args);
-    if (isObject(copy) && watcher.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, watcher.capture(clone));
+    if (isObject(copy) && judge.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, judge.capture(clone));
     return copy;
   };
   defineWrapper(proto, 'clone', clone);
@@ -133,10 +131,10 @@ export function instrumentQueries(model: ModelLike, watcher: Watcher): void {
   defineWrapper(proto, 'exec', function exec(this: QueryLike, ...args: unknown[]): unknown {
     const original = inherited(parent, 'exec');
     const model = this.model;
-    if (!model || !watcher.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
+    if (!model || !judge.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
     // Built with `new Model.Query(filter)` and no building call since: judged where it is run.
-    if (!queryCaptures.has(this)) judgeQuery(this, watcher, exec);
-    return execWatched(this, args, original, watcher, model.modelName ?? '<unknown>', exec, false);
+    if (!queryCaptures.has(this)) judgeQuery(this, judge, exec);
+    return execWatched(this, args, original, judge, model.modelName ?? '<unknown>', exec, false);
   });
   watchHandBuiltQueries(parent, names);
 }
@@ -171,7 +169,7 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
     wrapBase(base, wrapped, name, (original) => {
       const wrapper = function (this: QueryLike): unknown {
         const target = handBuiltTarget(this);
-        if (target !== undefined) judgeQuery(this, target.watcher, wrapper);
+        if (target !== undefined) judgeQuery(this, target.judge, wrapper);
         return Reflect.apply(original, this, arguments);
       };
       return wrapper;
@@ -181,7 +179,7 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
     const wrapper = function (this: QueryLike): unknown {
       const copy: unknown = Reflect.apply(original, this, arguments);
       const target = handBuiltTarget(this);
-      if (target !== undefined && isObject(copy)) queryCaptures.set(copy, target.watcher.capture(wrapper));
+      if (target !== undefined && isObject(copy)) queryCaptures.set(copy, target.judge.capture(wrapper));
       return copy;
     };
     return wrapper;
@@ -190,7 +188,7 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
     const wrapper = function (this: QueryLike): unknown {
       const target = handBuiltTarget(this);
       if (target === undefined) return Reflect.apply(original, this, arguments);
-      return execWatched(this, Array.prototype.slice.call(arguments) as unknown[], original, target.watcher, target.model, wrapper, true);
+      return execWatched(this, Array.prototype.slice.call(arguments) as unknown[], original, target.judge, target.model, wrapper, true);
     };
     return wrapper;
   });

@@ -11,10 +11,9 @@
  * every client and connection: a call that writes to no watched collection pays a scan of its ops.
  */
 import { collectionWrite } from './collection.js';
-import type { Capture } from './capture.js';
-import { claim, countedWhenLanded, define, driverPrototype, watchedNamespace, type WatchedCollection } from './driver.js';
-import type { WriteKind, WriteOperation } from './report.js';
+import { claim, countedWhenLanded, define, driverPrototype, type WatchedCollection, watchedNamespace } from './driver.js';
 import { filterId, isObject } from './write-shapes.js';
+import type { Capture, WriteKind, WriteOperation } from '../types.js';
 
 const OP_KINDS: Readonly<Record<string, WriteKind>> = {
   insertOne: 'create', updateOne: 'update', updateMany: 'update', replaceOne: 'update', deleteOne: 'delete', deleteMany: 'delete',
@@ -57,7 +56,7 @@ function watchedCall(ops: unknown, namespaceOf: (op: Record<string, unknown>) =>
   if (!Array.isArray(ops)) return undefined;
   try {
     const found = watchedOps(ops, namespaceOf);
-    return found !== undefined && found.target.watcher.options.operations.has(found.kind) ? found : undefined;
+    return found !== undefined && found.target.judge.operations.has(found.kind) ? found : undefined;
   } catch {
     return undefined;
   }
@@ -65,7 +64,7 @@ function watchedCall(ops: unknown, namespaceOf: (op: Record<string, unknown>) =>
 
 function judged(operation: WriteOperation, found: WatchedOps, capture: Capture, entry: Function, args: unknown[], call: () => unknown): unknown {
   const { target, kind, ids } = found;
-  return collectionWrite(target.watcher, { model: target.model, operation, method: 'bulkWrite', kind, capture, entry, ids }, args, call);
+  return collectionWrite(target.judge, { model: target.model, operation, method: 'bulkWrite', kind, capture, entry, ids }, args, call);
 }
 
 /** Wraps `MongoClient.prototype.bulkWrite` of the driver Mongoose uses (`mongoose.mongo`), once. */
@@ -81,9 +80,9 @@ export function watchClientBulkWrite(mongo: unknown): void {
     if (found === undefined) return Reflect.apply(original, this, arguments);
     const args = Array.prototype.slice.call(arguments) as unknown[];
     const call = () => Reflect.apply(original, this, args);
-    const capture = found.target.watcher.capture(wrapper);
+    const capture = found.target.judge.capture(wrapper);
     // No application frame on the stack (a library calling after its own awaits): counted when it landed.
-    if (capture.approved === false && capture.undecided) return countedWhenLanded(found.target.watcher, found.collection, 'bulkWrite', call());
+    if (capture.approved === false && capture.undecided) return countedWhenLanded(found.target.judge, found.collection, 'bulkWrite', call());
     return judged('client.bulkWrite', found, capture, wrapper, args, call);
   };
   define(proto, 'bulkWrite', wrapper, original);
@@ -107,7 +106,7 @@ export function watchConnectionBulkWrite(connection: unknown): void {
     });
     if (found === undefined) return Reflect.apply(original, this, arguments);
     const args = Array.prototype.slice.call(arguments) as unknown[];
-    return judged('connection.bulkWrite', found, found.target.watcher.capture(wrapper), wrapper, args, () => Reflect.apply(original, this, args));
+    return judged('connection.bulkWrite', found, found.target.judge.capture(wrapper), wrapper, args, () => Reflect.apply(original, this, args));
   };
   define(holder, 'bulkWrite', wrapper, original);
 }

@@ -6,12 +6,12 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import {
-  BaselineError, compareWithBaseline, DEFAULT_BASELINE_FILE, describeKey, formatBaseline, keyOf, nextBaseline, observe, readBaseline,
-  type BaselineEntry,
-} from './baseline.js';
+import { compareWithBaseline, DEFAULT_BASELINE_FILE, formatBaseline, nextBaseline, observe, readBaseline } from '../ratchet/baseline.js';
 import { renderForTerminal, startListener } from './listen.js';
-import { checkRecordsFresh, readRecords, RECORD_ENV, type ParsedRecord } from './record.js';
+import { checkRecordsFresh, type ParsedRecord, readRecords, RECORD_ENV } from '../ratchet/recorder.js';
+import { BaselineError } from '../errors.js';
+import { describeKey, keyOf } from '../ratchet/site-key.js';
+import type { BaselineEntry } from '../types.js';
 
 const USAGE = `Usage: mongoose-tripwire listen [--port 8125] [--host 127.0.0.1] [--json]
        mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root <dir>]

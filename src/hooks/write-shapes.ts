@@ -3,7 +3,7 @@
  * both the middleware path (plugin.ts) and the raw collection path (collection.ts). Only `_id`s and
  * counts are read: never a field, filter or update value.
  */
-import type { WriteKind, WriteOutcome } from './report.js';
+import type { WriteKind, WriteOutcome } from '../types.js';
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object';

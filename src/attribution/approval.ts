@@ -16,10 +16,10 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { createRequire, findSourceMap } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
-import { memoize } from './memo.js';
-import type { ApprovedPattern } from './options.js';
-import type { Frame } from './capture.js';
-import { TripwireConfigError } from './options.js';
+import { memoize } from '../util/memo.js';
+import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import type { ApprovedPattern, Frame } from '../types.js';
+import { TripwireConfigError } from '../errors.js';
 
 /** What a file is to the rule of who decides. */
 export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
@@ -37,8 +37,6 @@ export interface Approval {
 
 export const NODE_MODULES = /[\\/]node_modules[\\/]/;
 
-// The plugin's own folder (src/ under vitest, dist/ when installed): its frames are never approved or shown.
-const OWN_DIR = dirname(fileURLToPath(import.meta.url)) + sep;
 
 // Mongoose and the libraries it calls through: frames here are the write machinery, not its caller.
 const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose[\\/](?:lib[\\/]|index\.js$)|(?:mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/])/;
@@ -91,7 +89,7 @@ export function isMongooseFile(path: string): boolean {
 const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/](?:lib[\\/]|index\.js$)/;
 
 export function isInternalFile(path: string): boolean {
-  if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(OWN_DIR) || WRITE_MACHINERY.test(path)) return true;
+  if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(PACKAGE_CODE_DIR) || WRITE_MACHINERY.test(path)) return true;
   for (const dir of machineryDirs) if (path.startsWith(dir)) return true;
   return false;
 }

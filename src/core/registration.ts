@@ -1,0 +1,151 @@
+/**
+ * One registration of the plugin at run time (one options object): what the hooks call
+ * (`WriteJudge`), composed of its scope, its verdicts and its delivery, and tracked for the end of
+ * the process. Its listeners (the Datadog sink) are built by the plugin, which composes the options.
+ */
+import { compileApproval, countApprovedFiles, type Approval } from '../attribution/approval.js';
+import { BaselineMatcher } from '../ratchet/baseline.js';
+import type { Recorder } from '../ratchet/recorder.js';
+import { EventRateLimiter } from '../report/rate-limit.js';
+import type { Capture, FaultReporter, ResolvedOptions, UnattributedRoute, WriteEvent, WriteJudge, WriteKind, WriteListener } from '../types.js';
+import { Delivery } from './delivery.js';
+import { track, untrack, type Deliverable } from './lifecycle.js';
+import { WatchScope } from './scope.js';
+import { Verdicts } from './verdicts.js';
+
+export interface RegistrationParts {
+  options: ResolvedOptions;
+  reportFault: FaultReporter;
+  /** Receive every write, report and fault (the Datadog sink is one). */
+  listeners: readonly WriteListener[];
+  /** Where events and metrics go, for people (`verify()`, the boot notice), or undefined with `statsd: false`. */
+  statsdTarget: string | undefined;
+  recorder: Recorder | undefined;
+}
+
+/** Every registration in this process, for `verify()`. */
+export const registrations = new Set<Registration>();
+
+export class Registration implements WriteJudge, Deliverable {
+  readonly options: ResolvedOptions;
+  readonly reportFault: FaultReporter;
+  readonly statsdTarget: string | undefined;
+  readonly approval: Approval;
+  readonly scope: WatchScope;
+  readonly baseline: BaselineMatcher | undefined;
+  /** `approved` patterns and how many files under `root` each matched at registration (`null`: a function). */
+  readonly approvedFiles: ReadonlyArray<{ pattern: string; files: number | null }>;
+  /** How each route to a watched collection that skips Mongoose is covered, per collection, for `verify()`. */
+  readonly driverRoutes = { driverCalls: new Map<string, boolean>(), rawCommands: new Map<string, boolean>() };
+  readonly operations: ReadonlySet<WriteKind>;
+  readonly refusesRogueWrites: boolean;
+  private readonly listeners: readonly WriteListener[];
+  private readonly verdicts: Verdicts;
+  private readonly delivery: Delivery;
+
+  constructor({ options, reportFault, listeners, statsdTarget, recorder }: RegistrationParts) {
+    this.options = options;
+    this.reportFault = reportFault;
+    this.listeners = listeners;
+    this.statsdTarget = statsdTarget;
+    this.operations = options.operations;
+    this.refusesRogueWrites = options.mode === 'throw';
+    this.approval = compileApproval({
+      approved: options.approved,
+      passThrough: options.passThrough,
+      root: options.root,
+      // A pattern function that throws says "no" for that frame; the write is still judged.
+      onPatternError: (option, error) =>
+        reportFault('pattern_threw', `an ${option} function threw, so that frame was taken as not ${option === 'approved' ? 'approved' : 'pass-through'}`, error),
+    });
+    this.scope = new WatchScope(options.models, options.collections);
+    const limiter = new EventRateLimiter(options.rateLimit);
+    this.baseline = options.baseline ? new BaselineMatcher(options.baseline) : undefined;
+    this.verdicts = new Verdicts(this.approval, options, limiter, reportFault);
+    this.delivery = new Delivery({ options, listeners, limiter, verdicts: this.verdicts, reportFault, baseline: this.baseline, recorder });
+    this.approvedFiles = options.approved.map((pattern) => ({ pattern: String(pattern), files: countApprovedFiles(pattern, options.root) }));
+    registrations.add(this);
+    track(this);
+    this.bootChecks();
+  }
+
+  /** What can be wrong at boot without being an error: each is a warning, once. */
+  private bootChecks(): void {
+    const { root, statsd } = this.options;
+    for (const { pattern, files } of this.approvedFiles) {
+      if (files === 0) {
+        this.reportFault('approved_matches_nothing', `approved pattern ${pattern} matches no file under root ${root}: a typo, a moved folder or a wrong root? Every write would be reported as rogue`);
+      }
+    }
+    if (this.statsdTarget !== undefined && statsd === undefined && !process.env.DD_AGENT_HOST && !process.env.DD_DOGSTATSD_URL && !process.env.DD_DOGSTATSD_SOCKET) {
+      this.reportFault('statsd_default_target', `no statsd option and no DD_AGENT_HOST: events go to ${this.statsdTarget}, and whether an agent listens there is unknown (UDP never says)`);
+    }
+    const missing = this.baseline?.missingFiles(root) ?? [];
+    if (missing.length > 0) {
+      this.reportFault('baseline_stale', `baseline ${this.baseline!.baseline.path} has entries for files that do not exist under root ${root}: ${missing.join(', ')} (moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`);
+    }
+  }
+
+  watches(modelName: string | undefined, baseModelName?: string): boolean {
+    return this.scope.watches(modelName, baseModelName);
+  }
+
+  watchesModel(modelName: string | undefined, baseModelName: string | undefined, collectionName: string | undefined): boolean {
+    return this.scope.watchesModel(modelName, baseModelName, collectionName);
+  }
+
+  watchSharingModel(modelName: string | undefined): void {
+    this.scope.watchSharingModel(modelName);
+  }
+
+  modelCompiled(model: object & { modelName?: string }): void {
+    if (this.scope.compiled(model)) for (const listener of this.listeners) listener.modelWatched?.(model.modelName!);
+  }
+
+  driverRoute(collection: string, route: 'driverCalls' | 'rawCommands', covered: boolean): void {
+    this.driverRoutes[route].set(collection, covered);
+  }
+
+  capture(entry: Function): Capture {
+    return this.verdicts.capture(entry);
+  }
+
+  captureUnlessMongoose(entry: Function): Capture | undefined {
+    return this.verdicts.captureUnlessMongoose(entry);
+  }
+
+  completed(event: WriteEvent, entry: Function): void {
+    this.delivery.completed(event, entry);
+  }
+
+  refusal(event: WriteEvent, entry: Function): Error | undefined {
+    return this.delivery.refusal(event, entry);
+  }
+
+  unattributed(collection: string, command: string, route: UnattributedRoute): void {
+    this.delivery.unattributed(collection, command, route);
+  }
+
+  hasUnsent(): boolean {
+    return this.delivery.hasUnsent();
+  }
+
+  /**
+   * Every rogue write that already completed is delivered (counted, `onBypass` called, its event
+   * handed to the client), the counters are sent, and a client the plugin owns has flushed its
+   * buffer to the socket. Never rejects.
+   */
+  flush(): Promise<void> {
+    return this.delivery.flush();
+  }
+
+  flushSync(): void {
+    this.delivery.flushSync();
+  }
+
+  async close(): Promise<void> {
+    registrations.delete(this);
+    untrack(this);
+    await this.delivery.close();
+  }
+}
