@@ -4,7 +4,7 @@
  * against the shipped declarations.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,12 +75,13 @@ afterAll(() => {
 });
 
 describe('the tarball', () => {
-  it('holds only dist/, the Datadog assets, the checklist, README.md, LICENSE and package.json, with the types of every export', () => {
+  it('holds only dist/, the Datadog assets, docs/, README.md, LICENSE and package.json, with the types of every export', () => {
     expect(tarEntries.length).toBeGreaterThan(4);
     for (const entry of tarEntries) {
       expect(entry, 'an unexpected file in the tarball').toMatch(/^package\/(dist\/.+|datadog\/[\w-]+\.json|docs\/[\w-]+\.md|README\.md|LICENSE|package\.json)$/);
     }
-    for (const file of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md']) {
+    const docPages = readdirSync(join(projectRoot, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`);
+    for (const file of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md', ...docPages]) {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     expect(tarEntries.map((entry) => entry.replace(/^package\//, ''))).toEqual(packedFiles);
@@ -98,10 +99,12 @@ describe('the tarball', () => {
     expect(manifest.bugs).toEqual({ url: `${REPOSITORY}/issues` });
   });
 
-  it('every link in the installed README and checklist works: relative ones to a shipped file, repository ones to a file of this repository', () => {
+  it('every link in the installed README and docs/ works: relative ones to a shipped file, repository ones to a file of this repository', () => {
     const installed = join(app, 'node_modules/mongoose-tripwire');
     const checked: string[] = [];
-    for (const doc of ['README.md', 'docs/verification.md']) {
+    const docPages = readdirSync(join(installed, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`);
+    expect(docPages.length).toBeGreaterThan(1);
+    for (const doc of ['README.md', ...docPages]) {
       const text = readFileSync(join(installed, doc), 'utf8');
       for (const [, target = ''] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
         const path = target.replace(/#.*$/, '');
@@ -117,7 +120,7 @@ describe('the tarball', () => {
         checked.push(`${doc} -> ${target}`);
       }
     }
-    for (const needed of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md']) {
+    for (const needed of ['datadog/dashboard.json', 'datadog/monitors.json', ...docPages]) {
       expect(checked.some((link) => link.startsWith('README.md -> ') && link.endsWith(needed)), `README links ${needed}`).toBe(true);
     }
     expect(checked.filter((link) => link.includes('/examples/')).length).toBeGreaterThanOrEqual(6);
