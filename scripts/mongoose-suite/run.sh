@@ -6,8 +6,9 @@
 set -uo pipefail
 
 usage='usage: scripts/mongoose-suite/run.sh MONGOOSE_SOURCE_DIR [mocha spec files...]'
-SRC=${1:?$usage}; shift
-SRC=$(cd "$SRC" 2>/dev/null && pwd) || { echo "no such directory: $1"; echo "$usage"; exit 2; }
+[ $# -ge 1 ] || { echo "$usage"; exit 2; }
+SRC=$(cd "$1" 2>/dev/null && pwd) || { echo "no such directory: $1"; echo "$usage"; exit 2; }
+shift
 [ -f "$SRC/lib/mongoose.js" ] && [ -d "$SRC/test" ] || { echo "$SRC is not Mongoose's source (lib/mongoose.js, test/)"; exit 2; }
 PROJECT=$(pwd)
 grep -q '"name": "mongoose-tripwire"' package.json 2>/dev/null || { echo "run it from the project root"; exit 2; }
