@@ -4,7 +4,7 @@
  * the documents (timestamps, `__v`, subdocuments, defaults), which hooks fired in which order
  * (document and subdocument, query and model, pre/post, error handlers), the errors raised, and the
  * commands the driver sent. Mongoose's own test suite is the wider judge
- * (../shared/tools/mongoose-suite); this is the part CI can run.
+ * (scripts/mongoose-suite, docs/mongoose-suite.md); this is the part CI can run.
  */
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
