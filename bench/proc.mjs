@@ -6,21 +6,27 @@
 //   node bench/proc.mjs process <bare|plugin|ddtrace> <uri>     `await` and a plain model's write, after setup
 //   node bench/proc.mjs storm <plain|floor|plugin> <uri> <writes> <statsdPort>
 import { AsyncLocalStorage, executionAsyncId } from 'node:async_hooks';
+import { channel } from 'node:diagnostics_channel';
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { channel } from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 
 const [mode, variant, uri, ...rest] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
-const median = (v) => { const s = [...v].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const out = (value) => process.stdout.write(`${JSON.stringify(value)}\n`);
 
 /** ns per `await` of an already-resolved value, in an async function: the cost every app pays. */
 async function awaitNs() {
   const N = 400_000;
-  const run = async () => { for (let i = 0; i < N; i++) await i; };
+  const run = async () => {
+    for (let i = 0; i < N; i++) await i;
+  };
   await run(); // warm-up
   const samples = [];
   for (let r = 0; r < 7; r++) {
@@ -46,8 +52,18 @@ if (mode === 'await') {
 let tracer;
 let driverSpans = 0;
 if (variant === 'ddtrace') {
-  tracer = require('dd-trace').init({ service: 'tripwire-bench', telemetry: { enabled: false }, remoteConfig: { enabled: false }, runtimeMetrics: false, startupLogs: false, logInjection: false, url: 'http://127.0.0.1:9' });
-  channel('apm:mongodb:query:start').subscribe(() => { driverSpans++; });
+  tracer = require('dd-trace').init({
+    service: 'tripwire-bench',
+    telemetry: { enabled: false },
+    remoteConfig: { enabled: false },
+    runtimeMetrics: false,
+    startupLogs: false,
+    logInjection: false,
+    url: 'http://127.0.0.1:9',
+  });
+  channel('apm:mongodb:query:start').subscribe(() => {
+    driverSpans++;
+  });
 }
 const mongoose = require('mongoose');
 const { tripwire, close, verify } = await import('../dist/index.js');
@@ -59,7 +75,9 @@ const { seedToken } = await import('./app/auth/seed.mjs');
 
 const schema = () => new mongoose.Schema({ token: { type: String, required: true, unique: true }, user: String, scopes: [String] });
 // monitorCommands on in every variant: it is the app's setting (what the plugin adds is its listeners).
-const connection = await mongoose.createConnection(uri, { dbName: `bench_${process.pid}`, maxPoolSize: 20, monitorCommands: true }).asPromise();
+const connection = await mongoose
+  .createConnection(uri, { dbName: `bench_${process.pid}`, maxPoolSize: 20, monitorCommands: true })
+  .asPromise();
 
 // Seeded through the approved module: the bench's own setup is no rogue write.
 async function seed(M) {
@@ -78,7 +96,14 @@ if (mode === 'process') {
   let watched;
   if (variant === 'plugin') {
     const s = schema();
-    s.plugin(tripwire, { approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT, operations: ['create', 'update', 'delete', 'read'], statsd: { host: '127.0.0.1', port: 9 }, onError: () => {} });
+    s.plugin(tripwire, {
+      approved: ['auth/**'],
+      passThrough: ['ops.mjs'],
+      root: ROOT,
+      operations: ['create', 'update', 'delete', 'read'],
+      statsd: { host: '127.0.0.1', port: 9 },
+      onError: () => {},
+    });
     const Watched = connection.model('Watched', s);
     await Watched.init();
     await everyEntryPoint(Watched, 'approved');
@@ -100,7 +125,14 @@ if (mode === 'process') {
     writes.push(await cpuPerWrite(150, write));
     awaits.push(await awaitNs());
   }
-  out({ node: process.version, variant, awaitNs: median(awaits), plainWriteCpuUs: median(writes), watched, driverSpans: tracer ? driverSpans : undefined });
+  out({
+    node: process.version,
+    variant,
+    awaitNs: median(awaits),
+    plainWriteCpuUs: median(writes),
+    watched,
+    driverSpans: tracer ? driverSpans : undefined,
+  });
   await close();
   await connection.close();
   process.exit(0);
@@ -115,7 +147,14 @@ if (mode === 'storm') {
   if (variant === 'plugin') {
     const s = schema();
     // 30 events per hour: over a storm of seconds the bucket refills by less than one event.
-    s.plugin(tripwire, { approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT, statsd: { host: '127.0.0.1', port: Number(statsdPort) }, onError: () => {}, rateLimit: { perCallSite: { events: 1, intervalMs: 600_000 }, global: { events: cap, intervalMs: 3_600_000 } } });
+    s.plugin(tripwire, {
+      approved: ['auth/**'],
+      passThrough: ['ops.mjs'],
+      root: ROOT,
+      statsd: { host: '127.0.0.1', port: Number(statsdPort) },
+      onError: () => {},
+      rateLimit: { perCallSite: { events: 1, intervalMs: 600_000 }, global: { events: cap, intervalMs: 3_600_000 } },
+    });
     M = connection.model('Storm', s);
   } else {
     M = connection.model('Storm', schema());
@@ -126,13 +165,24 @@ if (mode === 'storm') {
   // write needs to know its caller: what the plugin cannot go below.
   const returnSites = (_e, callSites) => callSites;
   const oneCapture = () => {
-    const prepare = Error.prepareStackTrace; const limit = Error.stackTraceLimit;
-    Error.prepareStackTrace = returnSites; Error.stackTraceLimit = 8;
-    const holder = {}; Error.captureStackTrace(holder, oneCapture); const read = holder.stack;
-    Error.prepareStackTrace = prepare; Error.stackTraceLimit = limit;
+    const prepare = Error.prepareStackTrace;
+    const limit = Error.stackTraceLimit;
+    Error.prepareStackTrace = returnSites;
+    Error.stackTraceLimit = 8;
+    const holder = {};
+    Error.captureStackTrace(holder, oneCapture);
+    const read = holder.stack;
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
     return read;
   };
-  const write = variant === 'floor' ? (site, ...args) => { oneCapture(); return site(...args); } : (site, ...args) => site(...args);
+  const write =
+    variant === 'floor'
+      ? (site, ...args) => {
+          oneCapture();
+          return site(...args);
+        }
+      : (site, ...args) => site(...args);
   const storm = async (writes) => {
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
@@ -153,7 +203,15 @@ if (mode === 'storm') {
   await new Promise((resolve) => setTimeout(resolve, 50));
   await close();
   global.gc?.();
-  out({ node: process.version, variant, writes: WRITES, ...run, rssGrowthMb: (process.memoryUsage().rss - rssBefore) / 1e6, heapGrowthMb: (process.memoryUsage().heapUsed - heapBefore) / 1e6, cap });
+  out({
+    node: process.version,
+    variant,
+    writes: WRITES,
+    ...run,
+    rssGrowthMb: (process.memoryUsage().rss - rssBefore) / 1e6,
+    heapGrowthMb: (process.memoryUsage().heapUsed - heapBefore) / 1e6,
+    cap,
+  });
   await connection.close();
   process.exit(0);
 }

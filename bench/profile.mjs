@@ -3,19 +3,22 @@
 //   node --cpu-prof --cpu-prof-interval 50 bench/profile.mjs            # a plain model
 //   PLUGIN=1 node --cpu-prof --cpu-prof-interval 50 bench/profile.mjs   # the watched model
 // OP=save|create|insertMany(10)|findOneAndUpdate picks another write (default updateOne).
-import mongoose from 'mongoose';
+
 import { fileURLToPath } from 'node:url';
+import mongoose from 'mongoose';
 import { tripwire } from '../dist/index.js';
 import { startEmbeddedMongo } from '../test/support/spawn-mongo.mjs';
-import { atDepth } from './app/stack.mjs';
-import { ops } from './app/auth/tokens.mjs';
 import { seedToken } from './app/auth/seed.mjs';
+import { ops } from './app/auth/tokens.mjs';
+import { atDepth } from './app/stack.mjs';
+
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
 const mongo = await startEmbeddedMongo();
 const connection = await mongoose.createConnection(mongo.uri, { dbName: `prof_${process.pid}` }).asPromise();
 const schema = () => new mongoose.Schema({ token: { type: String, required: true, unique: true }, user: String, scopes: [String] });
 const s = schema();
-if (process.env.PLUGIN) s.plugin(tripwire, { approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT, statsd: false, onError: () => {} });
+if (process.env.PLUGIN)
+  s.plugin(tripwire, { approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT, statsd: false, onError: () => {} });
 const M = connection.model('P', s);
 await M.init();
 const id = await seedToken(connection, M);

@@ -17,20 +17,20 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import * as util from 'node:util';
+import { promisify } from 'node:util';
 import vm from 'node:vm';
 import mongoose from 'mongoose';
-import { tripwire, close, flush } from '../dist/index.js';
-import { calledByMongoose, captureCallSite, stackReadCount } from '../dist/attribution/call-site.js';
 import { compileApproval } from '../dist/attribution/approval.js';
+import { calledByMongoose, captureCallSite, stackReadCount } from '../dist/attribution/call-site.js';
 import { startListener } from '../dist/cli/listen.js';
+import { close, flush, tripwire } from '../dist/index.js';
 import { startEmbeddedMongo } from '../test/support/spawn-mongo.mjs';
-import { atDepth } from './app/stack.mjs';
-import { ops as approvedOps } from './app/auth/tokens.mjs';
 import { fromAuth } from './app/auth/classify.mjs';
-import { ops as legacyOps } from './app/legacy/tokens.mjs';
 import { seedToken } from './app/auth/seed.mjs';
+import { ops as approvedOps } from './app/auth/tokens.mjs';
+import { ops as legacyOps } from './app/legacy/tokens.mjs';
+import { atDepth } from './app/stack.mjs';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
@@ -58,7 +58,6 @@ const quantile = (values, q) => {
 };
 const stat = (values) => ({ median: quantile(values, 0.5), p25: quantile(values, 0.25), p75: quantile(values, 0.75), n: values.length });
 const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
-const pct = (ratio) => `${ratio >= 1 ? '+' : ''}${fmt((ratio - 1) * 100)} %`;
 const showRatio = (s) => `${fmt(s.median, 3)}× [${fmt(s.p25, 2)}–${fmt(s.p75, 2)}]`;
 const showUs = (s) => `${s.median >= 0 ? '+' : ''}${fmt(s.median)} µs [${fmt(s.p25)}–${fmt(s.p75)}]`;
 
@@ -106,7 +105,10 @@ function oneCapture() {
   Error.stackTraceLimit = limit;
   return sites;
 }
-const floorCaller = (write) => { oneCapture(); return write(); };
+const floorCaller = (write) => {
+  oneCapture();
+  return write();
+};
 
 /** Client CPU µs per write over a block of `n` sequential writes. */
 async function block(n, fn) {
@@ -131,7 +133,10 @@ async function paired(variants, { rounds = ROUNDS, n = BLOCK } = {}) {
     for (const name of order) cpu[name] = await block(n, variants[name]);
     perRound.push(cpu);
   }
-  const result = { control: stat(perRound.map((r) => r.plainAfter / r.plainBefore)), bareUs: stat(perRound.map((r) => (r.plainBefore + r.plainAfter) / 2)) };
+  const result = {
+    control: stat(perRound.map((r) => r.plainAfter / r.plainBefore)),
+    bareUs: stat(perRound.map((r) => (r.plainBefore + r.plainAfter) / 2)),
+  };
   for (const name of names) {
     result[name] = {
       ratio: stat(perRound.map((r) => r[name] / ((r.plainBefore + r.plainAfter) / 2))),
@@ -143,9 +148,23 @@ async function paired(variants, { rounds = ROUNDS, n = BLOCK } = {}) {
 }
 
 const results = {
-  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 1e9), node: process.version, mongoose: mongoose.version, loadAverageAtStart: loadBefore.map((x) => Number(x.toFixed(2))) },
+  machine: {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    memoryGb: Math.round(totalmem() / 1e9),
+    node: process.version,
+    mongoose: mongoose.version,
+    loadAverageAtStart: loadBefore.map((x) => Number(x.toFixed(2))),
+  },
   method: { rounds: ROUNDS, writesPerBlock: BLOCK, processRounds: PROC_ROUNDS },
-  control: [], approved: [], rogue: [], capture: [], process: {}, asyncContext: {}, storm: {}, targets: [],
+  control: [],
+  approved: [],
+  rogue: [],
+  capture: [],
+  process: {},
+  asyncContext: {},
+  storm: {},
+  targets: [],
 };
 const target = (name, value, limit, unit, pass) => results.targets.push({ name, value, limit, unit, pass: pass ?? value <= limit });
 
@@ -153,66 +172,84 @@ const target = (name, value, limit, unit, pass) => results.targets.push({ name, 
 for (const M of models) for (const op of OPS) for (let i = 0; i < 60; i++) await atDepth(30, () => approvedOps[op](M, contexts.get(M)));
 for (let i = 0; i < 60; i++) await atDepth(30, () => legacyOps.updateOne(RogueLimited, contexts.get(RogueLimited)));
 
-say(`Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} at start`);
-say(`Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process CPU per write\n`);
+say(
+  `Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} at start`,
+);
+say(
+  `Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process CPU per write\n`,
+);
 
 // ---- 1. Approved writes, and the floor ----
 const c = (M) => contexts.get(M);
 if (section(1)) {
-say('1. Approved writes (the auth module calls Mongoose): CPU per write vs a plain model');
-say('   columns: plain-vs-plain control | one capture + plain write (the floor) | the plugin');
-for (const depth of DEPTHS) {
-  for (const op of OPS) {
-    const write = approvedOps[op];
-    const r = await paired({
-      plainBefore: () => atDepth(depth, () => write(PlainBefore, c(PlainBefore))),
-      floor: () => atDepth(depth, () => floorCaller(() => write(PlainAfter, c(PlainAfter)))),
-      tripwired: () => atDepth(depth, () => write(Tripwired, c(Tripwired))),
-      plainAfter: () => atDepth(depth, () => write(PlainAfter, c(PlainAfter))),
-    });
-    // How many times the plugin read the stack per write (the write's own call, Mongoose's calls back).
-    const readsBefore = stackReadCount();
-    for (let i = 0; i < 10; i++) await atDepth(depth, () => write(Tripwired, c(Tripwired)));
-    const stackReads = (stackReadCount() - readsBefore) / 10;
-    const row = { op, depth, bareCpuUs: r.bareUs.median, control: r.control, floor: r.floor.ratio, plugin: r.tripwired.ratio, pluginAddedUs: r.tripwired.addedUs, stackReads };
-    results.approved.push(row);
-    results.control.push(...r.rounds.map((x) => x.plainAfter / x.plainBefore));
-    say(`   ${op.padEnd(16)} @${String(depth).padStart(2)}: bare ${fmt(row.bareCpuUs, 0)} µs | control ${showRatio(row.control)} | floor ${showRatio(row.floor)} | plugin ${showRatio(row.plugin)} ${showUs(row.pluginAddedUs)} | stack reads ${row.stackReads}`);
-    target(`approved ${op} @${depth}: plugin vs plain write`, row.plugin.median, 1.2, '×');
-    // insertMany: Mongoose calls the collection after validating, with documents it built then: one frame is read there.
-    target(`approved ${op} @${depth}: stack reads per write`, row.stackReads, op.startsWith('insertMany') ? 2 : 1, 'reads');
+  say('1. Approved writes (the auth module calls Mongoose): CPU per write vs a plain model');
+  say('   columns: plain-vs-plain control | one capture + plain write (the floor) | the plugin');
+  for (const depth of DEPTHS) {
+    for (const op of OPS) {
+      const write = approvedOps[op];
+      const r = await paired({
+        plainBefore: () => atDepth(depth, () => write(PlainBefore, c(PlainBefore))),
+        floor: () => atDepth(depth, () => floorCaller(() => write(PlainAfter, c(PlainAfter)))),
+        tripwired: () => atDepth(depth, () => write(Tripwired, c(Tripwired))),
+        plainAfter: () => atDepth(depth, () => write(PlainAfter, c(PlainAfter))),
+      });
+      // How many times the plugin read the stack per write (the write's own call, Mongoose's calls back).
+      const readsBefore = stackReadCount();
+      for (let i = 0; i < 10; i++) await atDepth(depth, () => write(Tripwired, c(Tripwired)));
+      const stackReads = (stackReadCount() - readsBefore) / 10;
+      const row = {
+        op,
+        depth,
+        bareCpuUs: r.bareUs.median,
+        control: r.control,
+        floor: r.floor.ratio,
+        plugin: r.tripwired.ratio,
+        pluginAddedUs: r.tripwired.addedUs,
+        stackReads,
+      };
+      results.approved.push(row);
+      results.control.push(...r.rounds.map((x) => x.plainAfter / x.plainBefore));
+      say(
+        `   ${op.padEnd(16)} @${String(depth).padStart(2)}: bare ${fmt(row.bareCpuUs, 0)} µs | control ${showRatio(row.control)} | floor ${showRatio(row.floor)} | plugin ${showRatio(row.plugin)} ${showUs(row.pluginAddedUs)} | stack reads ${row.stackReads}`,
+      );
+      target(`approved ${op} @${depth}: plugin vs plain write`, row.plugin.median, 1.2, '×');
+      // insertMany: Mongoose calls the collection after validating, with documents it built then: one frame is read there.
+      target(`approved ${op} @${depth}: stack reads per write`, row.stackReads, op.startsWith('insertMany') ? 2 : 1, 'reads');
+    }
   }
-}
-const control = stat(results.control);
-results.controlAll = control;
-say(`   plain-vs-plain control over all ${control.n} rounds: ${showRatio(control)}`);
-target('plain-vs-plain control within ±3 %', Math.abs(control.median - 1) * 100, 3, '%');
-
+  const control = stat(results.control);
+  results.controlAll = control;
+  say(`   plain-vs-plain control over all ${control.n} rounds: ${showRatio(control)}`);
+  target('plain-vs-plain control within ±3 %', Math.abs(control.median - 1) * 100, 3, '%');
 }
 
 // ---- 2. Rogue writes held back by the rate limit ----
 if (section(2)) {
-say('\n2. Rogue updateOne held back by the rate limit vs the same write approved (extra CPU per write)');
-await legacyOps.updateOne(RogueLimited, c(RogueLimited)); // its call site's one event is long spent
-for (const depth of DEPTHS) {
-  const r = await paired({
-    plainBefore: () => atDepth(depth, () => approvedOps.updateOne(PlainBefore, c(PlainBefore))),
-    approved: () => atDepth(depth, () => approvedOps.updateOne(Tripwired, c(Tripwired))),
-    rogue: () => atDepth(depth, () => legacyOps.updateOne(RogueLimited, c(RogueLimited))),
-    plainAfter: () => atDepth(depth, () => approvedOps.updateOne(PlainAfter, c(PlainAfter))),
-  });
-  const extra = stat(r.rounds.map((x) => x.rogue - x.approved));
-  results.rogue.push({ depth, approved: r.approved.ratio, rogue: r.rogue.ratio, extraUs: extra, control: r.control });
-  say(`   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ${showUs(extra)} (control ${showRatio(r.control)})`);
-}
-
+  say('\n2. Rogue updateOne held back by the rate limit vs the same write approved (extra CPU per write)');
+  await legacyOps.updateOne(RogueLimited, c(RogueLimited)); // its call site's one event is long spent
+  for (const depth of DEPTHS) {
+    const r = await paired({
+      plainBefore: () => atDepth(depth, () => approvedOps.updateOne(PlainBefore, c(PlainBefore))),
+      approved: () => atDepth(depth, () => approvedOps.updateOne(Tripwired, c(Tripwired))),
+      rogue: () => atDepth(depth, () => legacyOps.updateOne(RogueLimited, c(RogueLimited))),
+      plainAfter: () => atDepth(depth, () => approvedOps.updateOne(PlainAfter, c(PlainAfter))),
+    });
+    const extra = stat(r.rounds.map((x) => x.rogue - x.approved));
+    results.rogue.push({ depth, approved: r.approved.ratio, rogue: r.rogue.ratio, extraUs: extra, control: r.control });
+    say(
+      `   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ${showUs(extra)} (control ${showRatio(r.control)})`,
+    );
+  }
 }
 
 // Sanity: the approved variants were judged approved and the rogue one rogue (under the rule of
 // who decides, a write call made outside the auth module is rogue): else the figures above measure another path.
 if (section(1) || section(2)) {
   await flush();
-  const bypassesOf = (model) => [...listener.counters()].filter(([key]) => key.startsWith('tripwire.bypasses|') && key.split(/[|,]/).includes(`model:${model}`)).reduce((n, [, v]) => n + v, 0);
+  const bypassesOf = (model) =>
+    [...listener.counters()]
+      .filter(([key]) => key.startsWith('tripwire.bypasses|') && key.split(/[|,]/).includes(`model:${model}`))
+      .reduce((n, [, v]) => n + v, 0);
   await listener.waitFor(() => bypassesOf('RogueLimited') > 0, 3_000).catch(() => undefined);
   const v = { Tripwired: bypassesOf('Tripwired'), RogueLimited: bypassesOf('RogueLimited') };
   results.verdicts = v;
@@ -222,25 +259,44 @@ if (section(1) || section(2)) {
 }
 
 // ---- 3. The stack read itself (no I/O), per depth ----
-if (section(3)) say('\n3. The stack read alone (µs per call, no I/O): one capture, the plugin\'s approved and rogue verdicts (rogue: with its trace read, or held back when called), a full-depth read');
+if (section(3))
+  say(
+    "\n3. The stack read alone (µs per call, no I/O): one capture, the plugin's approved and rogue verdicts (rogue: with its trace read, or held back when called), a full-depth read",
+  );
 if (section(3)) {
   const approval = compileApproval({ approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT });
-  function fullRead() { // what a rogue write reads once more: the whole stack (up to 200 frames)
-    const prepare = Error.prepareStackTrace; const limit = Error.stackTraceLimit;
-    Error.prepareStackTrace = returnSites; Error.stackTraceLimit = 200;
-    const holder = {}; Error.captureStackTrace(holder, fullRead); const sites = holder.stack;
-    Error.prepareStackTrace = prepare; Error.stackTraceLimit = limit;
+  function fullRead() {
+    // what a rogue write reads once more: the whole stack (up to 200 frames)
+    const prepare = Error.prepareStackTrace;
+    const limit = Error.stackTraceLimit;
+    Error.prepareStackTrace = returnSites;
+    Error.stackTraceLimit = 200;
+    const holder = {};
+    Error.captureStackTrace(holder, fullRead);
+    const sites = holder.stack;
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
     return sites;
   }
-  function approved() { return captureCallSite(approved, approval, 50); }
-  function rogue() { return captureCallSite(rogue, approval, 50).callSite; }
+  function approved() {
+    return captureCallSite(approved, approval, 50);
+  }
+  function rogue() {
+    return captureCallSite(rogue, approval, 50).callSite;
+  }
   // A rogue write whose call site's events are spent when it is called: no full read for its trace.
   const spent = () => true;
-  function rogueHeldBack() { return captureCallSite(rogueHeldBack, approval, 50, false, spent).callSite; }
+  function rogueHeldBack() {
+    return captureCallSite(rogueHeldBack, approval, 50, false, spent).callSite;
+  }
   // Mongoose's own write through a watched collection: the caller check, called from a function whose
   // file is Mongoose's lib/ (as Mongoose's query calls the collection method).
-  function mongooseCheck() { return calledByMongoose(mongooseCheck); }
-  const fromMongoose = vm.runInThisContext('(function mongooseCalls(fn) { return fn(); })', { filename: fileURLToPath(new URL('../node_modules/mongoose/lib/query.js', import.meta.url)) });
+  function mongooseCheck() {
+    return calledByMongoose(mongooseCheck);
+  }
+  const fromMongoose = vm.runInThisContext('(function mongooseCalls(fn) { return fn(); })', {
+    filename: fileURLToPath(new URL('../node_modules/mongoose/lib/query.js', import.meta.url)),
+  });
   if (fromMongoose(mongooseCheck) !== true) throw new Error('the Mongoose-caller check did not recognise Mongoose');
   const getCallSites = typeof util.getCallSites === 'function' ? util.getCallSites : undefined;
   const variants = {
@@ -273,91 +329,149 @@ if (section(3)) {
     const full = results.capture.find((row) => row.depth === rogue.depth).us['full-depth read'].median;
     rogue.fullReadUs = full;
     rogue.extraInFullReads = rogue.extraUs.median / full;
-    say(`   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} full-depth reads (${fmt(full, 1)} µs each)`);
+    say(
+      `   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} full-depth reads (${fmt(full, 1)} µs each)`,
+    );
     target(`rogue held back @${rogue.depth}: extra vs approved, in full-depth reads`, rogue.extraInFullReads, 1, 'reads');
   }
 }
 
 // ---- 4. Process-wide: after every entry point has run (reads on, monitorCommands on); dd-trace ----
 const child = async (args, env = {}) => {
-  const { stdout } = await run(process.execPath, ['--expose-gc', PROC, ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24, timeout: 600_000 });
+  const { stdout } = await run(process.execPath, ['--expose-gc', PROC, ...args], {
+    env: { ...process.env, ...env },
+    maxBuffer: 1 << 24,
+    timeout: 600_000,
+  });
   return JSON.parse(stdout.trim().split('\n').pop());
 };
 if (section(4)) {
-say(`\n4. Whole process, after every entry point has run on a watched model (reads on, monitorCommands on), ${PROC_ROUNDS} rotated rounds of one process each`);
-{
-  const variants = ['bare', 'plugin', 'ddtrace'];
-  const runs = Object.fromEntries(variants.map((v) => [v, []]));
-  for (let round = 0; round < PROC_ROUNDS; round++) {
-    for (const v of variants.map((_, i) => variants[(i + round) % variants.length])) runs[v].push(await child(['process', v, mongo.uri]));
+  say(
+    `\n4. Whole process, after every entry point has run on a watched model (reads on, monitorCommands on), ${PROC_ROUNDS} rotated rounds of one process each`,
+  );
+  {
+    const variants = ['bare', 'plugin', 'ddtrace'];
+    const runs = Object.fromEntries(variants.map((v) => [v, []]));
+    for (let round = 0; round < PROC_ROUNDS; round++) {
+      for (const v of variants.map((_, i) => variants[(i + round) % variants.length])) runs[v].push(await child(['process', v, mongo.uri]));
+    }
+    const ratio = (v, key) => stat(runs[v].map((x, i) => x[key] / runs.bare[i][key]));
+    const p = {
+      bareAwaitNs: stat(runs.bare.map((x) => x.awaitNs)),
+      bareWriteCpuUs: stat(runs.bare.map((x) => x.plainWriteCpuUs)),
+      pluginAwait: ratio('plugin', 'awaitNs'),
+      pluginPlainWrite: ratio('plugin', 'plainWriteCpuUs'),
+      ddtraceAwait: ratio('ddtrace', 'awaitNs'),
+      ddtraceWrite: ratio('ddtrace', 'plainWriteCpuUs'),
+      pluginAwaitNs: stat(runs.plugin.map((x) => x.awaitNs)),
+      ddtraceAwaitNs: stat(runs.ddtrace.map((x) => x.awaitNs)),
+      commandCounting: runs.plugin[0]?.watched,
+      ddtraceDriverSpans: runs.ddtrace.map((x) => x.driverSpans),
+      runs,
+    };
+    results.process = p;
+    say(
+      `   await: ${fmt(p.bareAwaitNs.median, 0)} ns bare; with the plugin ${fmt(p.pluginAwaitNs.median, 0)} ns (${showRatio(p.pluginAwait)}); with dd-trace ${fmt(p.ddtraceAwaitNs.median, 0)} ns (${showRatio(p.ddtraceAwait)})`,
+    );
+    say(
+      `   a plain model's updateOne @30 (${fmt(p.bareWriteCpuUs.median, 0)} µs bare): with the plugin in the process ${showRatio(p.pluginPlainWrite)}; with dd-trace (its mongoose/mongodb spans on that write) ${showRatio(p.ddtraceWrite)}`,
+    );
+    say(
+      `   (unattributed-write counting: ${JSON.stringify(p.commandCounting?.unattributedWrites)}; dd-trace driver spans seen per process: ${p.ddtraceDriverSpans.join(', ')})`,
+    );
+    target('await after every entry point (monitorCommands on)', p.pluginAwait.median, 1.3, '×');
+    target('plain model write with the plugin in the process', p.pluginPlainWrite.median, 1.05, '×');
   }
-  const ratio = (v, key) => stat(runs[v].map((x, i) => x[key] / runs.bare[i][key]));
-  const p = {
-    bareAwaitNs: stat(runs.bare.map((x) => x.awaitNs)), bareWriteCpuUs: stat(runs.bare.map((x) => x.plainWriteCpuUs)),
-    pluginAwait: ratio('plugin', 'awaitNs'), pluginPlainWrite: ratio('plugin', 'plainWriteCpuUs'),
-    ddtraceAwait: ratio('ddtrace', 'awaitNs'), ddtraceWrite: ratio('ddtrace', 'plainWriteCpuUs'),
-    pluginAwaitNs: stat(runs.plugin.map((x) => x.awaitNs)), ddtraceAwaitNs: stat(runs.ddtrace.map((x) => x.awaitNs)),
-    commandCounting: runs.plugin[0]?.watched, ddtraceDriverSpans: runs.ddtrace.map((x) => x.driverSpans), runs,
-  };
-  results.process = p;
-  say(`   await: ${fmt(p.bareAwaitNs.median, 0)} ns bare; with the plugin ${fmt(p.pluginAwaitNs.median, 0)} ns (${showRatio(p.pluginAwait)}); with dd-trace ${fmt(p.ddtraceAwaitNs.median, 0)} ns (${showRatio(p.ddtraceAwait)})`);
-  say(`   a plain model's updateOne @30 (${fmt(p.bareWriteCpuUs.median, 0)} µs bare): with the plugin in the process ${showRatio(p.pluginPlainWrite)}; with dd-trace (its mongoose/mongodb spans on that write) ${showRatio(p.ddtraceWrite)}`);
-  say(`   (unattributed-write counting: ${JSON.stringify(p.commandCounting?.unattributedWrites)}; dd-trace driver spans seen per process: ${p.ddtraceDriverSpans.join(', ')})`);
-  target('await after every entry point (monitorCommands on)', p.pluginAwait.median, 1.3, '×');
-  target('plain model write with the plugin in the process', p.pluginPlainWrite.median, 1.05, '×');
-}
-
 }
 
 // ---- 5. What an active AsyncLocalStorage costs every `await`, per Node version ----
 if (section(5)) {
-say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
+  say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
   const nodes = [process.execPath, ...(process.env.BENCH_OTHER_NODES ?? '').split(':').filter(Boolean)];
   for (const node of nodes) {
     const one = async (variant) => JSON.parse((await run(node, [PROC, 'await', variant])).stdout.trim().split('\n').pop());
-    const plain = []; const als = [];
-    for (let i = 0; i < 3; i++) { plain.push(await one('plain')); als.push(await one('als')); }
+    const plain = [];
+    const als = [];
+    for (let i = 0; i < 3; i++) {
+      plain.push(await one('plain'));
+      als.push(await one('als'));
+    }
     const version = plain[0].node;
     const row = { plainNs: stat(plain.map((x) => x.awaitNs)), alsNs: stat(als.map((x) => x.awaitNs)) };
     results.asyncContext[version] = row;
-    say(`   Node ${version}: ${fmt(row.plainNs.median, 0)} ns plain, ${fmt(row.alsNs.median, 0)} ns with an AsyncLocalStorage entered once (${fmt(row.alsNs.median / row.plainNs.median, 2)}×)`);
+    say(
+      `   Node ${version}: ${fmt(row.plainNs.median, 0)} ns plain, ${fmt(row.alsNs.median, 0)} ns with an AsyncLocalStorage entered once (${fmt(row.alsNs.median / row.plainNs.median, 2)}×)`,
+    );
   }
 }
 
 // ---- 6. Storm ----
 if (section(6)) {
-say(`\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a 20,000-write warm-up storm)`);
-{
-  await close();
-  listener.datagrams.length = 0;
-  const plain = await child(['storm', 'plain', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-  const floor = await child(['storm', 'floor', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-  const plugin = await child(['storm', 'plugin', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-  const warm = Math.min(20_000, STORM_WRITES);
-  const sum = (name) => [...listener.counters()].filter(([key]) => key.startsWith(`tripwire.${name}|`) && key.split(/[|,]/).includes('model:Storm')).reduce((n, [, v]) => n + v, 0);
-  await listener.waitFor(() => sum('bypasses') >= STORM_WRITES + warm, 5_000).catch(() => undefined);
-  const events = listener.datagrams.filter((d) => d.type === 'event' && d.tags.includes('model:Storm')).length;
-  const s = { plain, floor, floorP99Ratio: floor.p99Ms / plain.p99Ms, plugin, events, cap: plugin.cap, bypassesCounted: sum('bypasses'), suppressedCounted: sum('events_suppressed'), expectedBypasses: STORM_WRITES + warm, p99Ratio: plugin.p99Ms / plain.p99Ms, malformed: listener.malformed.length };
-  results.storm = s;
-  say(`   without the plugin: ${fmt(plain.seconds)} s, event-loop p99 ${fmt(plain.p99Ms)} ms, RSS ${fmt(plain.rssGrowthMb)} MB`);
-  say(`   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms (${fmt(s.floorP99Ratio, 2)}×)`);
-  say(`   with the plugin:    ${fmt(plugin.seconds)} s, event-loop p99 ${fmt(plugin.p99Ms)} ms (${fmt(s.p99Ratio, 2)}×), RSS ${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`);
-  say(`   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ${s.suppressedCounted}; malformed datagrams ${s.malformed}`);
-  target('storm: event-loop p99 vs no plugin', s.p99Ratio, 1.25, '×');
-  target('storm: RSS growth', plugin.rssGrowthMb, 10, 'MB');
-  // The plain storm grows RSS too (Mongoose, the driver, the allocator keeping pages): what is the plugin's is the difference.
-  target('storm: RSS growth over the plain storm\'s', plugin.rssGrowthMb - plain.rssGrowthMb, 10, 'MB');
-  target('storm: events == rate-limit cap', events, s.cap, 'events', events === s.cap);
-  target('storm: counters exact', s.bypassesCounted, s.expectedBypasses, 'writes', s.bypassesCounted === s.expectedBypasses && s.suppressedCounted === s.expectedBypasses - events);
-}
-
+  say(
+    `\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a 20,000-write warm-up storm)`,
+  );
+  {
+    await close();
+    listener.datagrams.length = 0;
+    const plain = await child(['storm', 'plain', mongo.uri, String(STORM_WRITES), String(listener.port)]);
+    const floor = await child(['storm', 'floor', mongo.uri, String(STORM_WRITES), String(listener.port)]);
+    const plugin = await child(['storm', 'plugin', mongo.uri, String(STORM_WRITES), String(listener.port)]);
+    const warm = Math.min(20_000, STORM_WRITES);
+    const sum = (name) =>
+      [...listener.counters()]
+        .filter(([key]) => key.startsWith(`tripwire.${name}|`) && key.split(/[|,]/).includes('model:Storm'))
+        .reduce((n, [, v]) => n + v, 0);
+    await listener.waitFor(() => sum('bypasses') >= STORM_WRITES + warm, 5_000).catch(() => undefined);
+    const events = listener.datagrams.filter((d) => d.type === 'event' && d.tags.includes('model:Storm')).length;
+    const s = {
+      plain,
+      floor,
+      floorP99Ratio: floor.p99Ms / plain.p99Ms,
+      plugin,
+      events,
+      cap: plugin.cap,
+      bypassesCounted: sum('bypasses'),
+      suppressedCounted: sum('events_suppressed'),
+      expectedBypasses: STORM_WRITES + warm,
+      p99Ratio: plugin.p99Ms / plain.p99Ms,
+      malformed: listener.malformed.length,
+    };
+    results.storm = s;
+    say(`   without the plugin: ${fmt(plain.seconds)} s, event-loop p99 ${fmt(plain.p99Ms)} ms, RSS ${fmt(plain.rssGrowthMb)} MB`);
+    say(
+      `   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms (${fmt(s.floorP99Ratio, 2)}×)`,
+    );
+    say(
+      `   with the plugin:    ${fmt(plugin.seconds)} s, event-loop p99 ${fmt(plugin.p99Ms)} ms (${fmt(s.p99Ratio, 2)}×), RSS ${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`,
+    );
+    say(
+      `   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ${s.suppressedCounted}; malformed datagrams ${s.malformed}`,
+    );
+    target('storm: event-loop p99 vs no plugin', s.p99Ratio, 1.25, '×');
+    target('storm: RSS growth', plugin.rssGrowthMb, 10, 'MB');
+    // The plain storm grows RSS too (Mongoose, the driver, the allocator keeping pages): what is the plugin's is the difference.
+    target("storm: RSS growth over the plain storm's", plugin.rssGrowthMb - plain.rssGrowthMb, 10, 'MB');
+    target('storm: events == rate-limit cap', events, s.cap, 'events', events === s.cap);
+    target(
+      'storm: counters exact',
+      s.bypassesCounted,
+      s.expectedBypasses,
+      'writes',
+      s.bypassesCounted === s.expectedBypasses && s.suppressedCounted === s.expectedBypasses - events,
+    );
+  }
 }
 
 say('\nTargets:');
-for (const t of results.targets) say(`   ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${fmt(t.value, 3)} ${t.unit} (target ≤ ${t.limit}${t.unit === 'events' || t.unit === 'writes' ? ', exact' : ''})`);
+for (const t of results.targets)
+  say(
+    `   ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${fmt(t.value, 3)} ${t.unit} (target ≤ ${t.limit}${t.unit === 'events' || t.unit === 'writes' ? ', exact' : ''})`,
+  );
 results.durationSeconds = (Date.now() - started) / 1000;
 results.machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
-say(`\n${results.machine.cpus} × ${results.machine.cpu}, Node ${results.machine.node}, Mongoose ${results.machine.mongoose}; load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} → ${results.machine.loadAverageAtEnd.join(' ')}; ${fmt(results.durationSeconds, 0)} s`);
+say(
+  `\n${results.machine.cpus} × ${results.machine.cpu}, Node ${results.machine.node}, Mongoose ${results.machine.mongoose}; load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} → ${results.machine.loadAverageAtEnd.join(' ')}; ${fmt(results.durationSeconds, 0)} s`,
+);
 const major = Number(process.versions.node.split('.')[0]);
 const file = process.env.BENCH_OUT ?? (major === 20 ? './results.json' : `./results-node${major}.json`);
 for (const row of [results.process]) delete row.runs?.bare?.rounds;

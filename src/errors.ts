@@ -13,8 +13,14 @@ export class TripwireConfigError extends Error {
 export class RogueWriteError extends Error {
   override name = 'RogueWriteError';
   /** `advice`: what to do about it (with a baseline: how to accept it), appended to the message. */
-  constructor(readonly report: BypassReport, advice?: string) {
-    super(`mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved code${advice ? `. ${advice}` : ''}`);
+  constructor(
+    readonly report: BypassReport,
+    advice?: string,
+  ) {
+    super(
+      `mongoose-tripwire: rogue write refused: ${report.model}.${report.operation} from ${report.location} is not approved ` +
+        `code${advice ? `. ${advice}` : ''}`,
+    );
     // The stack a test runner shows and links: the user's code from the deciding frame outward, not
     // this library's frames (nor Mongoose's microtask, where a refused query's exec runs).
     const stack = userStack(report);
@@ -43,7 +49,11 @@ function stackLine(frame: Frame): string {
 /** A plugin-side fault, with a stable reason (used as the `reason` tag of `tripwire.errors`). */
 export class TripwireFault extends Error {
   override name = 'TripwireFault';
-  constructor(readonly reason: FaultReason, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly reason: FaultReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(`mongoose-tripwire: ${message}`, options);
   }
 }

@@ -1,8 +1,17 @@
-export { tripwire } from './plugin.js';
-export { flush, close } from './core/lifecycle.js';
+export { close, flush } from './core/lifecycle.js';
 export { RogueWriteError, TripwireConfigError, TripwireFault } from './errors.js';
+export { tripwire } from './plugin.js';
 export type {
-  ApprovedPattern, BypassReport, FaultReason, Frame, RateLimitOptions, RateWindow, TripwireOptions, WriteKind, WriteOperation, WriteOutcome,
+  ApprovedPattern,
+  BypassReport,
+  FaultReason,
+  Frame,
+  RateLimitOptions,
+  RateWindow,
+  TripwireOptions,
+  WriteKind,
+  WriteOperation,
+  WriteOutcome,
 } from './types.js';
+export type { ModelCheck, RegistrationCheck, VerifyResult } from './verify.js';
 export { verify } from './verify.js';
-export type { VerifyResult, RegistrationCheck, ModelCheck } from './verify.js';

@@ -5,11 +5,10 @@
  * never a silent no-op that leaves the detector quietly off.
  */
 import { isAbsolute, resolve } from 'node:path';
-import type { StatsD, ClientOptions } from 'hot-shots';
-import { loadBaseline } from './ratchet/baseline.js';
-import type { ApprovedPattern, BypassReport, Frame, LoadedBaseline, RateLimitOptions, RateWindow, ResolvedOptions, TripwireOptions } from './types.js';
+import type { ClientOptions, StatsD } from 'hot-shots';
 import { BaselineError, TripwireConfigError } from './errors.js';
-
+import { loadBaseline } from './ratchet/baseline.js';
+import type { ApprovedPattern, LoadedBaseline, RateLimitOptions, RateWindow, ResolvedOptions, TripwireOptions } from './types.js';
 
 export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
   // One Slack message per call site per 10 minutes: enough to notice, never a storm.
@@ -20,9 +19,28 @@ export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
 });
 
 const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
-  'approved', 'passThrough', 'root', 'onBypass', 'mode', 'models', 'collections', 'onError', 'statsd', 'notify',
-  'rateLimit', 'tags', 'metricPrefix', 'maxFrames', 'maxDocumentIds', 'documentIds', 'idHashKey', 'enabled', 'heartbeatMs', 'operations',
-  'maxCallSiteTags', 'baseline',
+  'approved',
+  'passThrough',
+  'root',
+  'onBypass',
+  'mode',
+  'models',
+  'collections',
+  'onError',
+  'statsd',
+  'notify',
+  'rateLimit',
+  'tags',
+  'metricPrefix',
+  'maxFrames',
+  'maxDocumentIds',
+  'documentIds',
+  'idHashKey',
+  'enabled',
+  'heartbeatMs',
+  'operations',
+  'maxCallSiteTags',
+  'baseline',
 ]);
 
 function fail(message: string): never {
@@ -52,7 +70,8 @@ function describe(value: unknown): string {
 }
 
 function resolveApproved(value: unknown): ApprovedPattern[] {
-  if (value === undefined) fail('option "approved" is required: list the files or folders that may write (e.g. approved: [\'src/auth/**\'])');
+  if (value === undefined)
+    fail('option "approved" is required: list the files or folders that may write (e.g. approved: [\'src/auth/**\'])');
   if (!Array.isArray(value) || value.length === 0) {
     fail(`option "approved" must be a non-empty array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
   }
@@ -60,7 +79,8 @@ function resolveApproved(value: unknown): ApprovedPattern[] {
 }
 
 function resolvePatterns(name: 'approved' | 'passThrough', value: unknown): ApprovedPattern[] {
-  if (!Array.isArray(value)) fail(`option "${name}" must be an array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
+  if (!Array.isArray(value))
+    fail(`option "${name}" must be an array of globs, absolute paths, RegExps or functions, got ${describe(value)}`);
   return value.map((pattern: unknown, index): ApprovedPattern => {
     if (typeof pattern === 'string') {
       if (pattern.trim() === '') fail(`option "${name}[${index}]" is an empty string`);
@@ -106,12 +126,14 @@ function resolveTags(value: unknown): string[] {
   const entries: string[] = [];
   if (Array.isArray(value)) {
     for (const [index, tag] of value.entries()) {
-      if (typeof tag !== 'string' || tag === '') fail(`option "tags[${index}]" must be a non-empty "key:value" string, got ${describe(tag)}`);
+      if (typeof tag !== 'string' || tag === '')
+        fail(`option "tags[${index}]" must be a non-empty "key:value" string, got ${describe(tag)}`);
       entries.push(tag);
     }
   } else if (isPlainObject(value)) {
     for (const [key, tagValue] of Object.entries(value)) {
-      if (!TAG_KEY.test(key)) fail(`option "tags" has an invalid key ${JSON.stringify(key)} (letters, digits, _ - . / only, starting with a letter)`);
+      if (!TAG_KEY.test(key))
+        fail(`option "tags" has an invalid key ${JSON.stringify(key)} (letters, digits, _ - . / only, starting with a letter)`);
       if (typeof tagValue !== 'string') fail(`option "tags.${key}" must be a string, got ${describe(tagValue)}`);
       entries.push(`${key}:${tagValue}`);
     }
@@ -122,7 +144,7 @@ function resolveTags(value: unknown): string[] {
 }
 
 // Datadog handles are @ followed by a name; anything else in an event would be user text with an @ in it.
-const HANDLE = /^@[\w.\-]+$/;
+const HANDLE = /^@[\w.-]+$/;
 
 function resolveNotify(value: unknown): string[] {
   if (value === undefined) return [];
@@ -154,11 +176,19 @@ function resolveIdHashKey(value: unknown): Buffer | undefined {
   if (value === undefined) return undefined;
   let key: Buffer;
   if (typeof value === 'string') key = Buffer.from(value, 'utf8');
-  else if (value instanceof Uint8Array) key = Buffer.from(value); // a copy: the app may reuse its buffer
-  else return fail(`option "idHashKey" must be a string or a Buffer of at least ${MIN_ID_HASH_KEY_BYTES} bytes, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  else if (value instanceof Uint8Array)
+    key = Buffer.from(value); // a copy: the app may reuse its buffer
+  else
+    return fail(
+      `option "idHashKey" must be a string or a Buffer of at least ${MIN_ID_HASH_KEY_BYTES} bytes, got ` +
+        `${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+    );
   // Never the key itself in a message: only its length.
   if (key.length < MIN_ID_HASH_KEY_BYTES) {
-    fail(`option "idHashKey" is ${key.length} byte${key.length === 1 ? '' : 's'} long: it must be at least ${MIN_ID_HASH_KEY_BYTES} random bytes (say, crypto.randomBytes(32).toString('base64')), or left out for a per-process random key`);
+    fail(
+      `option "idHashKey" is ${key.length} byte${key.length === 1 ? '' : 's'} long: it must be at least ${MIN_ID_HASH_KEY_BYTES} random ` +
+        `bytes (say, crypto.randomBytes(32).toString('base64')), or left out for a per-process random key`,
+    );
   }
   return key;
 }
@@ -189,7 +219,11 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
   }
   let collections: Set<string> | undefined;
   if (raw.collections !== undefined) {
-    if (!Array.isArray(raw.collections) || raw.collections.length === 0 || !raw.collections.every((c) => typeof c === 'string' && c !== '')) {
+    if (
+      !Array.isArray(raw.collections) ||
+      raw.collections.length === 0 ||
+      !raw.collections.every((c) => typeof c === 'string' && c !== '')
+    ) {
       fail(`option "collections" must be a non-empty array of collection names, got ${describe(raw.collections)}`);
     }
     collections = new Set(raw.collections as string[]);
@@ -241,7 +275,8 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
 /** The option `baseline`, read now: a bad file fails the registration, it never means "nothing known". */
 function resolveBaseline(value: unknown, root: string): LoadedBaseline | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.trim() === '') fail(`option "baseline" must be the path of a baseline file (relative to root), got ${describe(value)}`);
+  if (typeof value !== 'string' || value.trim() === '')
+    fail(`option "baseline" must be the path of a baseline file (relative to root), got ${describe(value)}`);
   try {
     return loadBaseline(value, isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root));
   } catch (error) {

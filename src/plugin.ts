@@ -81,7 +81,10 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
     if (!resolved.enabled) {
       if (!disabledOptions.has(options)) {
         disabledOptions.add(options);
-        process.emitWarning('mongoose-tripwire is disabled (enabled: false): no write is checked or reported', { type: 'TripwireWarning', code: 'TRIPWIRE_DISABLED' });
+        process.emitWarning('mongoose-tripwire is disabled (enabled: false): no write is checked or reported', {
+          type: 'TripwireWarning',
+          code: 'TRIPWIRE_DISABLED',
+        });
       }
       return;
     }
@@ -91,7 +94,9 @@ export function tripwire(schema: Schema, options: TripwireOptions): void {
   const marked = registrationOfSchema.get(schema);
   if (marked === registration) return;
   if (marked) {
-    throw new TripwireConfigError('mongoose-tripwire: the plugin is registered twice on one schema with different options; every write would be reported twice');
+    throw new TripwireConfigError(
+      'mongoose-tripwire: the plugin is registered twice on one schema with different options; every write would be reported twice',
+    );
   }
   registrationOfSchema.set(schema, registration);
   const judge = registration;

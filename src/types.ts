@@ -19,7 +19,9 @@ export interface Frame {
 /** The verdict on one write call. Approved writes carry nothing, so they allocate nothing. */
 export type Capture = ApprovedCapture | RogueCapture;
 
-export interface ApprovedCapture { readonly approved: true }
+export interface ApprovedCapture {
+  readonly approved: true;
+}
 
 export interface RogueCapture {
   readonly approved: false;
@@ -40,7 +42,10 @@ export interface RogueCapture {
    * for every rogue write (`onBypass`, throw mode).
    */
   readonly heldBack?: boolean;
-  /** The wrapper that captured the call: with the call site, what tells the call site's rate-limit key before the write's model and operation are known. */
+  /**
+   * The wrapper that captured the call: with the call site, what tells the call site's rate-limit key before the write's model and
+   * operation are known.
+   */
   readonly entry?: Function;
   /** `callSite` as a location relative to root, when the rate-limit check already computed it. */
   readonly location?: string;
@@ -51,17 +56,51 @@ export type WriteKind = 'create' | 'update' | 'delete' | 'read';
 
 /** Methods of `Model.collection` (the driver collection), which skip Mongoose middleware. */
 export type CollectionMethod =
-  | 'insertOne' | 'insertMany' | 'updateOne' | 'updateMany' | 'replaceOne' | 'deleteOne' | 'deleteMany'
-  | 'findOneAndUpdate' | 'findOneAndReplace' | 'findOneAndDelete' | 'bulkWrite'
-  | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate';
+  | 'insertOne'
+  | 'insertMany'
+  | 'updateOne'
+  | 'updateMany'
+  | 'replaceOne'
+  | 'deleteOne'
+  | 'deleteMany'
+  | 'findOneAndUpdate'
+  | 'findOneAndReplace'
+  | 'findOneAndDelete'
+  | 'bulkWrite'
+  | 'find'
+  | 'findOne'
+  | 'countDocuments'
+  | 'estimatedDocumentCount'
+  | 'distinct'
+  | 'aggregate';
 
 export type WriteOperation =
-  | 'save' | 'create' | 'insertOne' | 'insertMany' | 'bulkWrite' | 'bulkSave'
-  | 'updateOne' | 'updateMany' | 'replaceOne' | 'findOneAndUpdate' | 'findOneAndReplace'
-  | 'findOneAndDelete' | 'deleteOne' | 'deleteMany'
-  | 'find' | 'findOne' | 'countDocuments' | 'estimatedDocumentCount' | 'distinct' | 'aggregate'
+  | 'save'
+  | 'create'
+  | 'insertOne'
+  | 'insertMany'
+  | 'bulkWrite'
+  | 'bulkSave'
+  | 'updateOne'
+  | 'updateMany'
+  | 'replaceOne'
+  | 'findOneAndUpdate'
+  | 'findOneAndReplace'
+  | 'findOneAndDelete'
+  | 'deleteOne'
+  | 'deleteMany'
+  | 'find'
+  | 'findOne'
+  | 'countDocuments'
+  | 'estimatedDocumentCount'
+  | 'distinct'
+  | 'aggregate'
   | `collection.${CollectionMethod}`
-  | `driver.${CollectionMethod}` | 'driver.initializeOrderedBulkOp' | 'driver.initializeUnorderedBulkOp' | 'client.bulkWrite' | 'connection.bulkWrite';
+  | `driver.${CollectionMethod}`
+  | 'driver.initializeOrderedBulkOp'
+  | 'driver.initializeUnorderedBulkOp'
+  | 'client.bulkWrite'
+  | 'connection.bulkWrite';
 
 /** Counts the server reported, when the operation reports them. */
 export interface WriteOutcome {
@@ -159,7 +198,10 @@ export interface TripwireOptions {
   onBypass?: (report: BypassReport) => void | Promise<void>;
   /** `'report'` (default): report and let the write happen. `'throw'`: refuse the write with a `RogueWriteError` (test suites, CI). */
   mode?: 'report' | 'throw';
-  /** Only these model names are watched. Meant for `mongoose.plugin(tripwire, ...)`; without it every model compiled from the schema is watched. */
+  /**
+   * Only these model names are watched. Meant for `mongoose.plugin(tripwire, ...)`; without it every model compiled from the schema is
+   * watched.
+   */
   models?: readonly string[];
   /**
    * Collections watched whatever the model is called: with `mongoose.plugin(tripwire, ...)`, every
@@ -169,7 +211,10 @@ export interface TripwireOptions {
   collections?: readonly string[];
   /** Called for every fault inside the plugin (never thrown into the app). Default: `process.emitWarning`, once per distinct problem. */
   onError?: (error: Error) => void;
-  /** Datadog: a hot-shots client the app owns, hot-shots `ClientOptions` for one we own, or `false` for none. Default: a client from `DD_*` environment variables. */
+  /**
+   * Datadog: a hot-shots client the app owns, hot-shots `ClientOptions` for one we own, or `false` for none. Default: a client from
+   * `DD_*` environment variables.
+   */
   statsd?: StatsD | ClientOptions | false;
   /** Datadog @-handles put on the first line of each event, e.g. `'@slack-auth-alerts'`. */
   notify?: string | readonly string[];
@@ -196,7 +241,9 @@ export interface TripwireOptions {
   idHashKey?: string | Uint8Array;
   /** `false` registers nothing (say, outside the environments you watch); the plugin says so once. Default `true`. */
   enabled?: boolean;
-  /** Which kinds of access are checked. Default `['create', 'update', 'delete']`; add `'read'` to report reads outside approved code too. */
+  /**
+   * Which kinds of access are checked. Default `['create', 'update', 'delete']`; add `'read'` to report reads outside approved code too.
+   */
   operations?: ReadonlyArray<'create' | 'update' | 'delete' | 'read'>;
   /** How often the `tripwire.watching` gauge is sent per watched model, for a "no data" monitor. Default 60 000. */
   heartbeatMs?: number;
@@ -320,13 +367,28 @@ export interface BypassSite {
  */
 export type FaultReason =
   // boot notices: properties of the deployment, found at registration or by verify()
-  | 'approved_matches_nothing' | 'baseline_stale' | 'statsd_default_target' | 'verify'
+  | 'approved_matches_nothing'
+  | 'baseline_stale'
+  | 'statsd_default_target'
+  | 'verify'
   // judging a write
-  | 'call_site_lost' | 'capture_failed' | 'degraded_stack' | 'pattern_threw'
+  | 'call_site_lost'
+  | 'capture_failed'
+  | 'degraded_stack'
+  | 'pattern_threw'
   // reporting a rogue write
-  | 'report_failed' | 'sink_failed' | 'onBypass_rejected' | 'onBypass_threw' | 'record_failed'
+  | 'report_failed'
+  | 'sink_failed'
+  | 'onBypass_rejected'
+  | 'onBypass_threw'
+  | 'record_failed'
   // Datadog delivery
-  | 'send_failed' | 'statsd_error' | 'close_failed' | 'datagram_too_large' | 'tags_dropped' | 'callsite_tags_capped';
+  | 'send_failed'
+  | 'statsd_error'
+  | 'close_failed'
+  | 'datagram_too_large'
+  | 'tags_dropped'
+  | 'callsite_tags_capped';
 
 /** Reports a fault: counted (unless a boot notice) and surfaced once per distinct message. Never throws. */
 export type FaultReporter = (reason: FaultReason, message: string, cause?: unknown) => void;

@@ -3,12 +3,13 @@
  * flags) whether every hook and entry point this plugin needs is in place on each model, and says
  * what it found. Never writes to the database.
  */
+
+import { callerStack, sourcesNotRun, typescriptEvidence } from './attribution/typescript-sources.js';
 import { registrations as allRegistrations, type Registration } from './core/registration.js';
 import { ENTRY_STATICS } from './hooks/model.js';
-import { registrationOf } from './plugin.js';
 import { QUERY_WRITE_NAMES } from './hooks/query.js';
 import { isOurWrapper } from './hooks/wrap.js';
-import { callerStack, sourcesNotRun, typescriptEvidence } from './attribution/typescript-sources.js';
+import { registrationOf } from './plugin.js';
 
 export interface ModelCheck {
   model: string;
@@ -31,10 +32,17 @@ export interface RegistrationCheck {
   /**
    * Per collection: how writes that bypass Mongoose are seen. `driverCalls`: calls to the driver's
    * own collection methods (`connection.db.collection(name)`, another client, bulk builders) and
-   * client-level bulk writes (`client.bulkWrite`), attributed where they are called. `rawCommands`: write commands sent without any collection
+   * client-level bulk writes (`client.bulkWrite`), attributed where they are called. `rawCommands`: write commands sent without any
+   * collection
    * method (`db.command({ update: name, ... })`), counted as `tripwire.unattributed_writes`.
    */
-  driverRoutes: Record<string, { driverCalls: 'attributed' | 'not watched: Mongoose does not name its driver (mongoose.mongo)'; rawCommands: 'counted' | 'not counted: connect with { monitorCommands: true }' }>;
+  driverRoutes: Record<
+    string,
+    {
+      driverCalls: 'attributed' | 'not watched: Mongoose does not name its driver (mongoose.mongo)';
+      rawCommands: 'counted' | 'not counted: connect with { monitorCommands: true }';
+    }
+  >;
 }
 
 export interface VerifyResult {
@@ -74,27 +82,42 @@ function checkRegistration(registration: Registration, problems: string[], runsT
   for (const [name, ref] of registration.scope.compiledModels) {
     const model = ref.deref() as CompiledModel | undefined;
     if (!model) continue;
-    const missing = registrationOf(model.schema) === registration || isOurWrapper(model.prototype?.$save) ? checkModel(model) : ['the model was compiled from a schema this plugin did not instrument'];
+    const missing =
+      registrationOf(model.schema) === registration || isOurWrapper(model.prototype?.$save)
+        ? checkModel(model)
+        : ['the model was compiled from a schema this plugin did not instrument'];
     models.push({ model: name, missing });
     if (missing.length > 0) problems.push(`${name}: Mongoose is missing ${missing.join(', ')}; writes there go unseen`);
   }
   const configured = registration.options.models;
   const modelsNeverCompiled = configured ? [...configured].filter((name) => !registration.scope.compiledModels.has(name)) : [];
   const compiledCollections = new Set(
-    [...registration.scope.compiledModels.values()].map((ref) => (ref.deref() as { collection?: { collectionName?: string } } | undefined)?.collection?.collectionName),
+    [...registration.scope.compiledModels.values()].map(
+      (ref) => (ref.deref() as { collection?: { collectionName?: string } } | undefined)?.collection?.collectionName,
+    ),
   );
   const collectionsNeverCompiled = [...(registration.options.collections ?? [])].filter((name) => !compiledCollections.has(name));
   for (const name of collectionsNeverCompiled) {
-    problems.push(`collection "${name}" is in the collections option but no model compiled after the plugin writes to it (a typo, or the plugin was registered after mongoose.model())`);
+    problems.push(
+      `collection "${name}" is in the collections option but no model compiled after the plugin writes to it (a typo, or the plugin was ` +
+        `registered after mongoose.model())`,
+    );
   }
   for (const name of modelsNeverCompiled) {
-    problems.push(`model "${name}" is in the models option but was never compiled from an instrumented schema (a typo, or mongoose.plugin() was called after mongoose.model())`);
+    problems.push(
+      `model "${name}" is in the models option but was never compiled from an instrumented schema (a typo, or mongoose.plugin() was ` +
+        `called after mongoose.model())`,
+    );
   }
   for (const { pattern, files } of registration.approvedFiles) {
     if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${registration.options.root}`);
   }
   for (const [name, watched] of registration.driverRoutes.driverCalls) {
-    if (!watched) problems.push(`collection "${name}": calls to the driver's own collection methods are not watched (this Mongoose does not name its driver as mongoose.mongo)`);
+    if (!watched)
+      problems.push(
+        `collection "${name}": calls to the driver's own collection methods are not watched (this Mongoose does not name its driver as ` +
+          `mongoose.mongo)`,
+      );
   }
   problems.push(...sourcesNotRun(registration.options.approved, registration.options.root, runsTypeScript));
   return {
@@ -106,10 +129,22 @@ function checkRegistration(registration: Registration, problems: string[], runsT
     modelsNeverCompiled,
     collectionsNeverCompiled,
     driverRoutes: Object.fromEntries(
-      [...new Set([...registration.driverRoutes.driverCalls.keys(), ...registration.driverRoutes.rawCommands.keys()])].map((name) => [name, {
-        driverCalls: registration.driverRoutes.driverCalls.get(name) === true ? 'attributed' : 'not watched: Mongoose does not name its driver (mongoose.mongo)',
-        rawCommands: registration.driverRoutes.rawCommands.get(name) === true ? 'counted' : 'not counted: connect with { monitorCommands: true }',
-      }] as const),
+      [...new Set([...registration.driverRoutes.driverCalls.keys(), ...registration.driverRoutes.rawCommands.keys()])].map(
+        (name) =>
+          [
+            name,
+            {
+              driverCalls:
+                registration.driverRoutes.driverCalls.get(name) === true
+                  ? 'attributed'
+                  : 'not watched: Mongoose does not name its driver (mongoose.mongo)',
+              rawCommands:
+                registration.driverRoutes.rawCommands.get(name) === true
+                  ? 'counted'
+                  : 'not counted: connect with { monitorCommands: true }',
+            },
+          ] as const,
+      ),
     ),
   };
 }
@@ -127,7 +162,9 @@ export function verify(): VerifyResult {
   });
   const instrumented = registrations.reduce((n, r) => n + r.models.length, 0);
   if (instrumented === 0) {
-    problems.push('no model is instrumented: register the plugin before compiling the model (schema.plugin or mongoose.plugin before mongoose.model)');
+    problems.push(
+      'no model is instrumented: register the plugin before compiling the model (schema.plugin or mongoose.plugin before mongoose.model)',
+    );
   }
   return { ok: problems.length === 0, problems, registrations };
 }

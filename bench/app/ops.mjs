@@ -5,7 +5,11 @@ const token = () => `tok_${process.pid}_${++counter}`;
 export function makeOps(caller) {
   return {
     updateOne: (M, c) => caller(() => M.updateOne({ _id: c.id }, { $set: { user: `u${counter++ % 7}` } })),
-    save: (M, c) => caller(() => { c.doc.scopes = [`s${counter++ % 5}`]; return c.doc.save(); }),
+    save: (M, c) =>
+      caller(() => {
+        c.doc.scopes = [`s${counter++ % 5}`];
+        return c.doc.save();
+      }),
     create: (M) => caller(() => M.create({ token: token(), user: 'bench' })),
     'insertMany(10)': (M) => caller(() => M.insertMany(Array.from({ length: 10 }, () => ({ token: token() })))),
     findOneAndUpdate: (M, c) => caller(() => M.findOneAndUpdate({ _id: c.id }, { $set: { user: `f${counter++ % 7}` } })),

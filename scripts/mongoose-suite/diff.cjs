@@ -9,7 +9,10 @@ const load = (file) => JSON.parse(fs.readFileSync(file, 'utf8'));
 // Tests are matched by file (relative to Mongoose's tree) and full title: titles repeat across files.
 const fileOf = (t) => (t.file || '').replace(/^.*\/node_modules\/mongoose\//, '');
 const key = (t) => `${fileOf(t)} :: ${t.fullTitle}`;
-const firstLine = (t) => String((t.err && t.err.message) || '').split('\n')[0].slice(0, 200);
+const firstLine = (t) =>
+  String(t.err?.message || '')
+    .split('\n')[0]
+    .slice(0, 200);
 const isHook = (t) => /"(before|after) (all|each)" hook/.test(t.fullTitle);
 
 if (process.argv[2] === '--aborted') {
@@ -72,6 +75,8 @@ const suspects = new Set([
   ...plainOnlyHooks.map(fileOf),
 ]);
 if (suspects.size) console.log(`timeouts or skipped tests: rerun these files alone before counting: ${[...suspects].join(' ')}`);
-console.log(`mongoose-suite: ${passedPlain.length} passed plain: ${unchanged} unchanged with the plugin, ` +
-  `${broken.length} broken, ${neverRan.length} never ran`);
+console.log(
+  `mongoose-suite: ${passedPlain.length} passed plain: ${unchanged} unchanged with the plugin, ` +
+    `${broken.length} broken, ${neverRan.length} never ran`,
+);
 process.exit(broken.length + neverRan.length ? 1 : 0);

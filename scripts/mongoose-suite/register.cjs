@@ -24,9 +24,16 @@ const counts = { bypasses: 0, faults: [] };
 const options = {
   approved: [() => false],
   statsd: false,
-  onBypass: () => { counts.bypasses += 1; },
+  onBypass: () => {
+    counts.bypasses += 1;
+  },
   onError: (error) => {
-    if (counts.faults.length < 50) counts.faults.push(String((error && error.message) || error).split('\n')[0].slice(0, 300));
+    if (counts.faults.length < 50)
+      counts.faults.push(
+        String(error?.message || error)
+          .split('\n')[0]
+          .slice(0, 300),
+      );
   },
   ...(process.env.TRIPWIRE_READS === '1' ? { operations: ['create', 'update', 'delete', 'read'] } : {}),
   ...JSON.parse(process.env.TRIPWIRE_OPTIONS || '{}'),

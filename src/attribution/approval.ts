@@ -4,22 +4,22 @@
  * Every file a frame can be in is one of: internal (Node, Mongoose and its driver, this plugin:
  * the write machinery), pass-through (code declared `passThrough`, and packages in node_modules
  * unless approved: generic code that writes for whoever calls it), approved, or application code.
- * The innermost frame that is neither internal nor pass-through decides (capture.ts).
+ * The innermost frame that is neither internal nor pass-through decides (call-site.ts).
  *
- * The original tool tested `path.include?('auth_module')`, which approves `auth_module_old.rb`
+ * A substring test such as `path.include?('auth_module')` approves `auth_module_old.rb`
  * and `node_modules/mongodb/lib/cmap/auth/` alike. Here a glob is matched against the whole path
  * relative to `root`, an absolute path is a file or a directory boundary, a RegExp sees the whole
  * absolute path: nothing is a substring test unless the user writes one.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
 import { createRequire, findSourceMap } from 'node:module';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
+import { TripwireConfigError } from '../errors.js';
+import type { ApprovedPattern, Frame } from '../types.js';
 import { memoize } from '../util/memo.js';
 import { PACKAGE_CODE_DIR } from '../util/paths.js';
-import type { ApprovedPattern, Frame } from '../types.js';
-import { TripwireConfigError } from '../errors.js';
 
 /** What a file is to the rule of who decides. */
 export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
@@ -37,9 +37,9 @@ export interface Approval {
 
 export const NODE_MODULES = /[\\/]node_modules[\\/]/;
 
-
 // Mongoose and the libraries it calls through: frames here are the write machinery, not its caller.
-const WRITE_MACHINERY = /[\\/]node_modules[\\/](?:mongoose[\\/](?:lib[\\/]|index\.js$)|(?:mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/])/;
+const WRITE_MACHINERY =
+  /[\\/]node_modules[\\/](?:mongoose[\\/](?:lib[\\/]|index\.js$)|(?:mongodb|kareem|mquery|bson|mpath|sift|@mongodb-js[\\/][^\\/]+)[\\/])/;
 
 const urlToPath = memoize(fileURLToPath, 10_000);
 
@@ -75,7 +75,9 @@ export function learnMongooseFrom(mongooseFile: string): void {
     try {
       const dir = packageDirOf(resolveFrom.resolve(name));
       if (dir && !machineryDirs.includes(dir)) machineryDirs.push(dir);
-    } catch { /* not a dependency of this Mongoose version */ }
+    } catch {
+      /* not a dependency of this Mongoose version */
+    }
   }
 }
 
@@ -89,7 +91,8 @@ export function isMongooseFile(path: string): boolean {
 const MONGOOSE_FILE = /[\\/]node_modules[\\/]mongoose[\\/](?:lib[\\/]|index\.js$)/;
 
 export function isInternalFile(path: string): boolean {
-  if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(PACKAGE_CODE_DIR) || WRITE_MACHINERY.test(path)) return true;
+  if (path.startsWith('node:') || path.startsWith('internal/') || path.startsWith(PACKAGE_CODE_DIR) || WRITE_MACHINERY.test(path))
+    return true;
   for (const dir of machineryDirs) if (path.startsWith(dir)) return true;
   return false;
 }
@@ -150,14 +153,20 @@ function sourcesOf(fileName: string, path: string): string[] {
     const payload = map?.payload as { sources?: unknown; sourceRoot?: unknown } | undefined;
     if (!payload || !Array.isArray(payload.sources)) return [];
     const base = pathToFileURL(path);
-    const root = typeof payload.sourceRoot === 'string' && payload.sourceRoot !== '' ? new URL(payload.sourceRoot.replace(/\/?$/, '/'), base) : base;
-    return payload.sources.filter((source): source is string => typeof source === 'string').map((source) => toFilePath(new URL(source, root).href));
+    const root =
+      typeof payload.sourceRoot === 'string' && payload.sourceRoot !== '' ? new URL(payload.sourceRoot.replace(/\/?$/, '/'), base) : base;
+    return payload.sources
+      .filter((source): source is string => typeof source === 'string')
+      .map((source) => toFilePath(new URL(source, root).href));
   } catch {
     return [];
   }
 }
 
-interface CompiledPatterns { paths: PathTest[]; frames: Array<(frame: Frame) => boolean> }
+interface CompiledPatterns {
+  paths: PathTest[];
+  frames: Array<(frame: Frame) => boolean>;
+}
 
 function compilePatterns(option: 'approved' | 'passThrough', patterns: readonly ApprovedPattern[], root: string): CompiledPatterns {
   const compiled: CompiledPatterns = { paths: [], frames: [] };
@@ -170,8 +179,10 @@ function compilePatterns(option: 'approved' | 'passThrough', patterns: readonly 
     if (approvesEverything(test, root)) {
       throw new TripwireConfigError(
         option === 'approved'
-          ? `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be reported; name the auth module's files, e.g. 'src/auth/**'`
-          : `mongoose-tripwire: option "passThrough[${index}]" (${String(pattern)}) matches every file, so no code could ever decide a write; name the generic helpers, e.g. 'src/models/**'`,
+          ? `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be ` +
+              `reported; name the auth module's files, e.g. 'src/auth/**'`
+          : `mongoose-tripwire: option "passThrough[${index}]" (${String(pattern)}) matches every file, so no code could ever decide a ` +
+              `write; name the generic helpers, e.g. 'src/models/**'`,
       );
     }
     compiled.paths.push(test);
@@ -187,10 +198,11 @@ function checkOverlap(approved: readonly ApprovedPattern[], passThrough: readonl
   for (const a of approved) {
     for (const p of passThrough) {
       if (typeof a === 'function' || typeof p === 'function') continue;
-      const overlap = String(a) === String(p) ? String(a) : firstFileMatchingBoth(a, p, root) ?? firstFileMatchingBoth(p, a, root);
+      const overlap = String(a) === String(p) ? String(a) : (firstFileMatchingBoth(a, p, root) ?? firstFileMatchingBoth(p, a, root));
       if (overlap !== undefined) {
         throw new TripwireConfigError(
-          `mongoose-tripwire: options "approved" (${String(a)}) and "passThrough" (${String(p)}) both match ${overlap === String(a) ? 'the same pattern' : overlap}; a file either approves writes or passes the decision to its caller`,
+          `mongoose-tripwire: options "approved" (${String(a)}) and "passThrough" (${String(p)}) both match ` +
+            `${overlap === String(a) ? 'the same pattern' : overlap}; a file either approves writes or passes the decision to its caller`,
         );
       }
     }
@@ -287,6 +299,7 @@ export function countApprovedFiles(pattern: ApprovedPattern, root: string): numb
 }
 
 /** Calls `visit` with each existing file the pattern matches (stops when it returns false). */
+// biome-ignore lint/suspicious/noConfusingVoidType: a visitor that returns nothing walks on
 export function walkMatches(pattern: string | RegExp, root: string, visit: (path: string) => boolean | void): void {
   const test = typeof pattern === 'string' ? compileString(pattern, root) : compileRegExp(pattern);
   let start = root;
@@ -303,7 +316,7 @@ export function walkMatches(pattern: string | RegExp, root: string, visit: (path
   let scanned = 0;
   let stopped = false;
   const walk = (dir: string, insideDependencies: boolean): void => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {

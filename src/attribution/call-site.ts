@@ -3,7 +3,7 @@
  *
  * Writes are asynchronous: by the time a post hook runs, the caller's frames are usually gone
  * (measured: query pre hooks never see the caller; `.then()` callers are invisible everywhere).
- * So the wrappers in plugin.ts call `captureCallSite()` synchronously, and the verdict travels
+ * So the wrappers in hooks/ call `captureCallSite()` synchronously, and the verdict travels
  * with the query (or stays in the wrapper's closure) until the write's promise settles.
  *
  * Who decides is the innermost application frame (approval.ts says what each file is). Cost: V8
@@ -13,15 +13,19 @@
 import { findSourceMap } from 'node:module';
 import { runInNewContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
-import { type Approval, type FileKind, isMongooseFile, NODE_MODULES, toFilePath } from './approval.js';
 import type { ApprovedCapture, Capture, Frame, RogueCapture } from '../types.js';
+import { type Approval, type FileKind, isMongooseFile, NODE_MODULES, toFilePath } from './approval.js';
 
 /** A rogue verdict as the rate-limit check sees it, which may note the location it computed. */
-export interface UnreadRogue { readonly entry: Function; readonly callSite: Frame | undefined; location?: string }
+export interface UnreadRogue {
+  readonly entry: Function;
+  readonly callSite: Frame | undefined;
+  location?: string;
+}
 
 /**
  * Asked about a rogue write before its stack is read in full: true when the rate limit will hold its
- * event back in any case (watcher.ts), so the full read can be skipped.
+ * event back in any case (core/verdicts.ts), so the full read can be skipped.
  */
 export type SpentCheck = (rogue: UnreadRogue) => boolean;
 
@@ -139,7 +143,9 @@ function appPosition(site: NodeJS.CallSite, format: StackFormatter): Position | 
     if (!byScript) byHash.set(fileName, (byScript = new Map()));
     const cached = byScript.get(at);
     if (cached !== undefined) return cached ?? undefined;
-  } catch { /* unreadable: not remembered */ }
+  } catch {
+    /* unreadable: not remembered */
+  }
   const position = formattedPosition(site, format);
   if (byScript) {
     if (++appPositionCount > MAX_APP_POSITIONS) {
@@ -208,7 +214,8 @@ function decideSites(sites: readonly NodeJS.CallSite[], from: number, approval: 
     const fileName = site.getFileName();
     let kind: FileKind;
     if (fileName) kind = approval.kindOf(fileName);
-    else if (site.isEval()) kind = 'application'; // eval / new Function code is the app's
+    else if (site.isEval())
+      kind = 'application'; // eval / new Function code is the app's
     else continue; // a builtin (Array#map, Promise.all): it calls back, it does not decide
     if (kind === 'internal' || kind === 'passThrough') continue;
     if (kind === 'application' && approval.needsFrames) {
@@ -228,7 +235,13 @@ function siteToFrame(site: NodeJS.CallSite): Frame | undefined {
   const isAsync = site.isAsync();
   if (!fileName) {
     if (site.isNative()) return undefined;
-    return { file: '<anonymous>', line: site.getLineNumber() ?? 0, column: site.getColumnNumber() ?? 0, ...(fn ? { function: fn } : {}), ...(isAsync ? { async: true } : {}) };
+    return {
+      file: '<anonymous>',
+      line: site.getLineNumber() ?? 0,
+      column: site.getColumnNumber() ?? 0,
+      ...(fn ? { function: fn } : {}),
+      ...(isAsync ? { async: true } : {}),
+    };
   }
   const frame: Frame = {
     file: toFilePath(fileName),
@@ -243,7 +256,11 @@ function siteToFrame(site: NodeJS.CallSite): Frame | undefined {
 function typeName(site: NodeJS.CallSite, fn: string): string {
   if (site.isToplevel() || site.isConstructor()) return fn;
   let type: string | null = null;
-  try { type = site.getTypeName(); } catch { /* some receivers throw on inspection */ }
+  try {
+    type = site.getTypeName();
+  } catch {
+    /* some receivers throw on inspection */
+  }
   return type && type !== 'Object' && !fn.startsWith(`${type}.`) ? `${type}.${fn}` : fn;
 }
 
@@ -267,7 +284,11 @@ function sourceMapped(frame: Frame): Frame {
   }
 }
 
-function applicationFrames(frames: Iterable<Frame | undefined>, approval: Approval, maxFrames: number): { frames: Frame[]; omitted: number } {
+function applicationFrames(
+  frames: Iterable<Frame | undefined>,
+  approval: Approval,
+  maxFrames: number,
+): { frames: Frame[]; omitted: number } {
   const kept: Frame[] = [];
   let omitted = 0;
   for (const frame of frames) {
@@ -284,7 +305,9 @@ function parsedStack(entry: Function): ReturnType<typeof parseStackString> | und
     const holder: { stack?: unknown } = {};
     try {
       Error.captureStackTrace(holder, entry);
-    } catch { /* replaced by something that throws: the constructor still records a stack */ }
+    } catch {
+      /* replaced by something that throws: the constructor still records a stack */
+    }
     // A no-op captureStackTrace leaves nothing: `new Error()` records natively (our own frames are internal).
     const stack = typeof holder.stack === 'string' ? holder.stack : new Error('').stack;
     return typeof stack === 'string' ? parseStackString(stack) : undefined;
@@ -325,9 +348,10 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
     framesOmitted: omitted,
     callSite: deciding && sourceMapped(deciding),
     undecided: deciding === undefined,
-    degraded: frames.length === 0
-      ? `${unreadableBecause || 'no structured stack'} and the stack string is empty (Error.stackTraceLimit = 0?): no call site`
-      : `${unreadableBecause || 'no structured stack'}: call site read from the stack string`,
+    degraded:
+      frames.length === 0
+        ? `${unreadableBecause || 'no structured stack'} and the stack string is empty (Error.stackTraceLimit = 0?): no call site`
+        : `${unreadableBecause || 'no structured stack'}: call site read from the stack string`,
   };
 }
 
@@ -337,9 +361,21 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
  * With `spent`, a rogue write whose event the rate limit holds back in any case is not read in full.
  */
 export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture;
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose: boolean, spent?: SpentCheck): Capture | undefined;
+export function captureCallSite(
+  entry: Function,
+  approval: Approval,
+  maxFrames: number,
+  unlessMongoose: boolean,
+  spent?: SpentCheck,
+): Capture | undefined;
 /** With `unlessMongoose`, undefined when Mongoose itself made the call (no second stack read for it). */
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number, unlessMongoose = false, spent?: SpentCheck): Capture | undefined {
+export function captureCallSite(
+  entry: Function,
+  approval: Approval,
+  maxFrames: number,
+  unlessMongoose = false,
+  spent?: SpentCheck,
+): Capture | undefined {
   const shallow = readCallSites(SHALLOW_DEPTH, entry);
   if (shallow === undefined) {
     if (unlessMongoose && calledByMongoose(entry)) return undefined;
@@ -357,9 +393,9 @@ export function captureCallSite(entry: Function, approval: Approval, maxFrames: 
   const rogue = new LazyRogueCapture(sites, decision, approval, maxFrames, entry);
   // Rogue. The report's trace wants the whole stack: read it once more when only the shallow look was
   // read (the only extra cost a rogue write has over an approved one), unless no report will be built.
-  if (spent && spent(rogue)) return rogue.heldBackAtCall();
+  if (spent?.(rogue)) return rogue.heldBackAtCall();
   if (sites !== shallow || shallow.length < SHALLOW_DEPTH) return rogue;
-  // A stack deeper than FULL_DEPTH is cut by V8: a deciding frame above that depth is not seen (README, limits).
+  // A stack deeper than FULL_DEPTH is cut by V8: a deciding frame above that depth is not seen (docs/attribution.md, limits).
   return rogue.withSites(readCallSites(FULL_DEPTH, entry) ?? shallow);
 }
 
@@ -402,7 +438,11 @@ class LazyRogueCapture implements RogueCapture {
   }
 
   private build(): { frames: Frame[]; omitted: number } {
-    this.built ??= applicationFrames(this.sites.map((site) => this.frameOf(site)), this.approval, this.maxFrames);
+    this.built ??= applicationFrames(
+      this.sites.map((site) => this.frameOf(site)),
+      this.approval,
+      this.maxFrames,
+    );
     return this.built;
   }
 

@@ -17,16 +17,27 @@
  * fine). With a function among the patterns it says nothing: a function may approve any frame.
  */
 import { createRequire } from 'node:module';
-import { basename, dirname, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { walkMatches } from './approval.js';
-import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import { basename } from 'node:path';
 import type { ApprovedPattern } from '../types.js';
+import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import { walkMatches } from './approval.js';
 
 const TYPESCRIPT_SOURCE = /(?:\.d)?\.(?:[cm]?ts|tsx)$/;
 const RUNNABLE = /\.(?:[cm]?js|jsx)$/;
 const TYPESCRIPT_FRAME = /\.(?:[cm]?ts|tsx):\d+:\d+\)?\s*$/m;
-const TYPESCRIPT_LOADER = /(?:^|[\s=/@])(?:tsx|ts-node|@swc-node\/register|@swc\/register|esbuild-register|@babel\/register|jiti|--experimental-strip-types|--experimental-transform-types)(?:[\s/=]|$)/;
+// Loaders and flags with which Node runs .ts sources.
+const LOADERS = [
+  'tsx',
+  'ts-node',
+  '@swc-node\\/register',
+  '@swc\\/register',
+  'esbuild-register',
+  '@babel\\/register',
+  'jiti',
+  '--experimental-strip-types',
+  '--experimental-transform-types',
+];
+const TYPESCRIPT_LOADER = new RegExp(`(?:^|[\\s=/@])(?:${LOADERS.join('|')})(?:[\\s/=]|$)`);
 
 /**
  * Why this process may run TypeScript (stack frames can name `.ts` files), or undefined when
@@ -40,12 +51,17 @@ export function typescriptEvidence(stack: string): string | undefined {
   try {
     const extensions = createRequire(import.meta.url).extensions as Record<string, unknown>;
     if (['.ts', '.tsx', '.mts', '.cts'].some((ext) => ext in extensions)) return 'a require hook for .ts files is registered';
-  } catch { /* no CommonJS loader: nothing to read */ }
+  } catch {
+    /* no CommonJS loader: nothing to read */
+  }
   const flags = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ');
   const loader = TYPESCRIPT_LOADER.exec(flags);
   if (loader) return `a TypeScript loader in the node flags (${loader[0].trim()})`;
   if (process.argv[1] && TYPESCRIPT_SOURCE.test(process.argv[1])) return 'the entry point is a TypeScript file';
-  const appFrames = stack.split('\n').filter((line) => !line.includes(PACKAGE_CODE_DIR)).join('\n');
+  const appFrames = stack
+    .split('\n')
+    .filter((line) => !line.includes(PACKAGE_CODE_DIR))
+    .join('\n');
   if (TYPESCRIPT_FRAME.test(appFrames)) return 'the code calling verify() runs as TypeScript';
   return undefined;
 }
@@ -55,7 +71,9 @@ export function callerStack(): string {
   const limit = Error.stackTraceLimit;
   try {
     Error.stackTraceLimit = 100;
-  } catch { /* frozen */ }
+  } catch {
+    /* frozen */
+  }
   try {
     return String(new Error().stack ?? '');
   } catch {
@@ -63,7 +81,9 @@ export function callerStack(): string {
   } finally {
     try {
       Error.stackTraceLimit = limit;
-    } catch { /* frozen */ }
+    } catch {
+      /* frozen */
+    }
   }
 }
 
@@ -105,9 +125,12 @@ export function sourcesNotRun(approved: readonly ApprovedPattern[], root: string
     const compiledElsewhere = all.some((other) => other !== entry && [...entry.typescript].some((name) => other.runnable.has(name)));
     if (compiledElsewhere) continue;
     problems.push(
-      `approved pattern ${entry.pattern} matches only TypeScript sources (${entry.typescriptFiles} file${entry.typescriptFiles === 1 ? '' : 's'}), ` +
-        'but nothing says this process runs TypeScript (no source maps, no TypeScript loader or require hook, no .ts frame calling verify()): ' +
-        'the compiled files run, so every write from them is reported as rogue. Run with node --enable-source-maps (compiled with source maps), ' +
+      `approved pattern ${entry.pattern} matches only TypeScript sources (${entry.typescriptFiles} ` +
+        `file${entry.typescriptFiles === 1 ? '' : 's'}), ` +
+        'but nothing says this process runs TypeScript (no source maps, no TypeScript loader or require hook, no .ts frame calling ' +
+        'verify()): ' +
+        'the compiled files run, so every write from them is reported as rogue. Run with node --enable-source-maps (compiled with source ' +
+        'maps), ' +
         'or approve the compiled files too (e.g. dist/auth/**)',
     );
   }

@@ -5,8 +5,8 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { type ParsedDatagram, parsePacket } from '../report/dogstatsd.js';
 import { DatagramError } from '../errors.js';
+import { type ParsedDatagram, parsePacket } from '../report/dogstatsd.js';
 
 export interface ListenerOptions {
   /** UDP port; 0 picks a free one. Default 8125, the agent's. */
@@ -94,12 +94,19 @@ export async function startListener(options: ListenerOptions = {}): Promise<List
 /** An event as a person reads it: the markdown fences dropped, tags on one line. */
 export function renderForTerminal(datagram: ParsedDatagram): string {
   if (datagram.type === 'event') {
-    const body = datagram.text.replace(/^%%%\n?/, '').replace(/\n?%%%$/, '').replace(/^```\n?|\n?```$/gm, '');
-    const meta = [datagram.alertType && `alert_type:${datagram.alertType}`, datagram.aggregationKey && `aggregation_key:${datagram.aggregationKey}`]
+    const body = datagram.text
+      .replace(/^%%%\n?/, '')
+      .replace(/\n?%%%$/, '')
+      .replace(/^```\n?|\n?```$/gm, '');
+    const meta = [
+      datagram.alertType && `alert_type:${datagram.alertType}`,
+      datagram.aggregationKey && `aggregation_key:${datagram.aggregationKey}`,
+    ]
       .filter(Boolean)
       .join('  ');
     return `── EVENT ${'─'.repeat(60)}\n${datagram.title}\n${body}\n   ${meta}\n   #${datagram.tags.join(' #')}\n`;
   }
-  if (datagram.type === 'metric') return `   ${datagram.metricType === 'g' ? 'gauge  ' : 'counter'} ${datagram.name} ${datagram.value}  #${datagram.tags.join(' #')}`;
+  if (datagram.type === 'metric')
+    return `   ${datagram.metricType === 'g' ? 'gauge  ' : 'counter'} ${datagram.name} ${datagram.value}  #${datagram.tags.join(' #')}`;
   return `   ${datagram.raw}`;
 }

@@ -6,12 +6,19 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { compareWithBaseline, DEFAULT_BASELINE_FILE, formatBaseline, nextBaseline, observe, readBaseline } from '../ratchet/baseline.js';
-import { renderForTerminal, startListener } from './listen.js';
-import { checkRecordsFresh, type ParsedRecord, readRecords, RECORD_ENV } from '../ratchet/recorder.js';
 import { BaselineError } from '../errors.js';
+import {
+  compareWithBaseline,
+  DEFAULT_BASELINE_FILE,
+  formatBaseline,
+  nextBaseline,
+  observedSites,
+  readBaseline,
+} from '../ratchet/baseline.js';
+import { checkRecordsFresh, type ParsedRecord, RECORD_ENV, readRecords } from '../ratchet/recorder.js';
 import { describeKey, keyOf } from '../ratchet/site-key.js';
 import type { BaselineEntry } from '../types.js';
+import { renderForTerminal, startListener } from './listen.js';
 
 const USAGE = `Usage: mongoose-tripwire listen [--port 8125] [--host 127.0.0.1] [--json]
        mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root <dir>]
@@ -21,7 +28,9 @@ full and counters as they arrive. Point the plugin at it with DD_AGENT_HOST / DD
 
 baseline: see mongoose-tripwire baseline --help.`;
 
-const BASELINE_USAGE = `Usage: mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root <dir>]
+const BASELINE_USAGE =
+  `Usage: mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root ` +
+  `<dir>]
 
 Writes the baseline of known rogue call sites (the plugin's option \`baseline\`) from record files,
 written by running the app or its tests with ${RECORD_ENV}=<file>. An entry is a model, an operation,
@@ -37,19 +46,21 @@ A record whose source file changed or disappeared since it was recorded is an er
 record and record again. Exit codes: 0 done, 1 --check failed, 2 bad arguments or files.`;
 
 /** \`mongoose-tripwire baseline\`: never approves silently; every bad input is an error naming it. */
+const BASELINE_OPTIONS = {
+  out: { type: 'string', default: DEFAULT_BASELINE_FILE },
+  prune: { type: 'boolean', default: false },
+  check: { type: 'boolean', default: false },
+  root: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 function baselineCommand(argv: string[]): number {
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof BASELINE_OPTIONS }>>;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        out: { type: 'string', default: DEFAULT_BASELINE_FILE },
-        prune: { type: 'boolean', default: false },
-        check: { type: 'boolean', default: false },
-        root: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+      options: BASELINE_OPTIONS,
     });
   } catch (error) {
     process.stderr.write(`mongoose-tripwire baseline: ${(error as Error).message}\n\n${BASELINE_USAGE}\n`);
@@ -61,7 +72,9 @@ function baselineCommand(argv: string[]): number {
     return 0;
   }
   if (positionals.length === 0) {
-    process.stderr.write(`mongoose-tripwire baseline: name at least one record file (written with ${RECORD_ENV}=<file>)\n\n${BASELINE_USAGE}\n`);
+    process.stderr.write(
+      `mongoose-tripwire baseline: name at least one record file (written with ${RECORD_ENV}=<file>)\n\n${BASELINE_USAGE}\n`,
+    );
     return 2;
   }
   const out = values.out;
@@ -74,12 +87,19 @@ function baselineCommand(argv: string[]): number {
     }
     let entries: BaselineEntry[] = [];
     if (existsSync(out)) entries = readBaseline(out);
-    else if (values.check) throw new BaselineError(`baseline ${out} does not exist, so there is nothing to check against: create it with \`mongoose-tripwire baseline ${positionals.join(' ')} --out ${out}\` and commit it`);
+    else if (values.check)
+      throw new BaselineError(
+        `baseline ${out} does not exist, so there is nothing to check against: create it with \`mongoose-tripwire baseline ` +
+          `${positionals.join(' ')} --out ${out}\` and commit it`,
+      );
 
-    const { observed, unbaselinable } = observe(records);
+    const { observed, unbaselinable } = observedSites(records);
     if (unbaselinable.length > 0) {
       const where = [...new Set(unbaselinable.map((r) => `${r.model}.${r.operation} at ${r.location}`))].slice(0, 10).join('; ');
-      process.stderr.write(`mongoose-tripwire baseline: ${unbaselinable.length} rogue write(s) had no call site file and cannot be baselined (they stay new): ${where}\n`);
+      process.stderr.write(
+        `mongoose-tripwire baseline: ${unbaselinable.length} rogue write(s) had no call site file and cannot be baselined (they stay ` +
+          `new): ${where}\n`,
+      );
     }
     const { grown, shrinkable } = compareWithBaseline(entries, observed);
     const sites = [...observed.values()].reduce((sum, o) => sum + o.locations.size, 0);
@@ -90,12 +110,19 @@ function baselineCommand(argv: string[]): number {
         failed = true;
         process.stderr.write(`mongoose-tripwire baseline --check: ${grown.length} new rogue call site key(s), not in ${out}:\n`);
         for (const { site, allowed, locations } of grown) {
-          process.stderr.write(`  + ${describeKey(site)}: ${locations.length} call site(s), the baseline allows ${allowed}: ${locations.join(', ')}\n`);
+          process.stderr.write(
+            `  + ${describeKey(site)}: ${locations.length} call site(s), the baseline allows ${allowed}: ${locations.join(', ')}\n`,
+          );
         }
-        process.stderr.write(`Route these writes through approved code, or accept them: mongoose-tripwire baseline ${positionals.join(' ')} --out ${out}\n`);
+        process.stderr.write(
+          `Route these writes through approved code, or accept them: mongoose-tripwire baseline ${positionals.join(' ')} --out ${out}\n`,
+        );
       }
       if (shrinkable.length > 0) {
-        process.stderr.write(`${values.prune ? 'mongoose-tripwire baseline --check --prune: ' : ''}${shrinkable.length} entr${shrinkable.length === 1 ? 'y' : 'ies'} of ${out} can shrink (fewer call sites seen):\n`);
+        process.stderr.write(
+          `${values.prune ? 'mongoose-tripwire baseline --check --prune: ' : ''}${shrinkable.length} ` +
+            `entr${shrinkable.length === 1 ? 'y' : 'ies'} of ${out} can shrink (fewer call sites seen):\n`,
+        );
         for (const { entry, seen } of shrinkable) process.stderr.write(`  - ${describeKey(entry)}: ${entry.count} known, ${seen} seen\n`);
         process.stderr.write(`Shrink it with: mongoose-tripwire baseline ${positionals.join(' ')} --out ${out} --prune\n`);
         if (values.prune) failed = true;
@@ -113,7 +140,10 @@ function baselineCommand(argv: string[]): number {
     const lowered = next.filter((entry) => (before.get(keyOf(entry)) ?? entry.count) > entry.count).length;
     const dropped = entries.filter((entry) => !after.has(keyOf(entry))).length;
     writeFileSync(out, formatBaseline(next));
-    process.stdout.write(`wrote ${out}: ${next.length} entr${next.length === 1 ? 'y' : 'ies'} (${added} added, ${grew} grown, ${lowered} lowered, ${dropped} dropped) from ${records.length} recorded rogue write(s)\n`);
+    process.stdout.write(
+      `wrote ${out}: ${next.length} entr${next.length === 1 ? 'y' : 'ies'} (${added} added, ${grew} grown, ${lowered} lowered, ` +
+        `${dropped} dropped) from ${records.length} recorded rogue write(s)\n`,
+    );
     for (const { site, allowed, locations } of grown) {
       process.stdout.write(`  + ${describeKey(site)}: ${allowed} -> ${locations.length} call site(s)\n`);
     }

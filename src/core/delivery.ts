@@ -4,19 +4,31 @@
  * after the app got its result), or in throw mode as the error that refuses it.
  */
 import { RogueWriteError } from '../errors.js';
-import { describeKey, siteOf, type SiteKey } from '../ratchet/site-key.js';
-import { DEFAULT_RECORD_FILE } from '../ratchet/baseline.js';
-import type { BaselineMatcher } from '../ratchet/baseline.js';
+import { type BaselineMatcher, DEFAULT_RECORD_FILE } from '../ratchet/baseline.js';
 import { RECORD_ENV, type Recorder } from '../ratchet/recorder.js';
+import { describeKey, type SiteKey, siteOf } from '../ratchet/site-key.js';
 import { buildReport, fingerprintOf, locationOf } from '../report/bypass-report.js';
 import type { EventRateLimiter } from '../report/rate-limit.js';
 import type {
-  BypassReport, BypassSite, Capture, FaultReporter, Frame, ResolvedOptions, RogueCapture, UnattributedRoute, WriteEvent, WriteListener,
+  BypassReport,
+  BypassSite,
+  Capture,
+  FaultReporter,
+  Frame,
+  ResolvedOptions,
+  RogueCapture,
+  UnattributedRoute,
+  WriteEvent,
+  WriteListener,
 } from '../types.js';
 import { rogueWriteCompleted } from './lifecycle.js';
 import type { Verdicts } from './verdicts.js';
 
-interface PendingDelivery { event: WriteEvent; capture: RogueCapture; at: Date }
+interface PendingDelivery {
+  event: WriteEvent;
+  capture: RogueCapture;
+  at: Date;
+}
 
 export interface DeliveryParts {
   options: ResolvedOptions;
@@ -42,8 +54,13 @@ export class Delivery {
 
   constructor(parts: DeliveryParts) {
     ({
-      options: this.options, listeners: this.listeners, limiter: this.limiter, verdicts: this.verdicts,
-      reportFault: this.reportFault, baseline: this.baseline, recorder: this.recorder,
+      options: this.options,
+      listeners: this.listeners,
+      limiter: this.limiter,
+      verdicts: this.verdicts,
+      reportFault: this.reportFault,
+      baseline: this.baseline,
+      recorder: this.recorder,
     } = parts);
   }
 
@@ -119,7 +136,12 @@ export class Delivery {
       const location = (capture.callSite && capture.location) || locationOf(frame, this.options.root);
       const baselined = !blocked && this.isBaselined(event, frame);
       const site: BypassSite = {
-        model: event.model, operation: event.operation, kind: event.kind, location, fingerprint: fingerprintOf(event.model, event.operation, location), baselined,
+        model: event.model,
+        operation: event.operation,
+        kind: event.kind,
+        location,
+        fingerprint: fingerprintOf(event.model, event.operation, location),
+        baselined,
       };
       this.recorder?.record({ model: event.model, operation: event.operation, kind: event.kind, frame, location, baselined, blocked, at });
       if (capture.entry && frame && !blocked) this.verdicts.rememberKey(capture.entry, location, site.fingerprint);
@@ -160,13 +182,15 @@ export class Delivery {
     const key = this.siteKey(event, frame);
     const path = this.baseline.baseline.path;
     const { allowed } = this.baseline.check(key, locationOf(frame, this.options.root));
-    const why = allowed === 0
-      ? `${describeKey(key)} is not in the baseline ${path}`
-      : `the baseline ${path} knows ${allowed} call site${allowed === 1 ? '' : 's'} for ${describeKey(key)} and this is one more`;
+    const why =
+      allowed === 0
+        ? `${describeKey(key)} is not in the baseline ${path}`
+        : `the baseline ${path} knows ${allowed} call site${allowed === 1 ? '' : 's'} for ${describeKey(key)} and this is one more`;
     const record = this.recorder?.path;
     const accept = record
       ? `it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${record} --out ${path}\``
-      : `run the tests with ${RECORD_ENV}=${DEFAULT_RECORD_FILE}, then \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ${path}\``;
+      : `run the tests with ${RECORD_ENV}=${DEFAULT_RECORD_FILE}, then \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ` +
+        `${path}\``;
     return `New rogue call site: ${why}. Route this write through approved code, or accept it into the baseline: ${accept}`;
   }
 
@@ -174,7 +198,9 @@ export class Delivery {
     try {
       const result = onBypass(report);
       if (result && typeof (result as Promise<void>).then === 'function') {
-        (result as Promise<void>).then(undefined, (error: unknown) => this.reportFault('onBypass_rejected', 'the onBypass option rejected', error));
+        (result as Promise<void>).then(undefined, (error: unknown) =>
+          this.reportFault('onBypass_rejected', 'the onBypass option rejected', error),
+        );
       }
     } catch (error) {
       this.reportFault('onBypass_threw', 'the onBypass option threw', error);

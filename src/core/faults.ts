@@ -13,7 +13,12 @@ export type FaultListener = (fault: TripwireFault) => void;
  * nothing went wrong during the run, and the checklist's "tripwire.errors is flat" would never hold.
  * `tripwire.errors` counts faults that happen while writes are watched.
  */
-export const BOOT_NOTICES: ReadonlySet<FaultReason> = new Set<FaultReason>(['statsd_default_target', 'approved_matches_nothing', 'verify', 'baseline_stale']);
+export const BOOT_NOTICES: ReadonlySet<FaultReason> = new Set<FaultReason>([
+  'statsd_default_target',
+  'approved_matches_nothing',
+  'verify',
+  'baseline_stale',
+]);
 
 /** Distinct problems surfaced at most once each, up to this many: a dead agent must not become a log flood. */
 const MAX_DISTINCT_WARNINGS = 1_000;
@@ -28,7 +33,9 @@ export function createFaultReporter(onError: ((error: Error) => void) | undefine
     if (!BOOT_NOTICES.has(reason)) {
       try {
         onFault?.(fault);
-      } catch { /* counting a fault must not raise another */ }
+      } catch {
+        /* counting a fault must not raise another */
+      }
     }
     // Counted every time (tripwire.errors), surfaced once per distinct problem.
     const key = `${reason}\0${fault.message}`;

@@ -3,13 +3,22 @@
  * (`WriteJudge`), composed of its scope, its verdicts and its delivery, and tracked for the end of
  * the process. Its listeners (the Datadog sink) are built by the plugin, which composes the options.
  */
-import { compileApproval, countApprovedFiles, type Approval } from '../attribution/approval.js';
+import { type Approval, compileApproval, countApprovedFiles } from '../attribution/approval.js';
 import { BaselineMatcher } from '../ratchet/baseline.js';
 import type { Recorder } from '../ratchet/recorder.js';
 import { EventRateLimiter } from '../report/rate-limit.js';
-import type { Capture, FaultReporter, ResolvedOptions, UnattributedRoute, WriteEvent, WriteJudge, WriteKind, WriteListener } from '../types.js';
+import type {
+  Capture,
+  FaultReporter,
+  ResolvedOptions,
+  UnattributedRoute,
+  WriteEvent,
+  WriteJudge,
+  WriteKind,
+  WriteListener,
+} from '../types.js';
 import { Delivery } from './delivery.js';
-import { track, untrack, type Deliverable } from './lifecycle.js';
+import { type Deliverable, track, untrack } from './lifecycle.js';
 import { WatchScope } from './scope.js';
 import { Verdicts } from './verdicts.js';
 
@@ -56,14 +65,21 @@ export class Registration implements WriteJudge, Deliverable {
       root: options.root,
       // A pattern function that throws says "no" for that frame; the write is still judged.
       onPatternError: (option, error) =>
-        reportFault('pattern_threw', `an ${option} function threw, so that frame was taken as not ${option === 'approved' ? 'approved' : 'pass-through'}`, error),
+        reportFault(
+          'pattern_threw',
+          `an ${option} function threw, so that frame was taken as not ${option === 'approved' ? 'approved' : 'pass-through'}`,
+          error,
+        ),
     });
     this.scope = new WatchScope(options.models, options.collections);
     const limiter = new EventRateLimiter(options.rateLimit);
     this.baseline = options.baseline ? new BaselineMatcher(options.baseline) : undefined;
     this.verdicts = new Verdicts(this.approval, options, limiter, reportFault);
     this.delivery = new Delivery({ options, listeners, limiter, verdicts: this.verdicts, reportFault, baseline: this.baseline, recorder });
-    this.approvedFiles = options.approved.map((pattern) => ({ pattern: String(pattern), files: countApprovedFiles(pattern, options.root) }));
+    this.approvedFiles = options.approved.map((pattern) => ({
+      pattern: String(pattern),
+      files: countApprovedFiles(pattern, options.root),
+    }));
     registrations.add(this);
     track(this);
     this.bootChecks();
@@ -74,15 +90,33 @@ export class Registration implements WriteJudge, Deliverable {
     const { root, statsd } = this.options;
     for (const { pattern, files } of this.approvedFiles) {
       if (files === 0) {
-        this.reportFault('approved_matches_nothing', `approved pattern ${pattern} matches no file under root ${root}: a typo, a moved folder or a wrong root? Every write would be reported as rogue`);
+        this.reportFault(
+          'approved_matches_nothing',
+          `approved pattern ${pattern} matches no file under root ${root}: a typo, a moved folder or a wrong root? Every write would be ` +
+            `reported as rogue`,
+        );
       }
     }
-    if (this.statsdTarget !== undefined && statsd === undefined && !process.env.DD_AGENT_HOST && !process.env.DD_DOGSTATSD_URL && !process.env.DD_DOGSTATSD_SOCKET) {
-      this.reportFault('statsd_default_target', `no statsd option and no DD_AGENT_HOST: events go to ${this.statsdTarget}, and whether an agent listens there is unknown (UDP never says)`);
+    if (
+      this.statsdTarget !== undefined &&
+      statsd === undefined &&
+      !process.env.DD_AGENT_HOST &&
+      !process.env.DD_DOGSTATSD_URL &&
+      !process.env.DD_DOGSTATSD_SOCKET
+    ) {
+      this.reportFault(
+        'statsd_default_target',
+        `no statsd option and no DD_AGENT_HOST: events go to ${this.statsdTarget}, and whether an agent listens there is unknown (UDP ` +
+          `never says)`,
+      );
     }
     const missing = this.baseline?.missingFiles(root) ?? [];
     if (missing.length > 0) {
-      this.reportFault('baseline_stale', `baseline ${this.baseline!.baseline.path} has entries for files that do not exist under root ${root}: ${missing.join(', ')} (moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`);
+      this.reportFault(
+        'baseline_stale',
+        `baseline ${this.baseline!.baseline.path} has entries for files that do not exist under root ${root}: ${missing.join(', ')} ` +
+          `(moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`,
+      );
     }
   }
 

@@ -13,7 +13,8 @@ export class WatchScope {
 
   watches(modelName: string | undefined, baseModelName?: string): boolean {
     if (!this.models && !this.collections) return true;
-    const named = (name: string | undefined) => name !== undefined && (this.models?.has(name) === true || this.watchedByCollection.has(name));
+    const named = (name: string | undefined) =>
+      name !== undefined && (this.models?.has(name) === true || this.watchedByCollection.has(name));
     return named(modelName) || named(baseModelName);
   }
 

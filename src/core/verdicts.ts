@@ -8,7 +8,12 @@ import { locationOf } from '../report/bypass-report.js';
 import type { EventRateLimiter } from '../report/rate-limit.js';
 import type { Capture, FaultReporter, ResolvedOptions, RogueCapture, WriteEvent } from '../types.js';
 
-const LOST_CALL_SITE: RogueCapture = Object.freeze({ approved: false, frames: Object.freeze([]), framesOmitted: 0, degraded: 'call site not captured' });
+const LOST_CALL_SITE: RogueCapture = Object.freeze({
+  approved: false,
+  frames: Object.freeze([]),
+  framesOmitted: 0,
+  degraded: 'call site not captured',
+});
 
 export class Verdicts {
   /**
@@ -94,10 +99,18 @@ export class Verdicts {
     // Delegating getters: the frames of a capture are built lazily, and a spread would drop them.
     return {
       approved: false,
-      get frames() { return late.frames; },
-      get framesOmitted() { return late.framesOmitted; },
-      get callSite() { return late.callSite ?? late.frames[0]; },
-      get location() { return late.location; },
+      get frames() {
+        return late.frames;
+      },
+      get framesOmitted() {
+        return late.framesOmitted;
+      },
+      get callSite() {
+        return late.callSite ?? late.frames[0];
+      },
+      get location() {
+        return late.location;
+      },
       degraded: 'call site captured late, when the write ran',
       ...(late.heldBack ? { heldBack: true } : {}),
       ...(late.entry ? { entry: late.entry } : {}),

@@ -10,17 +10,28 @@
  * watched collections; its counts are the whole call's. Both wrappers are on prototypes shared by
  * every client and connection: a call that writes to no watched collection pays a scan of its ops.
  */
+
+import type { Capture, WriteKind, WriteOperation } from '../types.js';
 import { collectionWrite } from './collection.js';
 import { claim, countedWhenLanded, define, driverPrototype, type WatchedCollection, watchedNamespace } from './driver.js';
-import { filterId, isObject } from './write-shapes.js';
-import type { Capture, WriteKind, WriteOperation } from '../types.js';
+import { type ConnectionLike, filterId, isObject } from './write-shapes.js';
 
 const OP_KINDS: Readonly<Record<string, WriteKind>> = {
-  insertOne: 'create', updateOne: 'update', updateMany: 'update', replaceOne: 'update', deleteOne: 'delete', deleteMany: 'delete',
+  insertOne: 'create',
+  updateOne: 'update',
+  updateMany: 'update',
+  replaceOne: 'update',
+  deleteOne: 'delete',
+  deleteMany: 'delete',
 };
 
 /** What a client-level bulk write does to watched collections. */
-interface WatchedOps { target: WatchedCollection; collection: string; kind: WriteKind; ids: () => unknown[] }
+interface WatchedOps {
+  target: WatchedCollection;
+  collection: string;
+  kind: WriteKind;
+  ids: () => unknown[];
+}
 
 /** Which ops go to a watched collection (`namespaceOf` reads an op's `db.collection`). */
 function watchedOps(ops: readonly unknown[], namespaceOf: (op: Record<string, unknown>) => unknown): WatchedOps | undefined {
@@ -56,13 +67,20 @@ function watchedCall(ops: unknown, namespaceOf: (op: Record<string, unknown>) =>
   if (!Array.isArray(ops)) return undefined;
   try {
     const found = watchedOps(ops, namespaceOf);
-    return found !== undefined && found.target.judge.operations.has(found.kind) ? found : undefined;
+    return found?.target.judge.operations.has(found.kind) ? found : undefined;
   } catch {
     return undefined;
   }
 }
 
-function judged(operation: WriteOperation, found: WatchedOps, capture: Capture, entry: Function, args: unknown[], call: () => unknown): unknown {
+function judged(
+  operation: WriteOperation,
+  found: WatchedOps,
+  capture: Capture,
+  entry: Function,
+  args: unknown[],
+  call: () => unknown,
+): unknown {
   const { target, kind, ids } = found;
   return collectionWrite(target.judge, { model: target.model, operation, method: 'bulkWrite', kind, capture, entry, ids }, args, call);
 }
@@ -82,18 +100,17 @@ export function watchClientBulkWrite(mongo: unknown): void {
     const call = () => Reflect.apply(original, this, args);
     const capture = found.target.judge.capture(wrapper);
     // No application frame on the stack (a library calling after its own awaits): counted when it landed.
-    if (capture.approved === false && capture.undecided) return countedWhenLanded(found.target.judge, found.collection, 'bulkWrite', call());
+    if (capture.approved === false && capture.undecided)
+      return countedWhenLanded(found.target.judge, found.collection, 'bulkWrite', call());
     return judged('client.bulkWrite', found, capture, wrapper, args, call);
   };
   define(proto, 'bulkWrite', wrapper, original);
 }
 
-interface ConnectionLike { models?: Record<string, unknown> }
-
 /** Wraps Mongoose's `Connection.prototype.bulkWrite` (where the connection's class chain defines it), once. */
 export function watchConnectionBulkWrite(connection: unknown): void {
   let holder: object | null = isObject(connection) ? (Object.getPrototypeOf(connection) as object | null) : null;
-  while (holder !== null && !Object.prototype.hasOwnProperty.call(holder, 'bulkWrite')) holder = Object.getPrototypeOf(holder) as object | null;
+  while (holder !== null && !Object.hasOwn(holder, 'bulkWrite')) holder = Object.getPrototypeOf(holder) as object | null;
   if (holder === null) return; // Mongoose before 8.9
   const original = claim(holder, 'bulkWrite');
   if (!original) return;
@@ -106,7 +123,9 @@ export function watchConnectionBulkWrite(connection: unknown): void {
     });
     if (found === undefined) return Reflect.apply(original, this, arguments);
     const args = Array.prototype.slice.call(arguments) as unknown[];
-    return judged('connection.bulkWrite', found, found.target.judge.capture(wrapper), wrapper, args, () => Reflect.apply(original, this, args));
+    return judged('connection.bulkWrite', found, found.target.judge.capture(wrapper), wrapper, args, () =>
+      Reflect.apply(original, this, args),
+    );
   };
   define(holder, 'bulkWrite', wrapper, original);
 }

@@ -18,18 +18,30 @@
  * driver runs the command after its own awaits).
  */
 import { calledByMongoose } from '../attribution/call-site.js';
-import { markedAsMongoose } from './mongoose-own-writes.js';
-import { observe } from './settle.js';
 import type { Capture, CollectionMethod, WriteEvent, WriteJudge, WriteKind, WriteOperation } from '../types.js';
+import { markedAsMongoose } from './mongoose-own-writes.js';
+import { whenSettled } from './settle.js';
 import { type AnyFunction, defineWrapper } from './wrap.js';
-import { bulkKindOf, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
+import { bulkKindOf, type ConnectionLike, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
-  insertOne: 'create', insertMany: 'create',
-  updateOne: 'update', updateMany: 'update', replaceOne: 'update', findOneAndUpdate: 'update', findOneAndReplace: 'update',
-  deleteOne: 'delete', deleteMany: 'delete', findOneAndDelete: 'delete',
+  insertOne: 'create',
+  insertMany: 'create',
+  updateOne: 'update',
+  updateMany: 'update',
+  replaceOne: 'update',
+  findOneAndUpdate: 'update',
+  findOneAndReplace: 'update',
+  deleteOne: 'delete',
+  deleteMany: 'delete',
+  findOneAndDelete: 'delete',
   bulkWrite: 'update',
-  find: 'read', findOne: 'read', countDocuments: 'read', estimatedDocumentCount: 'read', distinct: 'read', aggregate: 'read',
+  find: 'read',
+  findOne: 'read',
+  countDocuments: 'read',
+  estimatedDocumentCount: 'read',
+  distinct: 'read',
+  aggregate: 'read',
 };
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
 
@@ -86,18 +98,30 @@ function madeThroughWatchedCollection(command: Record<string, unknown> | undefin
   return carried.some((value) => isObject(value) && knownObjects.has(value));
 }
 
-interface CollectionLike { collectionName?: string; name?: string; conn?: ConnectionLike; [method: string]: unknown }
-interface ConnectionLike { getClient?(): ClientLike | undefined; once?(event: string, fn: () => void): void; name?: string }
+interface CollectionLike {
+  collectionName?: string;
+  name?: string;
+  conn?: ConnectionLike;
+  [method: string]: unknown;
+}
 interface ClientLike {
   options?: { monitorCommands?: boolean };
   on(event: string, fn: (event: CommandEvent) => void): void;
 }
-interface CommandEvent { commandName: string; requestId: number; databaseName: string; command?: Record<string, unknown> }
+interface CommandEvent {
+  commandName: string;
+  requestId: number;
+  databaseName: string;
+  command?: Record<string, unknown>;
+}
 
 const WRAPPED = Symbol('mongoose-tripwire.collection');
 
 /** Who watches a collection object, under which model's name (a watched model's `collection`). */
-export interface CollectionOwner { readonly judge: WriteJudge; readonly model: string }
+export interface CollectionOwner {
+  readonly judge: WriteJudge;
+  readonly model: string;
+}
 
 /** The registration watching this Mongoose collection object, if any. */
 export function collectionOwner(collection: unknown): CollectionOwner | undefined {
@@ -150,8 +174,13 @@ export interface CollectionWrite {
 export function collectionWrite(judge: WriteJudge, write: CollectionWrite, args: readonly unknown[], call: () => unknown): unknown {
   const { kind, method, entry } = write;
   const event = (result: unknown): WriteEvent => ({
-    model: write.model, operation: write.operation, kind, capture: write.capture, bypassedMiddleware: true,
-    ids: () => [...(write.ids ? write.ids() : filterId(args[0])), ...resultIds(result, method.startsWith('findOneAnd'))], outcome: () => resultCounts(result),
+    model: write.model,
+    operation: write.operation,
+    kind,
+    capture: write.capture,
+    bypassedMiddleware: true,
+    ids: () => [...(write.ids ? write.ids() : filterId(args[0])), ...resultIds(result, method.startsWith('findOneAnd'))],
+    outcome: () => resultCounts(result),
   });
   if (judge.refusesRogueWrites && kind !== 'read') {
     const refusal = judge.refusal(event(undefined), entry);
@@ -164,7 +193,7 @@ export function collectionWrite(judge: WriteJudge, write: CollectionWrite, args:
     return result;
   }
   // The app gets a promise settling as the driver's does (and unhandled exactly when it is not handled).
-  return observe(
+  return whenSettled(
     result,
     (value) => judge.completed(event(value), entry),
     (error) => {
@@ -194,7 +223,12 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       }
       const kind = kindOfCollectionWrite(method, args);
       const capture = judge.capture(wrapper);
-      return collectionWrite(judge, { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper }, args, () => original.apply(this, args));
+      return collectionWrite(
+        judge,
+        { model: modelName, operation: `collection.${method}`, method, kind, capture, entry: wrapper },
+        args,
+        () => original.apply(this, args),
+      );
     };
     defineWrapper(collection, method, wrapper);
   }
@@ -225,7 +259,7 @@ function watchDriver(collection: CollectionLike, judge: WriteJudge): void {
   const connection = collection.conn;
   if (!name || !connection) return;
   const attach = () => {
-    const client = connection.getClient?.();
+    const client = connection.getClient?.() as ClientLike | undefined;
     if (!client || typeof client.on !== 'function') return;
     if (client.options?.monitorCommands !== true) {
       judge.driverRoute(name, 'rawCommands', false); // verify() says how to turn it on

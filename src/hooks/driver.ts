@@ -19,18 +19,21 @@
  */
 import { isInternalFile, isMongooseFile, toFilePath } from '../attribution/approval.js';
 import { readCallSites } from '../attribution/call-site.js';
-import { collectionWrite, handing, handOver, kindOfCollectionWrite, KINDS, rememberObject, rememberWrite } from './collection.js';
-import { observe } from './settle.js';
-import { type AnyFunction, defineWrapper } from './wrap.js';
-import { isObject, landedInPart } from './write-shapes.js';
 import type { CollectionMethod, WriteJudge, WriteKind } from '../types.js';
+import { collectionWrite, handing, handOver, KINDS, kindOfCollectionWrite, rememberObject, rememberWrite } from './collection.js';
+import { whenSettled } from './settle.js';
+import { type AnyFunction, defineWrapper } from './wrap.js';
+import { type ConnectionLike, isObject, landedInPart } from './write-shapes.js';
 
 interface DriverCollection {
   readonly collectionName?: string;
   readonly dbName?: string;
 }
-interface ConnectionLike { name?: string }
-export interface WatchedCollection { judge: WriteJudge; model: string; connection: ConnectionLike | undefined }
+export interface WatchedCollection {
+  judge: WriteJudge;
+  model: string;
+  connection: ConnectionLike | undefined;
+}
 
 /** Watched collections by name; a write matches one when its database is the watched connection's. */
 const watchedCollections = new Map<string, WatchedCollection[]>();
@@ -69,7 +72,13 @@ export function watchedNamespace(namespace: unknown): WatchedCollection | undefi
  * Starts watching the driver route to a watched model's collection. `mongo` is the driver module
  * Mongoose uses (`mongoose.mongo`); its `Collection.prototype` is wrapped once.
  */
-export function watchDriverCollection(mongo: unknown, collectionName: string, connection: ConnectionLike | undefined, model: string, judge: WriteJudge): boolean {
+export function watchDriverCollection(
+  mongo: unknown,
+  collectionName: string,
+  connection: ConnectionLike | undefined,
+  model: string,
+  judge: WriteJudge,
+): boolean {
   const proto = driverPrototype(mongo, 'Collection');
   if (!proto) return false;
   let entries = watchedCollections.get(collectionName);
@@ -120,7 +129,14 @@ function wrapDriverMethod(proto: Record<string, unknown>, method: CollectionMeth
   define(proto, method, wrapper, original);
 }
 
-function driverWrite(collection: DriverCollection, target: WatchedCollection, method: CollectionMethod, original: AnyFunction, args: unknown[], entry: Function): unknown {
+function driverWrite(
+  collection: DriverCollection,
+  target: WatchedCollection,
+  method: CollectionMethod,
+  original: AnyFunction,
+  args: unknown[],
+  entry: Function,
+): unknown {
   const { judge } = target;
   const kind = kindOfCollectionWrite(method, args);
   const call = () => Reflect.apply(original, collection, args);
@@ -135,7 +151,9 @@ function driverWrite(collection: DriverCollection, target: WatchedCollection, me
   // No application frame on the stack: Mongoose writing for a model nobody watches, after its own awaits.
   rememberWrite(method, kind, args);
   const result = handOver(call);
-  return kind === 'read' ? observe(result, () => undefined) : countedWhenLanded(judge, collection.collectionName ?? '<unknown>', method, result);
+  return kind === 'read'
+    ? whenSettled(result, () => undefined)
+    : countedWhenLanded(judge, collection.collectionName ?? '<unknown>', method, result);
 }
 
 /**
@@ -144,7 +162,7 @@ function driverWrite(collection: DriverCollection, target: WatchedCollection, me
  */
 export function countedWhenLanded(judge: WriteJudge, collection: string, command: string, result: unknown): unknown {
   const landed = () => judge.unattributed(collection, command, 'driver');
-  return observe(result, landed, (error) => {
+  return whenSettled(result, landed, (error) => {
     if (landedInPart(error)) landed();
   });
 }
@@ -208,4 +226,3 @@ function judgeAtExecute(bulk: BulkLike & Record<string, unknown>, target: Watche
   };
   Object.defineProperty(bulk, 'execute', { value: wrapper, writable: true, configurable: true, enumerable: false });
 }
-

@@ -18,9 +18,9 @@ import { collectionOwner, instrumentCollection } from './collection.js';
 import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
 import { instrumentQueries } from './query.js';
-import { observe } from './settle.js';
-import { type AnyFunction, defineWrapper, inherited, INSTRUMENTED, isOurWrapper } from './wrap.js';
-import { bulkKindOf, isObject, resultCounts, resultIds } from './write-shapes.js';
+import { whenSettled } from './settle.js';
+import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper } from './wrap.js';
+import { bulkKindOf, type ConnectionLike, isObject, resultCounts, resultIds } from './write-shapes.js';
 export const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
 type EntryStatic = (typeof ENTRY_STATICS)[number];
 
@@ -30,8 +30,19 @@ let entryDepth = 0;
 
 // ---- The shapes Mongoose hands us, read defensively (no `any` at the boundary). ----
 
-export interface ModelLike { modelName?: string; baseModelName?: string; discriminators?: Record<string, unknown>; prototype?: object; Query?: { prototype?: object } }
-interface DocumentLike { _id?: unknown; $isSubdocument?: boolean; isNew?: boolean; constructor: ModelLike }
+export interface ModelLike {
+  modelName?: string;
+  baseModelName?: string;
+  discriminators?: Record<string, unknown>;
+  prototype?: object;
+  Query?: { prototype?: object };
+}
+interface DocumentLike {
+  _id?: unknown;
+  $isSubdocument?: boolean;
+  isNew?: boolean;
+  constructor: ModelLike;
+}
 
 /** Documents in what `create`/`insertOne`/`insertMany` resolve with (errors left out). */
 function documentsOf(result: unknown): Array<Record<string, unknown>> {
@@ -41,7 +52,11 @@ function documentsOf(result: unknown): Array<Record<string, unknown>> {
 
 /** Ids and counts of an entry point's result (`landed` false: nothing is known to have been written). */
 function entryResult(name: EntryStatic, result: unknown): { ids: unknown[]; outcome: WriteOutcome; landed: boolean } {
-  if (name === 'bulkWrite' || name === 'bulkSave' || (name === 'insertMany' && isObject(result) && !Array.isArray(result) && 'insertedCount' in result)) {
+  if (
+    name === 'bulkWrite' ||
+    name === 'bulkSave' ||
+    (name === 'insertMany' && isObject(result) && !Array.isArray(result) && 'insertedCount' in result)
+  ) {
     const outcome = resultCounts(result);
     return { ids: resultIds(result, false), outcome, landed: Object.values(outcome).some((n) => n > 0) };
   }
@@ -62,7 +77,9 @@ function partialResult(name: EntryStatic, error: unknown): { ids: unknown[]; out
 
 /** Mongoose emits `init` from its own `Model.init`: the first file on that stack past Node's is Mongoose's. */
 function learnMongoose(listener: Function): void {
-  const file = readCallSites(8, listener)?.map((site) => site.getFileName()).find((name) => name && !name.startsWith('node:'));
+  const file = readCallSites(8, listener)
+    ?.map((site) => site.getFileName())
+    .find((name) => name && !name.startsWith('node:'));
   if (file) learnMongooseFrom(toFilePath(file));
 }
 
@@ -88,7 +105,12 @@ function instrumentModel(model: ModelLike, judge: WriteJudge): void {
   instrumentCollection(target, judge);
   markMongooseOwnWrites(model, reads);
   const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
-  if (collectionName) judge.driverRoute(collectionName, 'driverCalls', watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', judge));
+  if (collectionName)
+    judge.driverRoute(
+      collectionName,
+      'driverCalls',
+      watchDriverCollection(base?.mongo, collectionName, db, model.modelName ?? '<unknown>', judge),
+    );
   watchClientBulkWrite(base?.mongo);
   watchConnectionBulkWrite(db);
   if (db) watchSharedCollection(db, target.collection);
@@ -103,8 +125,6 @@ function instrumentModel(model: ModelLike, judge: WriteJudge): void {
     });
   }
 }
-
-interface ConnectionLike { name?: string; models?: Record<string, unknown>; on?(event: string, listener: (model: ModelLike) => void): unknown }
 
 /** Collection objects of watched models whose connection's other models were looked at. */
 const scannedCollections = new WeakSet<object>();
@@ -137,7 +157,7 @@ function watchSibling(model: ModelLike): void {
 }
 
 // `Model.aggregate()` builds an Aggregate synchronously and runs it later: capture on the call,
-// observe its `exec` through the Aggregate's own promise.
+// whenSettled its `exec` through the Aggregate's own promise.
 function instrumentAggregate(model: ModelLike, judge: WriteJudge): void {
   const parent = Object.getPrototypeOf(model) as object;
   const wrapper = function aggregate(this: ModelLike, ...args: unknown[]): unknown {
@@ -147,10 +167,13 @@ function instrumentAggregate(model: ModelLike, judge: WriteJudge): void {
     const name = this.modelName ?? '<unknown>';
     const exec = built.exec as AnyFunction;
     Object.defineProperty(built, 'exec', {
-      configurable: true, writable: true, enumerable: false,
+      configurable: true,
+      writable: true,
+      enumerable: false,
       value: function (this: unknown, ...execArgs: unknown[]) {
-        return observe(exec.apply(this, execArgs), () =>
-          judge.completed({ model: name, operation: 'aggregate', kind: 'read', capture, ids: () => [], outcome: () => ({}) }, wrapper));
+        return whenSettled(exec.apply(this, execArgs), () =>
+          judge.completed({ model: name, operation: 'aggregate', kind: 'read', capture, ids: () => [], outcome: () => ({}) }, wrapper),
+        );
       },
     });
     return built;
@@ -166,18 +189,25 @@ function instrumentSave(model: ModelLike, judge: WriteJudge): void {
   const wrapper = function save(this: DocumentLike, ...args: unknown[]): unknown {
     const original = inherited(parent, '$save');
     const model = this.constructor;
-    if (this.$isSubdocument === true || entryDepth > 0 || !judge.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
+    if (this.$isSubdocument === true || entryDepth > 0 || !judge.watches(model.modelName, model.baseModelName))
+      return original.apply(this, args);
     // `Model.create([...], { ordered: true })` saves its documents after an await: Mongoose is the caller.
     const capture = judge.captureUnlessMongoose(wrapper);
     if (capture === undefined) return original.apply(this, args);
-    const doc = this;
-    const kind: WriteKind = doc.isNew === false ? 'update' : 'create';
-    const event = (): WriteEvent => ({ model: model.modelName ?? '<unknown>', operation: 'save', kind, capture, ids: () => [doc._id], outcome: () => ({}) });
+    const kind: WriteKind = this.isNew === false ? 'update' : 'create';
+    const event = (): WriteEvent => ({
+      model: model.modelName ?? '<unknown>',
+      operation: 'save',
+      kind,
+      capture,
+      ids: () => [this._id],
+      outcome: () => ({}),
+    });
     if (throwMode) {
       const refusal = judge.refusal(event(), wrapper);
       if (refusal) return Promise.reject(refusal);
     }
-    return observe(original.apply(this, args), () => judge.completed(event(), wrapper));
+    return whenSettled(original.apply(this, args), () => judge.completed(event(), wrapper));
   };
   // One function for both names, as in Mongoose (`doc.$save === doc.save`). A schema path named
   // `save` owns that name (Mongoose's gh-9010 option): then only `$save` is wrapped.
@@ -200,7 +230,12 @@ function instrumentStatics(model: ModelLike, judge: WriteJudge): void {
       const model = this.modelName ?? '<unknown>';
       const kind = entryKind(name, args[0]);
       const event = (found: { ids: unknown[]; outcome: WriteOutcome } | undefined): WriteEvent => ({
-        model, operation: name, kind, capture, ids: () => found?.ids ?? [], outcome: () => found?.outcome ?? {},
+        model,
+        operation: name,
+        kind,
+        capture,
+        ids: () => found?.ids ?? [],
+        outcome: () => found?.outcome ?? {},
       });
       if (throwMode) {
         const refusal = judge.refusal(event(undefined), wrapper);
@@ -213,7 +248,7 @@ function instrumentStatics(model: ModelLike, judge: WriteJudge): void {
       } finally {
         entryDepth--;
       }
-      return observe(
+      return whenSettled(
         result,
         (value) => judge.completed(event(entryResult(name, value)), wrapper),
         (error) => {
@@ -234,4 +269,3 @@ function entryKind(name: EntryStatic, first: unknown): WriteKind {
   }
   return 'create';
 }
-

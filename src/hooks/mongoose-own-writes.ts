@@ -24,7 +24,10 @@
 import { defineWrapper, inherited, isOurWrapper } from './wrap.js';
 import { isObject } from './write-shapes.js';
 
-interface QueryInFlight { mongooseCollection?: unknown; _conditions?: unknown }
+interface QueryInFlight {
+  mongooseCollection?: unknown;
+  _conditions?: unknown;
+}
 
 /** The watched model's query whose operation is running synchronously right now (innermost). */
 let runningQuery: QueryInFlight | undefined;
@@ -34,8 +37,14 @@ const builtForSave = new WeakSet<object>();
 
 // Mongoose's query operations ("thunks", `opToThunk` in its query.js): each calls the collection once.
 const QUERY_WRITE_OPERATIONS = [
-  '_updateOne', '_updateMany', '_replaceOne', '_deleteOne', '_deleteMany',
-  '_findOneAndUpdate', '_findOneAndReplace', '_findOneAndDelete',
+  '_updateOne',
+  '_updateMany',
+  '_replaceOne',
+  '_deleteOne',
+  '_deleteMany',
+  '_findOneAndUpdate',
+  '_findOneAndReplace',
+  '_findOneAndDelete',
 ];
 // Only with reads watched: otherwise the collection's read methods are not wrapped, and nothing asks.
 const QUERY_READ_OPERATIONS = ['_find', '_findOne', '_countDocuments', '__distinct'];
@@ -86,7 +95,9 @@ export function markMongooseOwnWrites(model: { Query?: { prototype?: object }; p
   }
 }
 
-interface SavingDocument { $__?: { saving?: unknown } }
+interface SavingDocument {
+  $__?: { saving?: unknown };
+}
 
 /** Mongoose sets `$__.saving` for the length of a document's save (its ParallelSaveError check). */
 function saving(doc: SavingDocument): boolean {

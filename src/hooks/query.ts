@@ -11,11 +11,12 @@
  * that is not such a one is a property read and a WeakMap lookup (its collection object is not
  * watched), plus an `instanceof` for a watched model's own queries, which its wrappers judge.
  */
-import { collectionOwner, type CollectionOwner } from './collection.js';
-import { observe } from './settle.js';
-import { type AnyFunction, defineWrapper, inherited, INSTRUMENTED } from './wrap.js';
-import { filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
+
 import type { Capture, WriteEvent, WriteJudge, WriteKind, WriteOperation, WriteOutcome } from '../types.js';
+import { type CollectionOwner, collectionOwner } from './collection.js';
+import { whenSettled } from './settle.js';
+import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited } from './wrap.js';
+import { filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const QUERY_WRITES = {
   updateOne: 'update',
@@ -41,8 +42,17 @@ type QueryOp = keyof typeof QUERY_WRITES | keyof typeof QUERY_READS;
 export const QUERY_WRITE_NAMES = Object.keys(QUERY_WRITES) as Array<keyof typeof QUERY_WRITES>;
 const QUERY_READ_NAMES = Object.keys(QUERY_READS) as Array<keyof typeof QUERY_READS>;
 
-export interface ModelLike { modelName?: string; baseModelName?: string; Query?: { prototype?: object } }
-interface QueryLike { op?: string; model?: ModelLike; mongooseCollection?: unknown; getFilter?(): Record<string, unknown> }
+export interface ModelLike {
+  modelName?: string;
+  baseModelName?: string;
+  Query?: { prototype?: object };
+}
+interface QueryLike {
+  op?: string;
+  model?: ModelLike;
+  mongooseCollection?: unknown;
+  getFilter?(): Record<string, unknown>;
+}
 
 /** Each query's verdict, taken when the app called the method that built it. */
 const queryCaptures = new WeakMap<object, Capture>();
@@ -85,7 +95,15 @@ function underConstruction(query: QueryLike): boolean {
 }
 
 /** Runs a watched query's `exec`: refused in throw mode, else reported when it settles. */
-function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, judge: WriteJudge, model: string, entry: Function, bypassedMiddleware: boolean): unknown {
+function execWatched(
+  query: QueryLike,
+  args: unknown[],
+  original: AnyFunction,
+  judge: WriteJudge,
+  model: string,
+  entry: Function,
+  bypassedMiddleware: boolean,
+): unknown {
   const operation = typeof args[0] === 'string' ? args[0] : query.op;
   const kind = operation === undefined ? undefined : QUERY_OPS[operation];
   if (kind === undefined || !judge.operations.has(kind)) return original.apply(query, args);
@@ -102,7 +120,7 @@ function execWatched(query: QueryLike, args: unknown[], original: AnyFunction, j
     const refusal = judge.refusal(event(undefined), entry);
     if (refusal) return Promise.reject(refusal);
   }
-  return observe(original.apply(query, args), (result) => judge.completed(event(result), entry));
+  return whenSettled(original.apply(query, args), (result) => judge.completed(event(result), entry));
 }
 
 /** Wraps a watched model's Query prototype: its building methods, `clone` and `exec`. */
@@ -114,7 +132,8 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
   const names: QueryOp[] = readsToo ? [...QUERY_WRITE_NAMES, ...QUERY_READ_NAMES] : QUERY_WRITE_NAMES;
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
-      if (!(name === 'find' && underConstruction(this)) && judge.watches(this.model?.modelName, this.model?.baseModelName)) judgeQuery(this, judge, wrapper);
+      if (!(name === 'find' && underConstruction(this)) && judge.watches(this.model?.modelName, this.model?.baseModelName))
+        judgeQuery(this, judge, wrapper);
       return inherited(parent, name).apply(this, args);
     };
     defineWrapper(proto, name, wrapper);

@@ -1,5 +1,5 @@
 /**
- * Seeing a write complete without changing its promise: the app gets `promise.then(observe)`, which
+ * Seeing a write complete without changing its promise: the app gets `promise.then(observer)`, which
  * settles with the same value or the same error, and is unhandled exactly when the app leaves it
  * unhandled (observing the original promise directly would mark its rejection handled).
  */
@@ -13,11 +13,13 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function quietly(observer: (outcome: unknown) => void, outcome: unknown): void {
   try {
     observer(outcome);
-  } catch { /* an outcome the shape readers could not read: the write itself is unaffected */ }
+  } catch {
+    /* an outcome the shape readers could not read: the write itself is unaffected */
+  }
 }
 
 /** The app's promise, observed: same value, same error, same unhandled-rejection behaviour. */
-export function observe(result: unknown, done: (value: unknown) => void, failed?: (error: unknown) => void): unknown {
+export function whenSettled(result: unknown, done: (value: unknown) => void, failed?: (error: unknown) => void): unknown {
   if (!isThenable(result)) return result;
   return result.then(
     (value) => {

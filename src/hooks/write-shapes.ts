@@ -1,9 +1,18 @@
 /**
  * The shapes Mongoose and the driver hand back, read defensively (no `any` at the boundary), for
- * both the middleware path (plugin.ts) and the raw collection path (collection.ts). Only `_id`s and
+ * both the entry points (model.ts, query.ts) and the raw collection path (collection.ts). Only `_id`s and
  * counts are read: never a field, filter or update value.
  */
 import type { WriteKind, WriteOutcome } from '../types.js';
+
+/** A Mongoose connection, read defensively: only what the hooks use of it. */
+export interface ConnectionLike {
+  name?: string;
+  models?: Record<string, unknown>;
+  getClient?(): unknown;
+  on?(event: string, listener: (model: never) => void): unknown;
+  once?(event: string, listener: () => void): unknown;
+}
 
 export function isObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object';
@@ -51,7 +60,13 @@ export function resultIds(result: unknown, findOneAnd: boolean): unknown[] {
 export function resultCounts(result: unknown): WriteOutcome {
   const outcome: WriteOutcome = {};
   if (!isObject(result)) return outcome;
-  const fields = { inserted: 'insertedCount', matched: 'matchedCount', modified: 'modifiedCount', deleted: 'deletedCount', upserted: 'upsertedCount' } as const;
+  const fields = {
+    inserted: 'insertedCount',
+    matched: 'matchedCount',
+    modified: 'modifiedCount',
+    deleted: 'deletedCount',
+    upserted: 'upsertedCount',
+  } as const;
   for (const [key, field] of Object.entries(fields) as Array<[keyof WriteOutcome, string]>) {
     if (typeof result[field] === 'number') outcome[key] = result[field];
   }
@@ -63,7 +78,13 @@ export function resultCounts(result: unknown): WriteOutcome {
  * `result` (a collection's bulk write) or `partialResult` (a client bulk write).
  */
 export function landedInPart(error: unknown): Record<string, unknown> | undefined {
-  const partial = !isObject(error) ? undefined : isObject(error.result) ? error.result : isObject(error.partialResult) ? error.partialResult : undefined;
+  const partial = !isObject(error)
+    ? undefined
+    : isObject(error.result)
+      ? error.result
+      : isObject(error.partialResult)
+        ? error.partialResult
+        : undefined;
   return partial && Object.values(resultCounts(partial)).some((n) => n > 0) ? partial : undefined;
 }
 

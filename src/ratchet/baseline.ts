@@ -1,24 +1,8 @@
-/**
- * The baseline: the rogue call sites an app already knows about, committed next to its code, so a
- * migration can be ratcheted (CI fails on new rogue writes only, and the file may only shrink).
- *
- * An entry is keyed so that unrelated edits do not invalidate it: the model, the operation, the
- * deciding frame's file (relative to `root`) and its enclosing function; never the line. Its `count`
- * is the number of distinct call sites (`path:line:column`) known for that key. In a process, the
- * first `count` distinct call sites seen for a key are known (`baselined: true`); any further one
- * is new, as in ESLint's bulk suppressions, where more violations than recorded are all reported.
- *
- * The file is JSON with a stable order and one entry per line, so it diffs and merges line by line.
- * Reading is strict: a missing, malformed or unknown-version file is an error naming the problem,
- * never an empty (or a permissive) baseline.
- */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import type { RecordLine } from './recorder.js';
-import type { BaselineEntry, Frame, LoadedBaseline } from '../types.js';
-import { displayPath } from '../util/paths.js';
 import { BaselineError } from '../errors.js';
+import type { BaselineEntry, LoadedBaseline } from '../types.js';
+import type { RecordLine } from './recorder.js';
 import { describeKey, isBaselinable, keyOf, type SiteKey } from './site-key.js';
 
 export const BASELINE_VERSION = 1;
@@ -27,7 +11,9 @@ export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
 
 const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
 const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
-const COMMENT = 'Known rogue writes (mongoose-tripwire). Written by `npx mongoose-tripwire baseline`; it should only shrink. See the README, "Ratcheting a migration".';
+const COMMENT =
+  'Known rogue writes (mongoose-tripwire). Written by `npx mongoose-tripwire baseline`; it should only shrink. See the README, ' +
+  '"Ratcheting a migration".';
 
 function typeName(value: unknown): string {
   if (value === null) return 'null';
@@ -45,26 +31,33 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
     throw new BaselineError(`baseline ${source} is not valid JSON (${(error as Error).message})`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new BaselineError(`baseline ${source} must be an object { "version": ${BASELINE_VERSION}, "entries": [...] }, got ${typeName(data)}`);
+    throw new BaselineError(
+      `baseline ${source} must be an object { "version": ${BASELINE_VERSION}, "entries": [...] }, got ${typeName(data)}`,
+    );
   }
   const top = data as Record<string, unknown>;
   for (const key of Object.keys(top)) {
     if (!TOP_KEYS.has(key)) throw new BaselineError(`baseline ${source} has an unknown key "${key}" (known: ${[...TOP_KEYS].join(', ')})`);
   }
   if (top.version !== BASELINE_VERSION) {
-    throw new BaselineError(`baseline ${source} has version ${typeName(top.version)}; this mongoose-tripwire reads version ${BASELINE_VERSION}`);
+    throw new BaselineError(
+      `baseline ${source} has version ${typeName(top.version)}; this mongoose-tripwire reads version ${BASELINE_VERSION}`,
+    );
   }
   if (!Array.isArray(top.entries)) throw new BaselineError(`baseline ${source}: "entries" must be an array, got ${typeName(top.entries)}`);
   const seen = new Set<string>();
   return top.entries.map((raw: unknown, index): BaselineEntry => {
     const at = `baseline ${source}, entries[${index}]`;
-    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new BaselineError(`${at} must be an object, got ${typeName(raw)}`);
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+      throw new BaselineError(`${at} must be an object, got ${typeName(raw)}`);
     const entry = raw as Record<string, unknown>;
     for (const key of Object.keys(entry)) {
-      if (!(ENTRY_KEYS as readonly string[]).includes(key)) throw new BaselineError(`${at} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
+      if (!(ENTRY_KEYS as readonly string[]).includes(key))
+        throw new BaselineError(`${at} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
     }
     for (const key of ['model', 'operation', 'file', 'function'] as const) {
-      if (typeof entry[key] !== 'string' || entry[key] === '') throw new BaselineError(`${at}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
+      if (typeof entry[key] !== 'string' || entry[key] === '')
+        throw new BaselineError(`${at}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
     }
     if (typeof entry.count !== 'number' || !Number.isInteger(entry.count) || entry.count < 1) {
       throw new BaselineError(`${at}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
@@ -76,7 +69,8 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
       function: entry.function as string,
       count: entry.count,
     };
-    if (!isBaselinable(parsed.file)) throw new BaselineError(`${at}: "file" ${JSON.stringify(parsed.file)} is not a file: a call site without a file cannot be baselined`);
+    if (!isBaselinable(parsed.file))
+      throw new BaselineError(`${at}: "file" ${JSON.stringify(parsed.file)} is not a file: a call site without a file cannot be baselined`);
     const key = keyOf(parsed);
     if (seen.has(key)) throw new BaselineError(`${at} repeats the entry for ${describeKey(parsed)}`);
     seen.add(key);
@@ -91,7 +85,9 @@ export function readBaseline(file: string, shown = file): BaselineEntry[] {
     text = readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new BaselineError(code === 'ENOENT' ? `baseline ${shown} does not exist` : `baseline ${shown} cannot be read (${(error as Error).message})`);
+    throw new BaselineError(
+      code === 'ENOENT' ? `baseline ${shown} does not exist` : `baseline ${shown} cannot be read (${(error as Error).message})`,
+    );
   }
   return parseBaseline(text, shown);
 }
@@ -104,7 +100,10 @@ export function loadBaseline(path: string, root: string): LoadedBaseline {
     return { path, file, entries: readBaseline(file, shown) };
   } catch (error) {
     if (error instanceof BaselineError && !existsSync(file)) {
-      throw new BaselineError(`${error.message}: the option baseline is relative to root (${root}); create it with \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ${path}\` from a recorded test run (TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE})`);
+      throw new BaselineError(
+        `${error.message}: the option baseline is relative to root (${root}); create it with \`npx mongoose-tripwire baseline ` +
+          `${DEFAULT_RECORD_FILE} --out ${path}\` from a recorded test run (TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE})`,
+      );
     }
     throw error;
   }
@@ -119,8 +118,9 @@ function compare(a: BaselineEntry, b: BaselineEntry): number {
 
 /** The file's text: stable order (file, function, model, operation), one entry per line, a final newline. */
 export function formatBaseline(entries: readonly BaselineEntry[]): string {
-  const lines = [...entries].sort(compare).map((entry) =>
-    `    ${JSON.stringify({ model: entry.model, operation: entry.operation, file: entry.file, function: entry.function, count: entry.count })}`);
+  const lines = [...entries]
+    .sort(compare)
+    .map(({ model, operation, file, function: fn, count }) => `    ${JSON.stringify({ model, operation, file, function: fn, count })}`);
   const list = lines.length === 0 ? '[]' : `[\n${lines.join(',\n')}\n  ]`;
   return `{\n  "$comment": ${JSON.stringify(COMMENT)},\n  "version": ${BASELINE_VERSION},\n  "entries": ${list}\n}\n`;
 }
@@ -177,7 +177,7 @@ export interface Observed {
 }
 
 /** Groups records by key, counting distinct call sites; records without a file are returned apart. */
-export function observe(records: Iterable<RecordLine>): { observed: Map<string, Observed>; unbaselinable: RecordLine[] } {
+export function observedSites(records: Iterable<RecordLine>): { observed: Map<string, Observed>; unbaselinable: RecordLine[] } {
   const observed = new Map<string, Observed>();
   const unbaselinable: RecordLine[] = [];
   for (const record of records) {
@@ -233,4 +233,3 @@ export function nextBaseline(entries: readonly BaselineEntry[], observed: Readon
   }
   return [...next.values()].sort(compare);
 }
-

@@ -11,8 +11,8 @@
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BaselineError } from '../errors.js';
-import { isBaselinable, siteOf, sourceHash } from './site-key.js';
 import type { FaultReporter, Frame } from '../types.js';
+import { isBaselinable, siteOf, sourceHash } from './site-key.js';
 
 export const RECORD_VERSION = 1;
 export const RECORD_ENV = 'TRIPWIRE_RECORD';
@@ -56,7 +56,11 @@ export interface RecordedWrite {
 export class Recorder {
   private readonly hashes = new Map<string, string | null>();
 
-  constructor(readonly path: string, private readonly root: string, private readonly reportFault: FaultReporter) {
+  constructor(
+    readonly path: string,
+    private readonly root: string,
+    private readonly reportFault: FaultReporter,
+  ) {
     // Created at once: an empty file then means "recorded, nothing rogue", and a missing one that
     // recording never happened (the CLI says so instead of taking it as a clean run).
     try {
@@ -143,13 +147,18 @@ export function parseRecords(text: string, source: string): ParsedRecord[] {
       throw new BaselineError(`${at} is not a mongoose-tripwire record line`);
     }
     const record = data as Record<string, unknown>;
-    if (record.v !== RECORD_VERSION) throw new BaselineError(`${at} has record version ${JSON.stringify(record.v)}; this mongoose-tripwire reads version ${RECORD_VERSION}`);
+    if (record.v !== RECORD_VERSION)
+      throw new BaselineError(
+        `${at} has record version ${JSON.stringify(record.v)}; this mongoose-tripwire reads version ${RECORD_VERSION}`,
+      );
     for (const field of STRING_FIELDS) {
-      if (typeof record[field] !== 'string' || record[field] === '') throw new BaselineError(`${at}: "${field}" must be a non-empty string`);
+      if (typeof record[field] !== 'string' || record[field] === '')
+        throw new BaselineError(`${at}: "${field}" must be a non-empty string`);
     }
     if (Number.isNaN(Date.parse(record.at as string))) throw new BaselineError(`${at}: "at" is not a date`);
     if (record.source !== null && typeof record.source !== 'string') throw new BaselineError(`${at}: "source" must be a string or null`);
-    if (typeof record.baselined !== 'boolean' || typeof record.blocked !== 'boolean') throw new BaselineError(`${at}: "baselined" and "blocked" must be booleans`);
+    if (typeof record.baselined !== 'boolean' || typeof record.blocked !== 'boolean')
+      throw new BaselineError(`${at}: "baselined" and "blocked" must be booleans`);
     records.push({ ...(data as RecordLine), line: index + 1 });
   }
   return records;
@@ -162,9 +171,12 @@ export function readRecords(path: string): ParsedRecord[] {
     text = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    throw new BaselineError(code === 'ENOENT'
-      ? `record ${path} does not exist: run the app or its tests with ${RECORD_ENV}=${path} first (the plugin creates the file when it is registered)`
-      : `record ${path} cannot be read (${(error as Error).message})`);
+    throw new BaselineError(
+      code === 'ENOENT'
+        ? `record ${path} does not exist: run the app or its tests with ${RECORD_ENV}=${path} first (the plugin creates the file when it ` +
+            `is registered)`
+        : `record ${path} cannot be read (${(error as Error).message})`,
+    );
   }
   return parseRecords(text, path);
 }
@@ -190,7 +202,10 @@ export function checkRecordsFresh(records: readonly ParsedRecord[], source: stri
     }
     const where = `record ${source}:${record.line} (${record.model}.${record.operation} at ${record.location}, ${record.at})`;
     if (hash === null) {
-      throw new BaselineError(`${where} is stale: ${file} no longer exists${root ? '' : ' (made under another root? pass --root)'}; delete the record and record again`);
+      throw new BaselineError(
+        `${where} is stale: ${file} no longer exists${root ? '' : ' (made under another root? pass --root)'}; delete the record and ` +
+          `record again`,
+      );
     }
     if (hash !== record.source) {
       throw new BaselineError(`${where} is stale: ${record.file} changed since it was recorded; delete the record and record again`);

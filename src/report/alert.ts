@@ -5,8 +5,8 @@
  * value put into it (or into the title) goes through `inert()` first.
  */
 import { hostname } from 'node:os';
-import { locationOf, withoutColumn } from './bypass-report.js';
 import type { BypassReport, Frame } from '../types.js';
+import { locationOf, withoutColumn } from './bypass-report.js';
 
 export interface AlertContent {
   title: string;
@@ -29,6 +29,7 @@ export interface AlertContext {
 const ZWSP = '\u200B';
 
 // C0 and C1 controls (line breaks, tabs, escape sequences), and the Unicode line/paragraph separators.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is what it is for
 const CONTROL = /[\u0000-\u001F\u007F-\u009F\u2028\u2029]/g;
 // Bidirectional overrides and isolates: they would make a path read differently from what it is.
 const BIDI = /[\u202A-\u202E\u2066-\u2069]/g;
@@ -152,7 +153,8 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
   const headLines: string[] = [];
   if (context.notify.length > 0) headLines.push(context.notify.join(' '));
   headLines.push(
-    `**Rogue write** to ${code(report.model)}: ${code(report.operation)} (${inert(report.kind)})${report.blocked ? ', refused (throw mode)' : ''}`,
+    `**Rogue write** to ${code(report.model)}: ${code(report.operation)} ` +
+      `(${inert(report.kind)})${report.blocked ? ', refused (throw mode)' : ''}`,
     `- call site: ${code(report.location)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
   if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
@@ -164,8 +166,15 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
   }
   const outcome = outcomeText(report);
   if (outcome) headLines.push(`- result: ${outcome}`);
-  headLines.push(`- host: ${code(hostname())}, pid ${process.pid}${context.environment.length > 0 ? `, ${context.environment.map(code).join(', ')}` : ''}`);
-  if (report.suppressed > 0) headLines.push(`- ${report.suppressed} more event${report.suppressed === 1 ? '' : 's'} from this call site held back by the rate limit since the last one`);
+  headLines.push(
+    `- host: ${code(hostname())}, pid ` +
+      `${process.pid}${context.environment.length > 0 ? `, ${context.environment.map(code).join(', ')}` : ''}`,
+  );
+  if (report.suppressed > 0)
+    headLines.push(
+      `- ${report.suppressed} more event${report.suppressed === 1 ? '' : 's'} from this call site held back by the rate limit since the ` +
+        `last one`,
+    );
   headLines.push(`- fingerprint: ${code(report.fingerprint)}`, '', 'Caller trace (innermost first):', '```');
 
   return {

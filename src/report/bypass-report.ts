@@ -4,11 +4,16 @@
  * or update value is ever read into it.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { relative, sep } from 'node:path';
-import { memoize } from '../util/memo.js';
-import { type BypassReport, type Frame, type RogueCapture, UNKNOWN_FRAME, type WriteKind, type WriteOperation, type WriteOutcome } from '../types.js';
+import {
+  type BypassReport,
+  type Frame,
+  type RogueCapture,
+  UNKNOWN_FRAME,
+  type WriteKind,
+  type WriteOperation,
+  type WriteOutcome,
+} from '../types.js';
 import { displayPath } from '../util/paths.js';
-
 
 // Each call site is hashed once: rogue writes in a storm come from a handful of them.
 // Cached by fingerprintOf's own maps.
@@ -55,7 +60,10 @@ const PROCESS_ID_KEY: Buffer = randomBytes(32);
 /** Hashed `_id`s are `hmac:` and this many hex digits (128 bits of HMAC-SHA256). */
 export const ID_HASH_HEX_DIGITS = 32;
 
-interface BsonValue { _bsontype?: unknown; toHexString?: unknown }
+interface BsonValue {
+  _bsontype?: unknown;
+  toHexString?: unknown;
+}
 
 /** An ObjectId from any copy of `bson` (Mongoose's, the driver's, the app's). */
 function isObjectId(value: object): value is { toHexString(): string } {
@@ -80,12 +88,18 @@ const uuid = (hex: string): Canonical => ['u', hex.replaceAll('-', '').toLowerCa
 function canonicalId(value: unknown, depth = 0): Canonical {
   if (depth > MAX_ID_DEPTH) return ['deep'];
   switch (typeof value) {
-    case 'string': return UUID_TEXT.test(value) ? uuid(value) : ['s', value];
-    case 'number': return ['n', Object.is(value, -0) ? '-0' : String(value)];
-    case 'bigint': return ['l', String(value)];
-    case 'boolean': return ['b', String(value)];
-    case 'object': break;
-    default: return ['?', typeof value];
+    case 'string':
+      return UUID_TEXT.test(value) ? uuid(value) : ['s', value];
+    case 'number':
+      return ['n', Object.is(value, -0) ? '-0' : String(value)];
+    case 'bigint':
+      return ['l', String(value)];
+    case 'boolean':
+      return ['b', String(value)];
+    case 'object':
+      break;
+    default:
+      return ['?', typeof value];
   }
   if (value === null) return ['null'];
   try {
@@ -94,7 +108,9 @@ function canonicalId(value: unknown, depth = 0): Canonical {
     if (value instanceof Uint8Array) {
       const subtype = (value as { _subtype?: unknown })._subtype;
       const hex = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex');
-      return subtype === UUID_SUBTYPE && value.byteLength === 16 ? uuid(hex) : ['x', typeof subtype === 'number' ? String(subtype) : '0', hex];
+      return subtype === UUID_SUBTYPE && value.byteLength === 16
+        ? uuid(hex)
+        : ['x', typeof subtype === 'number' ? String(subtype) : '0', hex];
     }
     const bson = value as { _bsontype?: unknown; sub_type?: unknown; buffer?: unknown; toString?: () => string };
     if (bson._bsontype === 'Binary' && bson.buffer instanceof Uint8Array) {
@@ -102,7 +118,8 @@ function canonicalId(value: unknown, depth = 0): Canonical {
       return bson.sub_type === UUID_SUBTYPE && bson.buffer.byteLength === 16 ? uuid(hex) : ['x', String(bson.sub_type ?? 0), hex];
     }
     if (bson._bsontype === 'Long' || bson._bsontype === 'Decimal128') return [bson._bsontype === 'Long' ? 'l' : 'm', String(value)];
-    if (bson._bsontype === 'Int32' || bson._bsontype === 'Double') return ['n', String(Number((value as { valueOf(): unknown }).valueOf()))];
+    if (bson._bsontype === 'Int32' || bson._bsontype === 'Double')
+      return ['n', String(Number((value as { valueOf(): unknown }).valueOf()))];
     // A Mongoose subdocument or array: what it is stored as.
     const stored = typeof (value as { toBSON?: unknown }).toBSON === 'function' ? (value as { toBSON(): unknown }).toBSON() : value;
     if (stored !== value) return canonicalId(stored, depth + 1);

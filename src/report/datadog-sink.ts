@@ -4,23 +4,44 @@
  * we format ourselves: hot-shots 17 writes UTF-16 lengths into the event header, so any non-ASCII
  * path would make the agent reject the event (see dogstatsd.ts).
  */
+
+import type { ClientOptions } from 'hot-shots';
 import StatsDClient from 'hot-shots';
-import type { ClientOptions, StatsD } from 'hot-shots';
-import { alertTitle, renderAlert } from './alert.js';
-import { type EventFields, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes } from './dogstatsd.js';
-import { withoutColumn } from './bypass-report.js';
 import { DatagramError } from '../errors.js';
-import type { BypassReport, BypassSite, FaultReporter, ResolvedOptions, UnattributedRoute, WriteKind, WriteListener, WriteOperation } from '../types.js';
+import type {
+  BypassReport,
+  BypassSite,
+  FaultReporter,
+  ResolvedOptions,
+  UnattributedRoute,
+  WriteKind,
+  WriteListener,
+  WriteOperation,
+} from '../types.js';
+import { alertTitle, renderAlert } from './alert.js';
+import { withoutColumn } from './bypass-report.js';
+import { type EventFields, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes } from './dogstatsd.js';
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
 export const MAX_DATAGRAM_BYTES = 8192;
 // Counters are summed in memory and sent this often (and on close): exact, and no syscall per write.
 const COUNTER_FLUSH_MS = 2_000;
 
-interface Counter { name: string; tags: string[]; value: number }
+interface Counter {
+  name: string;
+  tags: string[];
+  value: number;
+}
 /** One counter series: its key in `counters`, its name and tags. */
-interface Series { key: string; name: string; tags: string[] }
-interface SeriesTree { series?: Series; next?: Map<string, SeriesTree> }
+interface Series {
+  key: string;
+  name: string;
+  tags: string[];
+}
+interface SeriesTree {
+  series?: Series;
+  next?: Map<string, SeriesTree>;
+}
 const MAX_CACHED_SERIES = 10_000;
 
 /** Title prefix of the event of a known (baselined) rogue call site. */
@@ -110,9 +131,12 @@ export class DatadogSink implements WriteListener {
   write(model: string, operation: WriteOperation, kind: WriteKind, approved: boolean): void {
     // Reads (opt-in) get their own metric so `tripwire.writes` stays a count of writes.
     const name = kind === 'read' ? 'reads' : 'writes';
-    this.countSeries(this.seriesOf([name, model, operation, kind, approved ? 'true' : 'false'], () => ({
-      name, tags: [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`],
-    })));
+    this.countSeries(
+      this.seriesOf([name, model, operation, kind, approved ? 'true' : 'false'], () => ({
+        name,
+        tags: [`model:${model}`, `operation:${operation}`, `kind:${kind}`, `approved:${approved}`],
+      })),
+    );
   }
 
   unattributed(collection: string, command: string, route: UnattributedRoute): void {
@@ -124,11 +148,16 @@ export class DatadogSink implements WriteListener {
     const baselined = site.baselined ?? false;
     // `baselined` before `callsite`: monitors page on `baselined:false`, so it is kept longer if tags must go.
     // (A call site keeps the `callsite` tag it got first: the set of kept tags only grows.)
-    this.countSeries(this.seriesOf(['bypasses', site.model, site.operation, site.kind, baselined ? 'true' : 'false', site.location], () => ({
-      name: 'bypasses', tags: [...base(), `baselined:${baselined}`, this.callSiteTag(site.location)],
-    })));
+    this.countSeries(
+      this.seriesOf(['bypasses', site.model, site.operation, site.kind, baselined ? 'true' : 'false', site.location], () => ({
+        name: 'bypasses',
+        tags: [...base(), `baselined:${baselined}`, this.callSiteTag(site.location)],
+      })),
+    );
     if (!report) {
-      this.countSeries(this.seriesOf(['events_suppressed', site.model, site.operation, site.kind], () => ({ name: 'events_suppressed', tags: base() })));
+      this.countSeries(
+        this.seriesOf(['events_suppressed', site.model, site.operation, site.kind], () => ({ name: 'events_suppressed', tags: base() })),
+      );
       return;
     }
     this.sendEvent(report);
@@ -186,7 +215,11 @@ export class DatadogSink implements WriteListener {
     }
     if (!this.callSitesCapped) {
       this.callSitesCapped = true;
-      this.reportFault('callsite_tags_capped', `rogue writes came from more than ${this.options.maxCallSiteTags} call sites (option maxCallSiteTags): tripwire.bypasses counts the others under callsite:other; their events still name them`);
+      this.reportFault(
+        'callsite_tags_capped',
+        `rogue writes came from more than ${this.options.maxCallSiteTags} call sites (option maxCallSiteTags): tripwire.bypasses counts ` +
+          `the others under callsite:other; their events still name them`,
+      );
     }
     return 'callsite:other';
   }
@@ -226,7 +259,11 @@ export class DatadogSink implements WriteListener {
       count += 1;
     }
     if (count < tags.length) {
-      this.reportFault('tags_dropped', `tags that did not fit in one ${MAX_DATAGRAM_BYTES}-byte datagram were left off (the plugin's own come first and are kept longest); fewer or shorter tags (option tags, the client's globalTags) avoid it`);
+      this.reportFault(
+        'tags_dropped',
+        `tags that did not fit in one ${MAX_DATAGRAM_BYTES}-byte datagram were left off (the plugin's own come first and are kept ` +
+          `longest); fewer or shorter tags (option tags, the client's globalTags) avoid it`,
+      );
     }
     return tags.slice(0, count);
   }
@@ -235,7 +272,10 @@ export class DatadogSink implements WriteListener {
   private sendMetric(message: string, tags: string[]): void {
     const kept = this.tagsThatFit(utf8Bytes(message), tags);
     if (kept === undefined) {
-      this.reportFault('datagram_too_large', `${message} cannot fit in one ${MAX_DATAGRAM_BYTES}-byte datagram even without its tags: the client's global tags are too long`);
+      this.reportFault(
+        'datagram_too_large',
+        `${message} cannot fit in one ${MAX_DATAGRAM_BYTES}-byte datagram even without its tags: the client's global tags are too long`,
+      );
       return;
     }
     this.send(message, kept);
@@ -256,7 +296,8 @@ export class DatadogSink implements WriteListener {
     // A known (baselined) call site is marked as such and notifies nobody: only new ones page.
     const known = report.baselined;
     const alert = renderAlert(report, { root: this.options.root, notify: known ? [] : this.options.notify, environment: this.environment });
-    if (known && alert.head.startsWith('%%%\n')) alert.head = `%%%\n_Known call site, in the baseline: counted and let through, not paged._\n${alert.head.slice(4)}`;
+    if (known && alert.head.startsWith('%%%\n'))
+      alert.head = `%%%\n_Known call site, in the baseline: counted and let through, not paged._\n${alert.head.slice(4)}`;
     const tags = this.allTags([...alert.tags, `baselined:${known}`]);
     const fields: EventFields = {
       title: known ? `${KNOWN_TITLE_PREFIX}${alertTitle(report, 100 - KNOWN_TITLE_PREFIX.length)}` : alert.title,
@@ -269,7 +310,10 @@ export class DatadogSink implements WriteListener {
     // No event is dropped for its tags: the trace is cut first (down to `… N more frames`), then
     // tags are left off from the last, and only then would the head be cut.
     const traceCut = alert.trace.length > 0 ? [`… ${alert.trace.length} more frames`] : [];
-    const smallest = formatEvent({ ...fields, text: { head: alert.head, trace: traceCut, tail: alert.tail } }, { maxDatagramBytes: Infinity });
+    const smallest = formatEvent(
+      { ...fields, text: { head: alert.head, trace: traceCut, tail: alert.tail } },
+      { maxDatagramBytes: Infinity },
+    );
     let kept = this.tagsThatFit(utf8Bytes(smallest), tags) ?? [];
     for (;;) {
       try {

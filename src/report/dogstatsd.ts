@@ -12,7 +12,11 @@
  */
 import { DatagramError } from '../errors.js';
 
-export interface EventText { head: string; trace: readonly string[]; tail: string }
+export interface EventText {
+  head: string;
+  trace: readonly string[];
+  tail: string;
+}
 export interface EventFields {
   title: string;
   text: string | EventText;
@@ -23,9 +27,24 @@ export interface EventFields {
   sourceTypeName?: string;
   alertType?: 'error' | 'warning' | 'info' | 'success';
 }
-export interface FormatEventOptions { maxDatagramBytes?: number; maxTitleChars?: number; maxTextChars?: number }
+export interface FormatEventOptions {
+  maxDatagramBytes?: number;
+  maxTitleChars?: number;
+  maxTextChars?: number;
+}
 
-type EventDatagram = { type: 'event'; title: string; text: string; dateHappened?: number; hostname?: string; aggregationKey?: string; priority?: string; sourceTypeName?: string; alertType?: string; tags: string[] };
+type EventDatagram = {
+  type: 'event';
+  title: string;
+  text: string;
+  dateHappened?: number;
+  hostname?: string;
+  aggregationKey?: string;
+  priority?: string;
+  sourceTypeName?: string;
+  alertType?: string;
+  tags: string[];
+};
 export type ParsedDatagram =
   | EventDatagram
   | { type: 'metric'; name: string; value: number; metricType: 'c' | 'g' | 'ms' | 'h' | 'd' | 's'; sampleRate?: number; tags: string[] }
@@ -37,7 +56,10 @@ export const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 const wellFormed = (s: string) => s.replace(LONE_SURROGATE, '\uFFFD');
 // '|' separates fields: a reader that splits before honouring the lengths would break the event; '¦' reads the same.
-const cleanTitle = (s: string) => wellFormed(s).replace(/\r\n|\n|\r/g, ' ').replace(/\|/g, '¦');
+const cleanTitle = (s: string) =>
+  wellFormed(s)
+    .replace(/\r\n|\n|\r/g, ' ')
+    .replace(/\|/g, '¦');
 const cleanText = (s: string) => wellFormed(s).replace(/\r\n?/g, '\n').replace(/\|/g, '¦');
 const cleanField = (s: string) => wellFormed(s).replace(/[|\r\n]/g, '_');
 
@@ -69,7 +91,10 @@ export function fitTag(tag: string, max = MAX_TAG_CHARS, keep: 'start' | 'end' =
 }
 export const sanitizeMetricName = (name: string): string => name.replace(/[^A-Za-z0-9_.]/g, '_');
 
-interface Cost { chars: number; bytes: number }
+interface Cost {
+  chars: number;
+  bytes: number;
+}
 
 /** UTF-16 width and sent UTF-8 bytes of the code point at i; '\n' goes out as the two bytes `\n`. */
 function pointAt(s: string, i: number): [units: number, bytes: number] {
@@ -196,14 +221,18 @@ const EXTENSION = /^(c|e|card):/;
  */
 function parseSuffix(kind: string, rest: string, at: number, field: (segment: string) => boolean): string[] {
   if (rest === '') return [];
-  if (!rest.startsWith('|')) throw new DatagramError(`unexpected ${JSON.stringify(rest.slice(0, 30))} at byte ${at}: a ${kind}'s fixed part must be followed by '|' or nothing`);
+  if (!rest.startsWith('|'))
+    throw new DatagramError(
+      `unexpected ${JSON.stringify(rest.slice(0, 30))} at byte ${at}: a ${kind}'s fixed part must be followed by '|' or nothing`,
+    );
   let tags: string[] | undefined;
   let extensions = false;
   for (const segment of rest.slice(1).split('|')) {
     at += 1;
     if (EXTENSION.test(segment)) extensions = true;
-    else if (!tags && !extensions && field(segment)) { /* taken */ }
-    else if (!tags && !extensions && segment.startsWith('#')) tags = segment.slice(1).split(',');
+    else if (!tags && !extensions && field(segment)) {
+      /* taken */
+    } else if (!tags && !extensions && segment.startsWith('#')) tags = segment.slice(1).split(',');
     else throw new DatagramError(`unknown ${kind} field (or out of order) ${JSON.stringify(segment.slice(0, 30))} at byte ${at}`);
     if (tags?.includes('')) throw new DatagramError(`empty tag in ${JSON.stringify(segment.slice(0, 60))} at byte ${at}`);
     at += utf8Bytes(segment);
@@ -215,7 +244,9 @@ function parseSuffix(kind: string, rest: string, at: number, field: (segment: st
 function exactSlice(buf: Buffer, start: number, end: number, what: string): string {
   const s = buf.toString('utf8', start, end);
   if (!Buffer.from(s, 'utf8').equals(buf.subarray(start, end))) {
-    throw new DatagramError(`${what} (bytes ${start}-${end}) starts or ends inside a multi-byte character: wrong byte length in the header?`);
+    throw new DatagramError(
+      `${what} (bytes ${start}-${end}) starts or ends inside a multi-byte character: wrong byte length in the header?`,
+    );
   }
   return s;
 }
@@ -228,11 +259,13 @@ const CHOICES: Partial<Record<string, [name: string, values: readonly string[]]>
 
 function parseEvent(buf: Buffer): EventDatagram {
   const header = /^_e\{(\d{1,7}),(\d{1,7})\}:/.exec(buf.toString('latin1', 0, 20));
-  if (!header) throw new DatagramError(`bad event header ${JSON.stringify(buf.toString('utf8', 0, 20))}: expected _e{<title bytes>,<text bytes>}:`);
+  if (!header)
+    throw new DatagramError(`bad event header ${JSON.stringify(buf.toString('utf8', 0, 20))}: expected _e{<title bytes>,<text bytes>}:`);
   const titleEnd = header[0].length + Number(header[1]);
   const textEnd = titleEnd + 1 + Number(header[2]);
   if (textEnd > buf.length) throw new DatagramError(`header's title and text lengths run past the end of the ${buf.length}-byte datagram`);
-  if (buf[titleEnd] !== 0x7c) throw new DatagramError(`expected '|' after the ${header[1]}-byte title, at byte ${titleEnd}: wrong title length?`);
+  if (buf[titleEnd] !== 0x7c)
+    throw new DatagramError(`expected '|' after the ${header[1]}-byte title, at byte ${titleEnd}: wrong title length?`);
   const title = exactSlice(buf, header[0].length, titleEnd, 'title');
   const text = exactSlice(buf, titleEnd + 1, textEnd, 'text').replace(/\\n/g, '\n');
   const event: EventDatagram = { type: 'event', title, text, tags: [] };
@@ -247,7 +280,8 @@ function parseEvent(buf: Buffer): EventDatagram {
       event.dateHappened = Number(value);
     } else {
       const choice = CHOICES[key];
-      if (choice && !choice[1].includes(value)) throw new DatagramError(`bad ${choice[0]} ${JSON.stringify(value)}: expected ${choice[1].join(' or ')}`);
+      if (choice && !choice[1].includes(value))
+        throw new DatagramError(`bad ${choice[0]} ${JSON.stringify(value)}: expected ${choice[1].join(' or ')}`);
       event[EVENT_FIELDS[key]] = value;
     }
     return true;
@@ -260,14 +294,16 @@ function parseMetric(s: string): ParsedDatagram {
   if (!match) throw new DatagramError(`not a metric (expected name:value|type): ${JSON.stringify(s.slice(0, 60))}`);
   const [head, name = '', value = '', type] = match;
   if (name === '') throw new DatagramError('metric with an empty name');
-  if (!NUMBER.test(value) || !Number.isFinite(Number(value))) throw new DatagramError(`metric ${name}: non-numeric or infinite value ${JSON.stringify(value)}`);
+  if (!NUMBER.test(value) || !Number.isFinite(Number(value)))
+    throw new DatagramError(`metric ${name}: non-numeric or infinite value ${JSON.stringify(value)}`);
   const metricType = METRIC_TYPES.find((known) => known === type);
   if (!metricType) throw new DatagramError(`metric ${name}: unknown type ${type === undefined ? '(none)' : JSON.stringify(type)}`);
   let sampleRate: number | undefined;
   const tags = parseSuffix('metric', s.slice(head.length), utf8Bytes(head), (segment) => {
     if (!segment.startsWith('@') || sampleRate !== undefined) return false;
     sampleRate = Number(segment.slice(1));
-    if (!NUMBER.test(segment.slice(1)) || !(sampleRate > 0 && sampleRate <= 1)) throw new DatagramError(`metric ${name}: bad sample rate ${segment}`);
+    if (!NUMBER.test(segment.slice(1)) || !(sampleRate > 0 && sampleRate <= 1))
+      throw new DatagramError(`metric ${name}: bad sample rate ${segment}`);
     return true;
   });
   return { type: 'metric', name, value: Number(value), metricType, ...(sampleRate === undefined ? {} : { sampleRate }), tags };
@@ -298,7 +334,8 @@ export function parsePacket(packet: string | Buffer): ParsedDatagram[] {
     try {
       return parseDatagram(part);
     } catch (error) {
-      if (error instanceof DatagramError && parts.length > 1) throw new DatagramError(`datagram ${index + 1} of ${parts.length}: ${error.message}`);
+      if (error instanceof DatagramError && parts.length > 1)
+        throw new DatagramError(`datagram ${index + 1} of ${parts.length}: ${error.message}`);
       throw error;
     }
   });

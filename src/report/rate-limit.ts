@@ -18,7 +18,10 @@ export interface Admission {
 class Bucket {
   private tokens: number;
   private updatedAt: number;
-  constructor(private readonly window: RateWindow, now: number) {
+  constructor(
+    private readonly window: RateWindow,
+    now: number,
+  ) {
     this.tokens = window.events;
     this.updatedAt = now;
   }

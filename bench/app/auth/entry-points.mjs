@@ -6,7 +6,10 @@ export async function everyEntryPoint(M, tag) {
   await M.create([{ token: t('create2') }, { token: t('create3') }], { ordered: true });
   await M.insertOne({ token: t('insertOne') });
   await M.insertMany([{ token: t('im1') }, { token: t('im2') }]);
-  await M.bulkWrite([{ insertOne: { document: { token: t('bw') } } }, { updateOne: { filter: { _id: doc._id }, update: { $set: { user: 'bw' } } } }]);
+  await M.bulkWrite([
+    { insertOne: { document: { token: t('bw') } } },
+    { updateOne: { filter: { _id: doc._id }, update: { $set: { user: 'bw' } } } },
+  ]);
   doc.user = 'saved';
   await doc.save();
   await M.bulkSave([doc]);

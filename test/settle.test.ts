@@ -1,14 +1,14 @@
 /** Observing a write's promise changes nothing the app can see: value, error, unhandled rejections. */
 import { describe, expect, it } from 'vitest';
-import { observe } from '../src/hooks/settle.js';
+import { whenSettled } from '../src/hooks/settle.js';
 
-describe('observe', () => {
+describe('whenSettled', () => {
   it('settles with the same value or error, even when the observer throws', async () => {
     const value = { n: 1 };
-    await expect(observe(Promise.resolve(value), () => { throw new Error('observer'); }) as Promise<unknown>).resolves.toBe(value);
+    await expect(whenSettled(Promise.resolve(value), () => { throw new Error('observer'); }) as Promise<unknown>).resolves.toBe(value);
     const error = new Error('write failed');
-    await expect(observe(Promise.reject(error), () => undefined, () => { throw new Error('observer'); }) as Promise<unknown>).rejects.toBe(error);
-    expect(observe(value, () => { throw new Error('never called'); })).toBe(value); // not a promise: returned as it is
+    await expect(whenSettled(Promise.reject(error), () => undefined, () => { throw new Error('observer'); }) as Promise<unknown>).rejects.toBe(error);
+    expect(whenSettled(value, () => { throw new Error('never called'); })).toBe(value); // not a promise: returned as it is
   });
 
   it('leaves a rejection the app ignores unhandled, and one it handles handled', async () => {
@@ -19,9 +19,9 @@ describe('observe', () => {
     process.on('unhandledRejection', onUnhandled);
     try {
       const ignored = new Error('ignored by the app');
-      observe(Promise.reject(ignored), () => undefined, () => undefined);
+      whenSettled(Promise.reject(ignored), () => undefined, () => undefined);
       const handled = new Error('handled by the app');
-      (observe(Promise.reject(handled), () => undefined, () => undefined) as Promise<unknown>).catch(() => undefined);
+      (whenSettled(Promise.reject(handled), () => undefined, () => undefined) as Promise<unknown>).catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(unhandled).toEqual([ignored]);
     } finally {
