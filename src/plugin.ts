@@ -20,8 +20,9 @@ import { createSink } from './report/datadog-sink.js';
 import type { ResolvedOptions, TripwireOptions, WriteListener } from './types.js';
 
 function schemaIsCompiled(schema: Schema): boolean {
-  // Mongoose adds its id getter plugin (`addIdGetter`) while compiling a model (Schema#_preCompile,
-  // mongoose 8/9 lib/schema.js): a schema that has it already belongs to a model compiled before we could watch it.
+  // Mongoose adds its id getter plugin (`addIdGetter`, mongoose 8.24 and 9.12 lib/helpers/schema/idGetter.js)
+  // while compiling a model (`Schema#_preCompile`, lib/schema.js): a schema that has it belongs to a model
+  // compiled before we could watch it.
   const plugins = (schema as unknown as { plugins?: Array<{ fn?: { name?: string } }> }).plugins ?? [];
   return plugins.some((plugin) => plugin.fn?.name === 'addIdGetter');
 }

@@ -64,7 +64,10 @@ function entryResult(name: EntryStatic, result: unknown): { ids: unknown[]; outc
   return { ids: docs.map((doc) => doc._id), outcome: { inserted: docs.length }, landed: docs.length > 0 };
 }
 
-/** What a batch that failed part-way still wrote, from the error (Mongoose's `insertedDocs`, the driver's `result`). */
+/**
+ * What a batch that failed part-way still wrote, from the error: Mongoose's `insertedDocs` (mongoose 8.24
+ * and 9.12 lib/model.js, `insertMany`), the driver's `result` (mongodb 6 and 7, `MongoBulkWriteError`).
+ */
 function partialResult(name: EntryStatic, error: unknown): { ids: unknown[]; outcome: WriteOutcome; landed: boolean } | undefined {
   if (!isObject(error)) return undefined;
   if (name === 'insertMany' && Array.isArray(error.insertedDocs)) return entryResult('insertMany', error.insertedDocs);

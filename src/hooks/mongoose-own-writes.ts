@@ -20,6 +20,10 @@
  * reads one frame, as before. Application code that runs inside such a window (a setter, a default)
  * does not hold the query's filter or the document Mongoose built, so its own collection calls are
  * still judged.
+ *
+ * Mongoose internals relied on, read in mongoose 8.24 and 9.12: lib/query.js (`Query#_updateOne` and
+ * the other `_<operation>` methods, `_conditions`, `mongooseCollection`), lib/model.js
+ * (`Model#$__version`, `Model#$__where`, `this.$__.saving` set around `$__handleSave`).
  */
 import { defineWrapper, inherited, isOurWrapper } from './wrap.js';
 import { isObject } from './write-shapes.js';

@@ -85,9 +85,9 @@ function judgeQuery(query: object, judge: WriteJudge, entry: Function): void {
 
 /**
  * Mongoose's Query constructor calls `this.find(conditions)` on itself before it sets
- * `$useProjection` (Mongoose 8 and 9): every query a model builds passes there first, and the
- * building call that follows (`Model.find()`'s `mq.find()`, `Model.updateOne()`'s `mq.updateOne()`)
- * is where the app is judged. Not judging that first call saves a stack read per query with reads
+ * `$useProjection` (mongoose 8.24 and 9.12 lib/query.js, `function Query`): every query a model
+ * builds passes there first, and the building call that follows (`Model.find()`'s `mq.find()`,
+ * `Model.updateOne()`'s `mq.updateOne()`) is where the app is judged. Not judging that first call saves a stack read per query with reads
  * watched; a query built with `new Model.Query(filter)` alone is judged where it is run.
  */
 function underConstruction(query: QueryLike): boolean {

@@ -65,7 +65,7 @@ interface BsonValue {
   toHexString?: unknown;
 }
 
-/** An ObjectId from any copy of `bson` (Mongoose's, the driver's, the app's). */
+/** An ObjectId from any copy of `bson` (Mongoose's, the driver's, the app's): `_bsontype` is public in bson 4 to 7. */
 function isObjectId(value: object): value is { toHexString(): string } {
   const candidate = value as BsonValue;
   return candidate._bsontype === 'ObjectId' && typeof candidate.toHexString === 'function';
