@@ -158,17 +158,28 @@ function appPosition(site: NodeJS.CallSite, format: StackFormatter): Position | 
   return position;
 }
 
+/**
+ * The app's formatter's word for one position, believed only when it reads as a V8 stack frame of a
+ * real place: an absolute path or a `file://` URL, a line and a column that are positive integers.
+ * Anything else (an array, an object, `custom:1`, an empty string, a relative name, a throw) leaves the
+ * raw position.
+ */
 function formattedPosition(site: NodeJS.CallSite, format: StackFormatter): Position | undefined {
   try {
     const text = format(new Error(''), [site]);
     if (typeof text !== 'string') return undefined;
     const parsed = parseStackString(text)[0];
-    if (!parsed?.file || parsed.lineNumber === null || parsed.lineNumber === undefined) return undefined;
-    return { file: toFilePath(parsed.file), line: parsed.lineNumber, column: parsed.column ?? site.getColumnNumber() ?? 0 };
+    if (!parsed?.file || !isPlace(parsed.file) || !isPosition(parsed.lineNumber)) return undefined;
+    const column = isPosition(parsed.column) ? parsed.column : (site.getColumnNumber() ?? 0);
+    return { file: toFilePath(parsed.file), line: parsed.lineNumber, column };
   } catch {
     return undefined;
   }
 }
+
+const ABSOLUTE_PLACE = /^(?:\/|file:\/\/|[A-Za-z]:[\\/])/;
+const isPlace = (file: string): boolean => ABSOLUTE_PLACE.test(file);
+const isPosition = (value: number | null | undefined): value is number => Number.isInteger(value) && (value as number) > 0;
 
 /**
  * Is the code that called `entry` Mongoose itself (its own write through the collection, an internal
