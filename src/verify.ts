@@ -4,12 +4,14 @@
  * what it found. Never writes to the database.
  */
 
+import { mongooseBundle } from './attribution/approval.js';
 import { callerStack, sourcesNotRun, typescriptEvidence } from './attribution/typescript-sources.js';
 import { registrations as allRegistrations, type Registration } from './core/registration.js';
 import { ENTRY_STATICS } from './hooks/model.js';
 import { QUERY_WRITE_NAMES } from './hooks/query.js';
 import { isOurWrapper } from './hooks/wrap.js';
 import { registrationOf } from './plugin.js';
+import { BUNDLED_INTO } from './util/paths.js';
 
 export interface ModelCheck {
   model: string;
@@ -149,6 +151,20 @@ function checkRegistration(registration: Registration, problems: string[], runsT
   };
 }
 
+/**
+ * A bundle that holds this package or Mongoose erases the file paths their frames are known by: with
+ * source maps some frames map back, but not every route can be judged. Each is a problem to fix in the build.
+ */
+function bundleProblems(): string[] {
+  const problems: string[] = [];
+  const remedy = 'keep mongoose and mongoose-tripwire external (esbuild --packages=external, webpack externals), and run with source maps';
+  if (BUNDLED_INTO)
+    problems.push(`mongoose-tripwire is bundled into ${BUNDLED_INTO}: its own frames cannot be told from the app's; ${remedy}`);
+  const mongoose = mongooseBundle();
+  if (mongoose) problems.push(`mongoose is bundled into ${mongoose}: its frames cannot be told from the app's; ${remedy}`);
+  return problems;
+}
+
 /** Checks every registration in this process; call it at boot, after the models are compiled. */
 export function verify(): VerifyResult {
   const problems: string[] = [];
@@ -160,6 +176,7 @@ export function verify(): VerifyResult {
     for (const problem of problems.slice(before)) registration.reportFault('verify', problem);
     return check;
   });
+  problems.push(...bundleProblems());
   const instrumented = registrations.reduce((n, r) => n + r.models.length, 0);
   if (instrumented === 0) {
     problems.push(

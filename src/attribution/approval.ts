@@ -11,7 +11,7 @@
  * relative to `root`, an absolute path is a file or a directory boundary, a RegExp sees the whole
  * absolute path: nothing is a substring test unless the user writes one.
  */
-import { type Dirent, existsSync, readdirSync, statSync } from 'node:fs';
+import { type Dirent, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire, findSourceMap } from 'node:module';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,8 +25,13 @@ import { PACKAGE_CODE_DIR } from '../util/paths.js';
 export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
 
 export interface Approval {
-  /** What this V8 file name (path or `file://` URL) is. Cached per file name. */
-  kindOf(fileName: string): FileKind;
+  /**
+   * What this V8 file name (path or `file://` URL) is, cached per file name; `byPosition` for a
+   * generated file (a bundle) whose source map names sources of several kinds: ask `kindAt`.
+   */
+  kindOf(fileName: string): FileKind | 'byPosition';
+  /** What the original source of this position of a generated file is (1-based line and column). */
+  kindAt(fileName: string, line: number, column: number): FileKind;
   /** True when some `approved` or `passThrough` pattern is a function, which must see each frame. */
   readonly needsFrames: boolean;
   /** For a frame in an application file: what the function patterns make of it (a throwing pattern means no). */
@@ -67,7 +72,12 @@ function packageDirOf(file: string): string | undefined {
  */
 export function learnMongooseFrom(mongooseFile: string): void {
   const lib = dirname(mongooseFile) + sep;
-  if (mongooseDirs.includes(lib)) return;
+  if (mongooseDirs.includes(lib) || mongooseBundledInto === mongooseFile) return;
+  // Bundled into an app's file, Mongoose's folder is the app's: learning it would make the app Mongoose.
+  if (!isMongoosePackage(packageDirOf(mongooseFile))) {
+    mongooseBundledInto = mongooseFile;
+    return;
+  }
   mongooseDirs = [...mongooseDirs, lib];
   machineryDirs.push(lib);
   const resolveFrom = createRequire(mongooseFile);
@@ -78,6 +88,21 @@ export function learnMongooseFrom(mongooseFile: string): void {
     } catch {
       /* not a dependency of this Mongoose version */
     }
+  }
+}
+
+let mongooseBundledInto: string | undefined;
+
+/** The app file Mongoose was bundled into, when it was: its frames cannot be told from the app's by path. */
+export function mongooseBundle(): string | undefined {
+  return mongooseBundledInto;
+}
+
+function isMongoosePackage(dir: string | undefined): boolean {
+  try {
+    return dir !== undefined && (JSON.parse(readFileSync(`${dir}package.json`, 'utf8')) as { name?: unknown }).name === 'mongoose';
+  } catch {
+    return false;
   }
 }
 
@@ -243,21 +268,35 @@ export function compileApproval(options: ApprovalOptions): Approval {
     for (const test of tests) if (test(path)) return true;
     return false;
   };
-  // A compiled app run with source maps: `approved: ['src/auth/**']` means the sources, so a
-  // generated file matches when every source it was built from does.
-  const matchesWithSources = (tests: readonly PathTest[], fileName: string, path: string): boolean => {
-    if (tests.length === 0) return false;
-    if (matches(tests, path)) return true;
-    const sources = process.sourceMapsEnabled ? sourcesOf(fileName, path) : [];
-    return sources.length > 0 && sources.every((source) => matches(tests, source));
-  };
-  const classify = (fileName: string): FileKind => {
-    const path = toFilePath(fileName);
+  const kindOfPath = (path: string): FileKind => {
     if (isInternalFile(path)) return 'internal';
-    if (matchesWithSources(approved.paths, fileName, path)) return 'approved';
-    if (matchesWithSources(passThrough.paths, fileName, path) || NODE_MODULES.test(path)) return 'passThrough';
+    if (matches(approved.paths, path)) return 'approved';
+    if (matches(passThrough.paths, path) || NODE_MODULES.test(path)) return 'passThrough';
     return 'application';
   };
+  // A compiled or bundled app run with source maps: `approved: ['src/auth/**']` means the sources. A
+  // generated file whose sources are all of one kind is of that kind; a bundle of several kinds is
+  // judged frame by frame, by the source of each position.
+  const classify = (fileName: string): FileKind | 'byPosition' => {
+    const path = toFilePath(fileName);
+    const kind = kindOfPath(path);
+    if (kind !== 'application' || !process.sourceMapsEnabled) return kind;
+    const kinds = new Set(sourcesOf(fileName, path).map(kindOfPath));
+    if (kinds.size === 0) return 'application';
+    return kinds.size === 1 ? [...kinds][0]! : 'byPosition';
+  };
+  const kindOfPosition = (key: string): FileKind => {
+    const [fileName, line, column] = key.split('\0') as [string, string, string];
+    try {
+      const map = findSourceMap(fileName) ?? findSourceMap(toFilePath(fileName));
+      const entry = map?.findEntry(Number(line) - 1, Number(column) - 1) as { originalSource?: string } | undefined;
+      // Bundler glue (module wrappers, helpers) maps to no source: it runs code for its caller, which decides.
+      return entry?.originalSource ? kindOfPath(toFilePath(entry.originalSource)) : 'passThrough';
+    } catch {
+      return 'application';
+    }
+  };
+  const kindAtPosition = memoize(kindOfPosition, 50_000);
   const anyTrue = (option: 'approved' | 'passThrough', tests: ReadonlyArray<(frame: Frame) => boolean>, frame: Frame): boolean => {
     for (const test of tests) {
       try {
@@ -272,6 +311,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
   return {
     needsFrames: approved.frames.length > 0 || passThrough.frames.length > 0,
     kindOf: memoize(classify, 50_000),
+    kindAt: (fileName, line, column) => kindAtPosition(`${fileName}\0${line}\0${column}`),
     frameKind(frame) {
       if (anyTrue('approved', approved.frames, frame)) return 'approved';
       if (anyTrue('passThrough', passThrough.frames, frame)) return 'passThrough';

@@ -223,15 +223,16 @@ function decideSites(sites: readonly NodeJS.CallSite[], from: number, approval: 
     const site = sites[i]!;
     if (site.isPromiseAll()) continue;
     const fileName = site.getFileName();
-    let kind: FileKind;
+    let kind: FileKind | 'byPosition';
     if (fileName) kind = approval.kindOf(fileName);
     else if (site.isEval())
       kind = 'application'; // eval / new Function code is the app's
     else continue; // a builtin (Array#map, Promise.all): it calls back, it does not decide
+    if (kind === 'byPosition') kind = approval.kindAt(fileName!, site.getLineNumber() ?? 0, site.getColumnNumber() ?? 0);
     if (kind === 'internal' || kind === 'passThrough') continue;
     if (kind === 'application' && approval.needsFrames) {
       const frame = siteToFrame(site);
-      if (frame) kind = approval.frameKind(frame);
+      if (frame) kind = approval.frameKind(sourceMapped(frame));
       if (kind === 'passThrough') continue;
     }
     return kind === 'approved' ? 'approved' : i;
@@ -303,8 +304,11 @@ function applicationFrames(
   const kept: Frame[] = [];
   let omitted = 0;
   for (const frame of frames) {
-    if (!frame || approval.isInternalFile(frame.file)) continue;
-    if (kept.length < maxFrames) kept.push(sourceMapped(frame));
+    if (!frame) continue;
+    // Mapped first: in a bundle, Mongoose's and this plugin's frames are known by their sources.
+    const mapped = sourceMapped(frame);
+    if (approval.isInternalFile(mapped.file)) continue;
+    if (kept.length < maxFrames) kept.push(mapped);
     else omitted++;
   }
   return { frames: kept, omitted };
@@ -345,6 +349,7 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
   for (const frame of parsed) {
     if (!frame) continue;
     let kind = frame.file === '<anonymous>' ? 'application' : approval.kindOf(frame.file);
+    if (kind === 'byPosition') kind = approval.kindAt(frame.file, frame.line, frame.column);
     if (kind === 'internal' || kind === 'passThrough') continue;
     if (kind === 'application' && approval.needsFrames) kind = approval.frameKind(frame);
     if (kind === 'passThrough') continue;

@@ -17,6 +17,7 @@ import type {
   WriteKind,
   WriteListener,
 } from '../types.js';
+import { BUNDLED_INTO } from '../util/paths.js';
 import { Delivery } from './delivery.js';
 import { type Deliverable, track, untrack } from './lifecycle.js';
 import { WatchScope } from './scope.js';
@@ -108,6 +109,13 @@ export class Registration implements WriteJudge, Deliverable {
         'statsd_default_target',
         `no statsd option and no DD_AGENT_HOST: events go to ${this.statsdTarget}, and whether an agent listens there is unknown (UDP ` +
           `never says)`,
+      );
+    }
+    if (BUNDLED_INTO) {
+      this.reportFault(
+        'verify',
+        `mongoose-tripwire is bundled into ${BUNDLED_INTO}: its own frames cannot be told from the app's; keep mongoose and ` +
+          'mongoose-tripwire external (esbuild --packages=external, webpack externals), and run with source maps',
       );
     }
     const missing = this.baseline?.missingFiles(root) ?? [];

@@ -1,0 +1,106 @@
+/**
+ * A bundled app (its own code in one file, mongoose and this package external, source maps on) is
+ * judged frame by frame by each position's original source: the same verdicts and call sites as the
+ * same app run from its sources.
+ */
+import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const app = fileURLToPath(new URL('./fixtures/bundled/', import.meta.url));
+const bundle = join(app, 'out', 'app.mjs');
+const everything = join(app, 'out', 'all.mjs');
+
+interface Result {
+  sites: Array<{ operation: string; file: string; line: number; function?: string }>;
+  verify: { ok: boolean; problems: string[] };
+}
+
+async function runApp(args: string[]): Promise<Result> {
+  const { stdout } = await run(process.execPath, args, { cwd: app, env: { ...process.env, APP_ROOT: app }, timeout: 60_000 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as Result;
+}
+
+beforeAll(async () => {
+  await build({
+    entryPoints: [join(app, 'src', 'main.ts')],
+    outfile: bundle,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    // The fixture's own tsconfig: the project's maps `mongoose-tripwire` to its sources, which would bundle it.
+    tsconfig: join(app, 'tsconfig.json'),
+    sourcemap: true,
+    logLevel: 'silent',
+  });
+});
+
+/** Optional dependencies of the driver and the plugin's own packages that an app would not bundle either. */
+const NOT_BUNDLED = [
+  'kerberos',
+  '@mongodb-js/zstd',
+  'snappy',
+  'mongodb-client-encryption',
+  'aws4',
+  'socks',
+  'gcp-metadata',
+  '@aws-sdk/credential-providers',
+  '@mongodb-js/saslprep',
+  'hot-shots',
+  'stacktrace-parser',
+  'picomatch',
+];
+
+afterAll(() => rmSync(join(app, 'out'), { recursive: true, force: true }));
+
+describe('a bundled app', () => {
+  const legacy = join(app, 'src', 'legacy', 'login.ts');
+  const expected = [
+    { operation: 'updateOne', file: legacy, line: 5, function: 'legacyLogin' },
+    { operation: 'create', file: legacy, line: 6, function: 'legacyLogin' },
+  ];
+
+  it('with source maps: the auth module approved, the repository passes through, legacy writes at their source lines', async () => {
+    const result = await runApp(['--enable-source-maps', bundle]);
+    expect(result.sites).toEqual(expected);
+    expect(result.verify.ok).toBe(true);
+  });
+
+  it('with mongoose and mongoose-tripwire bundled in: verify() names the bundle and the remedy', async () => {
+    await build({
+      entryPoints: [join(app, 'src', 'main.ts')],
+      outfile: everything,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      sourcemap: true,
+      logLevel: 'silent',
+      external: NOT_BUNDLED,
+      // Mongoose is CommonJS: its requires need a require in the ESM bundle.
+      banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
+    });
+    const result = await runApp(['--enable-source-maps', everything]);
+    expect(result.verify.ok).toBe(false);
+    expect(result.verify.problems).toEqual([
+      expect.stringMatching(/^mongoose-tripwire is bundled into .*all\.mjs: .*keep mongoose and mongoose-tripwire external/),
+      expect.stringMatching(/^mongoose is bundled into .*all\.mjs: .*keep mongoose and mongoose-tripwire external/),
+    ]);
+    // Source maps still name every frame's source: the verdicts hold.
+    expect(result.sites).toEqual(expected);
+  });
+
+  it('is judged exactly as the same app run from its sources', async () => {
+    const bundled = await runApp(['--enable-source-maps', bundle]);
+    const sources = await runApp(['--import', 'tsx', join(app, 'src', 'main.ts')]);
+    expect(bundled.sites).toEqual(sources.sites);
+    expect(sources.sites).toEqual(expected);
+  });
+});
