@@ -35,10 +35,13 @@ import { atDepth } from './app/stack.mjs';
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
 const PROC = fileURLToPath(new URL('./proc.mjs', import.meta.url));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+// `npm run bench` is the short run (a few minutes on an idle 2-core machine); `npm run bench -- --full`
+// the long one the published figures come from. BENCH_* variables override either.
+const FULL = process.argv.includes('--full');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (FULL ? 15 : 7));
 const BLOCK = Number(process.env.BENCH_BLOCK ?? 30);
-const PROC_ROUNDS = Number(process.env.BENCH_PROC_ROUNDS ?? 3);
-const STORM_WRITES = Number(process.env.BENCH_STORM ?? 100_000);
+const PROC_ROUNDS = Number(process.env.BENCH_PROC_ROUNDS ?? (FULL ? 3 : 1));
+const STORM_WRITES = Number(process.env.BENCH_STORM ?? (FULL ? 100_000 : 20_000));
 const DEPTHS = [10, 30, 60];
 // BENCH_SECTIONS=1,3 runs only those sections (results.json then holds only them).
 const SECTIONS = process.env.BENCH_SECTIONS?.split(',').map(Number);
