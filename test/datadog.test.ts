@@ -17,6 +17,7 @@ import * as auth from './fixtures/app/auth/writes.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { waitFor } from './support/wait.js';
 
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -107,7 +108,7 @@ describe('rate limit and counters', () => {
     const { T, reports } = await tokenModel();
     const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_rate' })) as { _id: unknown })._id }; // seeded by the approved module
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => reports.length >= 1000, '1 000 reports');
     flush();
     const name = T.modelName;
     await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 1000 && events().length === 3);
@@ -128,7 +129,7 @@ describe('rate limit and counters', () => {
     const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 200 }, global: { events: 100, intervalMs: 1000 } } });
     const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_next' })) as { _id: unknown })._id }; // seeded by the approved module
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await new Promise((resolve) => setTimeout(resolve, 250)); // the call site's 200 ms rate-limit window passes: what is tested
     await nonAscii.sites[0](T, doc.insertedId);
     await suite.listener.waitFor(() => events().length === 2);
     expect(reports.at(-1)!.suppressed).toBe(4);

@@ -18,6 +18,7 @@ import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { settle } from './support/wait.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type Write = (T: Model, c: { token(): string; id?: unknown; opts: object }) => Promise<unknown>;
@@ -144,7 +145,7 @@ describe('flush() and close()', () => {
     await Promise.all([flush(), flush()]);
     await flush();
     await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 1, 500);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await settle(50); // and no second one
     expect(counterSum('tripwire.bypasses')).toBe(1);
     expect(counterSum('tripwire.writes')).toBe(1);
   });
