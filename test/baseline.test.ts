@@ -287,7 +287,7 @@ const cli = join(fileURLToPath(new URL('../', import.meta.url)), 'dist', 'cli.js
 interface Run { code: number | null; stdout: string; stderr: string }
 function baselineCli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, 'baseline', ...args], { cwd, timeout: 20_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [cli, 'baseline', ...args], { cwd, timeout: 45_000 }, (error, stdout, stderr) => {
       const failure = error as (Error & { code?: number | string }) | null;
       resolve({ code: failure ? (typeof failure.code === 'number' ? failure.code : -1) : 0, stdout, stderr });
     });

@@ -97,7 +97,7 @@ beforeAll(async () => {
     eventSources: new Set(events.map((e) => e.sourceTypeName ?? '')),
     eventTitles: events.map((e) => e.title),
   };
-}, 30_000);
+}, 60_000);
 
 afterAll(async () => {
   await close();

@@ -33,7 +33,7 @@ interface Run { code: number | null; stdout: string; stderr: string; ms: number 
 function runScript(ending: string, host = '127.0.0.1'): Promise<Run> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, DIST, ending, host], { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 20_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [SCRIPT, DIST, ending, host], { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 45_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null) : 0;
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     });
@@ -86,7 +86,7 @@ describe("the checklist's rogue-write script (examples/rogue-write-check)", () =
       execFile(process.execPath, [script], {
         cwd: join(process.cwd(), 'examples', 'rogue-write-check'),
         env: { ...process.env, DD_AGENT_HOST: '127.0.0.1', DD_DOGSTATSD_PORT: String(suite.listener.port), TRIPWIRE_NOTIFY: '@slack-auth-alerts', TRIPWIRE_CHECK_DB: `rogue_write_check_${process.pid}` },
-        timeout: 20_000,
+        timeout: 45_000,
       }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr, ms: Date.now() - started }));
     });
     expect(run.code, run.stderr).toBe(0);

@@ -22,6 +22,7 @@ import type { BypassReport } from '../src/report.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { waitFor } from './support/wait.js';
+import { scaled } from './support/scale.js';
 
 /** A raw UDP receiver: packet sizes as sent, every packet through the strict parser. */
 interface Receiver { port: number; packets: Buffer[]; datagrams: ParsedDatagram[]; malformed: string[]; socket: Socket }
@@ -78,9 +79,10 @@ function checkPackets(label: string): void {
 }
 
 describe('fitTag', () => {
-  it('keeps every tag to 200 characters, never splits a character, and a call site keeps its end (property, 5 000 cases)', () => {
+  const CASES = scaled(5_000, 500); // 5 000 at TRIPWIRE_TEST_SCALE=1
+  it(`keeps every tag to 200 characters, never splits a character, and a call site keeps its end (property, ${CASES} cases)`, () => {
     const r = random(16);
-    for (let i = 0; i < 5_000; i++) {
+    for (let i = 0; i < CASES; i++) {
       const tail = `${r.text(1, 40)}.mjs:${r.int(1, 99_999)}`;
       const tag = `callsite:${r.text(0, 600)}/${tail}`;
       const end = fitTag(tag, MAX_TAG_CHARS, 'end');
@@ -187,7 +189,7 @@ describe('a rogue write from a 3 KB non-ASCII path, as a plain node process', ()
     writeFileSync(tagsFile, JSON.stringify(Array.from({ length: 60 }, (_, i) => `team${i}:${r.text(150, 300)}`)));
     expect(Buffer.byteLength(moduleFile)).toBeGreaterThan(2_500);
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile], { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 20_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
+      execFile(process.execPath, [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile], { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 45_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
     });
     const events = () => receiver.datagrams.filter((d) => d.type === 'event');
     const bypass = () => receiver.datagrams.find((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
