@@ -4,8 +4,10 @@ export default defineConfig({
   test: {
     globalSetup: ['./test/support/global-setup.ts'],
     include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Generous bounds for bounded work (a loaded machine is slower, not stuck); waits inside tests
+    // are condition-based (test/support/wait.ts), so a passing test never sits out its timeout.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     // One wire server for the run; files in parallel forks keep module state (patches, limiters) apart.
     pool: 'forks',
     // The fixture app runs as plain Node modules, untransformed: call-site lines must be the real ones.

@@ -103,7 +103,7 @@ describe('write matrix', () => {
   it('reports every rogue write path in every call style, exactly once, at its call site; approved writes never', async () => {
     const results = (await runMatrix(connection, tripwire)) as Result[];
     checkResults(results);
-  });
+  }, 120_000);
 
   it('attributes the same way in a plain node process running the built package', async () => {
     const script = join(fixtureDir as string, 'run-matrix.mjs');

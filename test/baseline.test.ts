@@ -27,6 +27,7 @@ import * as sites from './fixtures/app/legacy/baseline-sites.mjs';
 import { writes as approvedWrites } from './fixtures/app/auth/writes.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { waitFor } from './support/wait.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
@@ -77,12 +78,6 @@ async function tokenModel(options: Partial<TripwireOptions>): Promise<{ T: Model
   return { T, reports, faults };
 }
 
-const until = async (check: () => boolean, what: string): Promise<void> => {
-  for (let waited = 0; !check(); waited += 10) {
-    if (waited > 5_000) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
 
 describe('option baseline, read at registration', () => {
   const resolveWith = (baseline: unknown) => () => resolveOptions({ approved: ['auth/**'], root, baseline });
@@ -143,7 +138,7 @@ describe('report mode with a baseline', () => {
     await legacy.renameUser(T, nextToken()); // no entry: new
     await legacy.issueLegacy(T, nextToken(), 'first'); // the known call site again: still known
     await flush();
-    await until(() => reports.length === 4, 'four reports');
+    await waitFor(() => reports.length === 4, 'four reports');
     expect(reports.map((r) => [r.location.replace(/:\d+$/, ''), r.baselined])).toEqual([
       [`${SITES_FILE}:${line('issueLegacy.first')}`, true],
       [`${SITES_FILE}:${line('issueLegacy.second')}`, false],
@@ -154,12 +149,12 @@ describe('report mode with a baseline', () => {
 
     const metrics = () => suite.listener.datagrams.filter((d): d is Extract<ParsedDatagram, { type: 'metric' }> => d.type === 'metric' && d.name === 'tripwire.bypasses');
     const sum = (tag: string) => metrics().filter((d) => d.tags.includes(tag)).reduce((total, d) => total + (d.type === 'metric' ? d.value : 0), 0);
-    await until(() => sum('baselined:true') + sum('baselined:false') === 4, 'the bypass counters');
+    await waitFor(() => sum('baselined:true') + sum('baselined:false') === 4, 'the bypass counters');
     expect(sum('baselined:true')).toBe(2);
     expect(sum('baselined:false')).toBe(2);
 
     const events = () => suite.listener.datagrams.filter((d): d is EventDatagram => d.type === 'event');
-    await until(() => events().length === 4, 'four events');
+    await waitFor(() => events().length === 4, 'four events');
     expect(suite.listener.malformed).toEqual([]);
     const known = events().filter((e) => e.tags.includes('baselined:true'));
     const fresh = events().filter((e) => e.tags.includes('baselined:false'));
@@ -182,7 +177,7 @@ describe('report mode with a baseline', () => {
     const { T, reports } = await tokenModel({ baseline: baselineFile([entry('<anonymous>', 'create', 1)]) });
     await legacy.viaCallback(T, nextToken());
     await flush();
-    await until(() => reports.length === 1, 'the report');
+    await waitFor(() => reports.length === 1, 'the report');
     expect(reports[0]!.callSite.function).toBeUndefined();
     expect(reports[0]!.baselined).toBe(true);
   });
@@ -191,9 +186,9 @@ describe('report mode with a baseline', () => {
     const { T, reports } = await tokenModel({});
     await legacy.renameUser(T, nextToken());
     await flush();
-    await until(() => reports.length === 1, 'the report');
+    await waitFor(() => reports.length === 1, 'the report');
     expect(reports[0]!.baselined).toBe(false);
-    await until(() => suite.listener.datagrams.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses'), 'the counter');
+    await waitFor(() => suite.listener.datagrams.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses'), 'the counter');
     const bypass = suite.listener.datagrams.find((d): d is Extract<ParsedDatagram, { type: 'metric' }> => d.type === 'metric' && d.name === 'tripwire.bypasses')!;
     expect(bypass.tags).toContain('baselined:false');
   });
@@ -225,7 +220,7 @@ describe('throw mode with a baseline', () => {
 
     await legacy.issueLegacy(T, nextToken(), 'first'); // the known call site, again
     await flush();
-    await until(() => reports.length === 4, 'four reports');
+    await waitFor(() => reports.length === 4, 'four reports');
     expect(reports.map((r) => ({ line: r.callSite.line, baselined: r.baselined, blocked: r.blocked }))).toEqual([
       { line: line('issueLegacy.first'), baselined: true, blocked: false }, // let through: reported when it completed
       { line: line('issueLegacy.second'), baselined: false, blocked: true }, // refused: reported at once
@@ -295,7 +290,7 @@ const cli = join(fileURLToPath(new URL('../', import.meta.url)), 'dist', 'cli', 
 interface Run { code: number | null; stdout: string; stderr: string }
 function baselineCli(args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, 'baseline', ...args], { cwd, timeout: 20_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [cli, 'baseline', ...args], { cwd, timeout: 45_000 }, (error, stdout, stderr) => {
       const failure = error as (Error & { code?: number | string }) | null;
       resolve({ code: failure ? (typeof failure.code === 'number' ? failure.code : -1) : 0, stdout, stderr });
     });

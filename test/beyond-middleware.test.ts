@@ -22,6 +22,7 @@ import { tokenSchema } from './fixtures/app/models.mjs';
 import * as approvedWrites from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as legacyWrites from './fixtures/app/legacy/writes.mjs';
+import { settle, waitFor } from './support/wait.js';
 
 // Mongoose's base Query class, built by hand as an app can (its types declare no constructor arguments).
 const BaseQuery = mongoose.Query as unknown as new (filter: object, options: object, model: unknown, collection: unknown) => mongoose.Query<unknown, unknown>;
@@ -41,7 +42,8 @@ beforeAll(async () => {
 });
 afterAll(() => client?.close());
 
-const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+// run() returns what an entry reported: its awaited writes' reports are delivered on setImmediate,
+// before a timer fires; the pause makes an empty result mean "nothing reported".
 const token = () => `tok_${Math.random().toString(36).slice(2)}`;
 
 async function model(options: Partial<TripwireOptions> = {}) {
@@ -56,10 +58,10 @@ async function model(options: Partial<TripwireOptions> = {}) {
   const seed = async () => (await suite.connection.db!.collection(T.collection.collectionName).insertOne({ token: token(), user: 'u1' })).insertedId;
   const run = async (entry: Entry) => {
     const id = await seed();
-    await settle();
+    await settle(10);
     reports.length = 0;
     await entry(T, { token, id, client, other: plainModel() });
-    await settle();
+    await settle(10);
     return reports.splice(0);
   };
   return { T, reports, run };
@@ -114,7 +116,7 @@ describe('Model.collection writes skip middleware, and are still attributed', ()
     const issued = await run(async (_Tk, c) => {
       let landed = false;
       void Promise.resolve().then(() => Unwatched.updateOne({ _id: c.id }, { $set: { user: 'unwatched' } }).then(() => void (landed = true)));
-      while (!landed) await new Promise((resolve) => setTimeout(resolve, 2));
+      await waitFor(() => landed, 'the unwatched update to land');
     });
     expect(issued).toEqual([]);
     await other.close();
@@ -206,7 +208,7 @@ describe('client-level bulk writes (MongoDB 8.0) are judged where they are calle
     const issued = await run(async () => {
       const written = await T.countDocuments();
       setImmediate(client.bulkWrite.bind(client, models([{ name: 'insertOne', namespace: ns(T), document: { token: token() } }])));
-      while ((await T.countDocuments()) === written) await new Promise((resolve) => setTimeout(resolve, 2));
+      await waitFor(async () => (await T.countDocuments()) !== written, 'the client.bulkWrite insert to land');
     });
     expect(issued).toEqual([]);
     await flush();

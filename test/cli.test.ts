@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { formatCount, formatEvent } from '../src/report/dogstatsd.js';
+import { waitFor } from './support/wait.js';
 
 const bin = join(process.cwd(), 'dist', 'cli', 'main.js');
 
@@ -39,9 +40,6 @@ async function listen(args: string[]) {
   return { port, lines, errors, send, stop };
 }
 
-const until = async (check: () => boolean) => {
-  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-};
 
 describe('mongoose-tripwire listen', () => {
   it('prints events and counters as JSON, and refuses malformed datagrams loudly', async () => {
@@ -50,7 +48,7 @@ describe('mongoose-tripwire listen', () => {
     await agent.send(`${formatEvent({ title: 'Rogue write: AccessToken.save from légacy/x.ts:3', text: '%%%\nline\n%%%', alertType: 'warning' })}|#model:AccessToken`);
     await agent.send(`${formatCount('tripwire.writes', 2)}|#approved:true`);
     await agent.send('_e{3,1}:ab|c');
-    await until(() => agent.lines.length >= 2 && agent.errors.some((e) => e.startsWith('MALFORMED')));
+    await waitFor(() => agent.lines.length >= 2 && agent.errors.some((e) => e.startsWith('MALFORMED')), 'two lines and a MALFORMED error from the agent');
     expect(JSON.parse(agent.lines[0]!)).toMatchObject({ type: 'event', title: 'Rogue write: AccessToken.save from légacy/x.ts:3', text: '%%%\nline\n%%%', tags: ['model:AccessToken'] });
     expect(JSON.parse(agent.lines[1]!)).toMatchObject({ type: 'metric', name: 'tripwire.writes', value: 2, metricType: 'c' });
     expect(agent.errors.join('\n')).toMatch(/MALFORMED datagram/);
@@ -60,7 +58,7 @@ describe('mongoose-tripwire listen', () => {
   it('renders an event for a person by default', async () => {
     const agent = await listen([]);
     await agent.send(formatEvent({ title: 'Rogue write: T.save from a.ts:1', text: '%%%\n@slack-x\nbody\n%%%' }));
-    await until(() => agent.lines.some((line) => line.includes('body')));
+    await waitFor(() => agent.lines.some((line) => line.includes('body')), 'the rendered event from the agent');
     expect(agent.lines.join('\n')).toMatch(/── EVENT[\s\S]*Rogue write: T\.save from a\.ts:1\n@slack-x\nbody/);
     expect(await agent.stop()).toBe(0);
   });

@@ -19,6 +19,7 @@ import * as auth from './fixtures/app/auth/writes.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { waitFor } from './support/wait.js';
 
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -109,7 +110,7 @@ describe('rate limit and counters', () => {
     const { T, reports } = await tokenModel();
     const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_rate' })) as { _id: unknown })._id }; // seeded by the approved module
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitFor(() => reports.length >= 1000, '1 000 reports');
     flush();
     const name = T.modelName;
     await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 1000 && events().length === 3);
@@ -127,10 +128,11 @@ describe('rate limit and counters', () => {
   });
 
   it('reports the suppressed count on the next event a call site is allowed', async () => {
-    const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 200 }, global: { events: 100, intervalMs: 1000 } } });
+    // A 1 s window: five writes in a row fit in it even on a loaded machine.
+    const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } } });
     const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_next' })) as { _id: unknown })._id }; // seeded by the approved module
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // the call site's rate-limit window passes: what is tested
     await nonAscii.sites[0](T, doc.insertedId);
     await suite.listener.waitFor(() => events().length === 2);
     expect(reports.at(-1)!.suppressed).toBe(4);
@@ -142,9 +144,10 @@ describe('rate limit and counters', () => {
     // full when the call site's events are spent at the moment of the call. A slow write called then
     // stays held back even if its call site's token came back before it completed.
     let slow = false;
-    const { T } = await tokenModel({ onBypass: undefined, rateLimit: { perCallSite: { events: 1, intervalMs: 300 }, global: { events: 100, intervalMs: 1000 } } }, (schema) => {
+    // The second write must be called within the window (1 s: room for a loaded machine) and complete after it (1.2 s).
+    const { T } = await tokenModel({ onBypass: undefined, rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } } }, (schema) => {
       schema.pre('updateOne', async () => {
-        if (slow) await new Promise((resolve) => setTimeout(resolve, 450));
+        if (slow) await new Promise((resolve) => setTimeout(resolve, 1_200));
       });
     });
     const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_held' })) as { _id: unknown })._id }; // seeded by the approved module

@@ -20,6 +20,7 @@ import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { settle } from './support/wait.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type Write = (T: Model, c: { token(): string; id?: unknown; opts: object }) => Promise<unknown>;
@@ -34,7 +35,7 @@ interface Run { code: number | null; stdout: string; stderr: string; ms: number 
 function runScript(ending: string, host = '127.0.0.1'): Promise<Run> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, DIST, ending, host], { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 20_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [SCRIPT, DIST, ending, host], { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 45_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null) : 0;
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     });
@@ -87,7 +88,7 @@ describe("the checklist's rogue-write script (examples/rogue-write-check)", () =
       execFile(process.execPath, [script], {
         cwd: join(process.cwd(), 'examples', 'rogue-write-check'),
         env: { ...process.env, DD_AGENT_HOST: '127.0.0.1', DD_DOGSTATSD_PORT: String(suite.listener.port), TRIPWIRE_NOTIFY: '@slack-auth-alerts', TRIPWIRE_CHECK_DB: `rogue_write_check_${process.pid}` },
-        timeout: 20_000,
+        timeout: 45_000,
       }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr, ms: Date.now() - started }));
     });
     expect(run.code, run.stderr).toBe(0);
@@ -146,7 +147,7 @@ describe('flush() and close()', () => {
     await Promise.all([flush(), flush()]);
     await flush();
     await suite.listener.waitFor(() => counterSum('tripwire.bypasses') === 1, 500);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await settle(50); // and no second one
     expect(counterSum('tripwire.bypasses')).toBe(1);
     expect(counterSum('tripwire.writes')).toBe(1);
   });

@@ -18,6 +18,7 @@ import type { ParsedDatagram } from '../src/report/dogstatsd.js';
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { settle, waitFor } from './support/wait.js';
 
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -44,7 +45,6 @@ async function model(schema: mongoose.Schema, options: Partial<TripwireOptions> 
 }
 
 const events = () => suite.listener.datagrams.filter((d): d is EventDatagram => d.type === 'event');
-const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
 const token = () => `tok_${randomBytes(12).toString('hex')}`;
 
 describe('_id in reports and events', () => {
@@ -79,6 +79,7 @@ describe('_id in reports and events', () => {
   it('an ObjectId _id is sent as it is (a random value the server made)', async () => {
     const { T, reports } = await model(new mongoose.Schema({ token: String }));
     const doc = await T.create({ token: token() });
+    await waitFor(() => reports.length > 0, 'the report');
     await settle();
     expect(reports[0]!.documentIds).toEqual([String(doc._id)]);
   });
@@ -119,6 +120,7 @@ describe('_id in reports and events', () => {
     await T.create({ _id: id, user: 'u' });
     await T.updateOne({ _id: id }, { $set: { user: 'v' } });
     await T.deleteOne({ _id: id });
+    await waitFor(() => reports.length >= 3, 'three reports');
     await settle();
     expect(reports).toHaveLength(3);
     expect(new Set(reports.map((r) => r.documentIds[0])).size).toBe(1);
@@ -178,6 +180,7 @@ describe('idHashKey: hashes that match across processes', () => {
     key.fill(0); // the plugin kept its own copy
     await T.create({ _id: id + 'x', user: 'u' });
     await T.deleteOne({ _id: id });
+    await waitFor(() => reports.length >= 3, 'three reports');
     await settle();
     expect(reports[2]!.documentIds).toEqual([expected]);
     const schema = new mongoose.Schema({ _id: String });

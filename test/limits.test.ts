@@ -22,6 +22,8 @@ import mongoose from 'mongoose';
 import { captureWarnings } from './support/warnings.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
+import { waitFor } from './support/wait.js';
+import { scaled } from './support/scale.js';
 
 /** A raw UDP receiver: packet sizes as sent, every packet through the strict parser. */
 interface Receiver { port: number; packets: Buffer[]; datagrams: ParsedDatagram[]; malformed: string[]; socket: Socket }
@@ -48,13 +50,6 @@ const reset = () => {
   receiver.datagrams.length = 0;
   receiver.malformed.length = 0;
 };
-async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Seeded, so a failure can be replayed. */
 function random(seed: number) {
@@ -85,9 +80,10 @@ function checkPackets(label: string): void {
 }
 
 describe('fitTag', () => {
-  it('keeps every tag to 200 characters, never splits a character, and a call site keeps its end (property, 5 000 cases)', () => {
+  const CASES = scaled(5_000, 500); // 5 000 at TRIPWIRE_TEST_SCALE=1
+  it(`keeps every tag to 200 characters, never splits a character, and a call site keeps its end (property, ${CASES} cases)`, () => {
     const r = random(16);
-    for (let i = 0; i < 5_000; i++) {
+    for (let i = 0; i < CASES; i++) {
       const tail = `${r.text(1, 40)}.mjs:${r.int(1, 99_999)}`;
       const tag = `callsite:${r.text(0, 600)}/${tail}`;
       const end = fitTag(tag, MAX_TAG_CHARS, 'end');
@@ -142,7 +138,7 @@ describe('the sink, with long non-ASCII paths, deep traces and many tags (proper
     await Promise.all(sinks.map((sink) => sink.close()));
     const events = () => receiver.datagrams.filter((d) => d.type === 'event');
     const bypasses = () => receiver.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
-    await waitUntil(() => events().length === ROUNDS && bypasses().length === ROUNDS, `${ROUNDS} events and bypass counters`);
+    await waitFor(() => events().length === ROUNDS && bypasses().length === ROUNDS, `${ROUNDS} events and bypass counters`);
     checkPackets('sink property');
     expect(faults.filter((f) => f.reason !== 'tags_dropped' && f.reason !== 'approved_matches_nothing').map((f) => f.message)).toEqual([]);
     let dropped = 0;
@@ -194,11 +190,11 @@ describe('a rogue write from a 3 KB non-ASCII path, as a plain node process', ()
     writeFileSync(tagsFile, JSON.stringify(Array.from({ length: 60 }, (_, i) => `team${i}:${r.text(150, 300)}`)));
     expect(Buffer.byteLength(moduleFile)).toBeGreaterThan(2_500);
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile], { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 20_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
+      execFile(process.execPath, [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile], { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 45_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
     });
     const events = () => receiver.datagrams.filter((d) => d.type === 'event');
     const bypass = () => receiver.datagrams.find((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
-    await waitUntil(() => events().length === 1 && bypass() !== undefined, 'the event and the bypass counter');
+    await waitFor(() => events().length === 1 && bypass() !== undefined, 'the event and the bypass counter');
     checkPackets('long path');
     const callsite = (d: ParsedDatagram | undefined) => (d && d.type !== 'service_check' ? d.tags.find((t) => t.startsWith('callsite:')) : undefined);
     expect(callsite(bypass())).toMatch(/^callsite:\.\.\..*\/jetons-été\.mjs:1$/);
@@ -219,7 +215,7 @@ describe('bounded callsite series', () => {
     await sink.close();
     const series = () => receiver.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
     const total = () => series().reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0);
-    await waitUntil(() => total() === 36, '36 bypasses');
+    await waitFor(() => total() === 36, '36 bypasses');
     const bySite = new Map(series().map((d) => [d.type === 'metric' ? d.tags.find((t) => t.startsWith('callsite:')) : '', d.type === 'metric' ? d.value : 0]));
     expect([...bySite.keys()]).toEqual([1, 2, 3, 4, 5].map((line) => `callsite:jobs/cleanup.mjs:${line}`).concat('callsite:other'));
     expect(bySite.get('callsite:other')).toBe(21);
@@ -241,7 +237,7 @@ describe('bounded callsite series', () => {
     }
     await sink.close();
     const metrics = () => receiver.datagrams.filter((d): d is Extract<ParsedDatagram, { type: 'metric' }> => d.type === 'metric');
-    await waitUntil(() => metrics().filter((d) => d.name === 'tripwire.bypasses').reduce((n, d) => n + d.value, 0) === 9, '9 bypasses');
+    await waitFor(() => metrics().filter((d) => d.name === 'tripwire.bypasses').reduce((n, d) => n + d.value, 0) === 9, '9 bypasses');
     const sum = (name: string, ...tags: string[]) => metrics().filter((d) => d.name === name && tags.every((t) => d.tags.includes(t))).reduce((n, d) => n + d.value, 0);
     expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:false')).toBe(3);
     expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:true')).toBe(3);
@@ -260,7 +256,7 @@ describe('bounded callsite series', () => {
     for (let site = 0; site < 5_000; site++) sink.bypass({ model: 'Token', operation: 'updateOne', kind: 'update', location: `scripts/s${site}.mjs:1:1`, fingerprint: `f${site}` }, undefined);
     await sink.close();
     const series = () => receiver.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
-    await waitUntil(() => series().reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0) === 5_000, '5 000 bypasses');
+    await waitFor(() => series().reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0) === 5_000, '5 000 bypasses');
     expect(series()).toHaveLength(1_001);
     checkPackets('default bound');
   });

@@ -17,6 +17,7 @@ import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { listenerSuite } from './support/listener-suite.js';
+import { scaled } from './support/scale.js';
 
 type EventDatagram = Extract<ParsedDatagram, { type: 'event' }>;
 type Token = ReturnType<InstanceType<typeof MarkdownIt>['parse']>[number];
@@ -96,8 +97,9 @@ function render(value: () => string) {
 }
 
 describe('values in the event are inert', () => {
-  it('fuzz: 1 000 events with hostile values keep the structure of harmless ones, with no link, image or HTML', () => {
-    for (let round = 0; round < 1_000; round++) {
+  const ROUNDS = scaled(1_000, 100); // 1 000 at TRIPWIRE_TEST_SCALE=1
+  it(`fuzz: ${ROUNDS} events with hostile values keep the structure of harmless ones, with no link, image or HTML`, () => {
+    for (let round = 0; round < ROUNDS; round++) {
       const choices = Array.from({ length: 30 }, hostile);
       let i = 0;
       const { event } = render(() => choices[i++ % choices.length]!);

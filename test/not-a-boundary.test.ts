@@ -13,6 +13,7 @@ import { fixtureDir } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
+import { settle, waitFor } from './support/wait.js';
 
 describe('not a security boundary', () => {
   it('a vm script given a file name under auth/ passes as approved code', async () => {
@@ -28,7 +29,8 @@ describe('not a security boundary', () => {
       const plain = runInThisContext(source, { filename: join(fixtureDir as string, 'legacy', 'honest.js') }) as (t: unknown) => Promise<unknown>;
       await disguised(T);
       await plain(T);
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await waitFor(() => reports.length > 0, 'the report');
+      await settle();
       expect(reports.map((r) => r.location)).toEqual([expect.stringMatching(/^legacy\/honest\.js:1:\d+$/)]);
     } finally {
       await connection.close();

@@ -1,6 +1,7 @@
 /** Observing a write's promise changes nothing the app can see: value, error, unhandled rejections. */
 import { describe, expect, it } from 'vitest';
 import { whenSettled } from '../src/hooks/settle.js';
+import { settle, waitFor } from './support/wait.js';
 
 describe('whenSettled', () => {
   it('settles with the same value or error, even when the observer throws', async () => {
@@ -22,7 +23,8 @@ describe('whenSettled', () => {
       whenSettled(Promise.reject(ignored), () => undefined, () => undefined);
       const handled = new Error('handled by the app');
       (whenSettled(Promise.reject(handled), () => undefined, () => undefined) as Promise<unknown>).catch(() => undefined);
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await waitFor(() => unhandled.length > 0, 'the unhandled rejection');
+      await settle(); // and not the handled one
       expect(unhandled).toEqual([ignored]);
     } finally {
       process.off('unhandledRejection', onUnhandled);

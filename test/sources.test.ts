@@ -59,7 +59,7 @@ function verifyIn(approved: string[], { flags = [], entry = 'verify.mjs', env = 
   delete inherited.NODE_OPTIONS; // whatever the test runner put there is not the app's
   const environment: NodeJS.ProcessEnv = { ...inherited, APPROVED: JSON.stringify(approved), ...env };
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [...flags, entry], { cwd: app, env: environment, timeout: 20_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [...flags, entry], { cwd: app, env: environment, timeout: 45_000 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`${error.message}\n${stdout}\n${stderr}`));
       else resolve(JSON.parse(stdout) as Outcome);
     });

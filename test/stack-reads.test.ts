@@ -20,6 +20,7 @@ import * as approvedRaw from './fixtures/app/auth/raw.mjs';
 import { tokenSchema } from './fixtures/app/models.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as approved from './fixtures/app/auth/writes.mjs';
+import { settle, waitFor } from './support/wait.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type Write = (T: Model, c: object) => Promise<unknown>;
@@ -129,7 +130,8 @@ describe("Mongoose's marks never excuse the app's own collection writes", () => 
     expect(stackReadCount() - before).toBe(1);
     await T.updateOne({ _id: id }, { $set: { user: 'from-setter' } }); // this file is not approved: rogue too
     await Promise.all(pending);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor(() => watched.reports.length >= 2, 'two reports');
+    await settle();
     expect(watched.reports.map((r) => r.operation).sort()).toEqual(['collection.updateOne', 'updateOne']);
     expect(watched.reports.find((r) => r.operation === 'collection.updateOne')!.callSite).toMatchObject(site);
   });
@@ -139,7 +141,8 @@ describe("Mongoose's marks never excuse the app's own collection writes", () => 
     const doc = (await T.findById(id).orFail()) as unknown as { $__where(): object };
     const where = doc.$__where();
     await T.collection.updateOne(where, { $set: { user: 'where' } }); // from this file: not approved
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await waitFor(() => reports.length > 0, 'the report');
+    await settle();
     expect(reports.map((r) => r.operation)).toEqual(['collection.updateOne']);
   });
 });

@@ -17,6 +17,7 @@ import { verify } from '../src/verify.js';
 import type { BypassReport } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
+import { settle, waitFor } from './support/wait.js';
 
 // Mongoose's base Query class, built by hand as an app can (its types declare no constructor arguments).
 const BaseQuery = mongoose.Query as unknown as new (filter: object, options: object, model: unknown, collection: unknown) => mongoose.Query<unknown, unknown>;
@@ -189,7 +190,8 @@ async function observe(instrumented: boolean) {
   commands.length = 0;
   const ids = new Map<string, string>();
   const results = await scenario(M, log);
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  // Reports of the scenario's awaited writes are delivered on setImmediate: done before a timer fires.
+  await settle(10);
   return { M, reports, observed: normalise({ results, log, commands: commands.splice(0) }, ids) };
 }
 
@@ -306,7 +308,7 @@ describe('transparency', () => {
         conn.model(`Early${i}`, new Schema({ token: String }).plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, onError: () => undefined }));
       }
       await conn.openUri(process.env.MONGODB_URI!, { dbName: `early_${process.pid}` });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await settle(50); // no warning arrives
       expect(warnings.map(String)).toEqual([]);
     } finally {
       process.off('warning', onWarning);
@@ -338,7 +340,8 @@ describe('Mongoose loaded from outside node_modules', () => {
       await M.create({ token: 'a' });
       await M.updateOne({ token: 'a' }, { $set: { token: 'b' } });
       await M.collection.insertOne({ token: 'c' });
-      await new Promise((resolve) => setTimeout(resolve, 10)); // reports are delivered after the write's promise settles
+      await waitFor(() => reports.length >= 3, 'three reports'); // delivered after the write's promise settles
+      await settle();
       expect(reports.map((r) => r.operation)).toEqual(['create', 'updateOne', 'collection.insertOne']);
       expect(reports.every((r) => !r.stack.some((frame) => frame.file.includes(join(dir, 'vendor', 'mongoose'))))).toBe(true);
       expect(verify().registrations.flatMap((r) => r.models).find((m) => m.model === 'VendoredToken')).toEqual({ model: 'VendoredToken', missing: [] });

@@ -16,7 +16,11 @@ export function listenerSuite(open: () => Promise<Connection>): ListenerSuite {
   const suite = {} as ListenerSuite;
   beforeAll(async () => {
     suite.connection = await open();
-    suite.listener = await startListener({ port: 0 });
+    const listener = await startListener({ port: 0 });
+    // A loaded machine delivers late, not never: waits without their own bound get 15 s, not 5 s.
+    const waitFor = listener.waitFor.bind(listener);
+    listener.waitFor = (predicate, timeoutMs = 15_000) => waitFor(predicate, timeoutMs);
+    suite.listener = listener;
   });
   afterEach(async () => {
     await close();
