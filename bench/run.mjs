@@ -176,10 +176,12 @@ for (const M of models) for (const op of OPS) for (let i = 0; i < 60; i++) await
 for (let i = 0; i < 60; i++) await atDepth(30, () => legacyOps.updateOne(RogueLimited, contexts.get(RogueLimited)));
 
 say(
-  `Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} at start`,
+  `Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ` +
+    `${loadBefore.map((x) => x.toFixed(1)).join(' ')} at start`,
 );
 say(
-  `Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process CPU per write\n`,
+  `Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process ` +
+    `CPU per write\n`,
 );
 
 // ---- 1. Approved writes, and the floor ----
@@ -213,7 +215,8 @@ if (section(1)) {
       results.approved.push(row);
       results.control.push(...r.rounds.map((x) => x.plainAfter / x.plainBefore));
       say(
-        `   ${op.padEnd(16)} @${String(depth).padStart(2)}: bare ${fmt(row.bareCpuUs, 0)} µs | control ${showRatio(row.control)} | floor ${showRatio(row.floor)} | plugin ${showRatio(row.plugin)} ${showUs(row.pluginAddedUs)} | stack reads ${row.stackReads}`,
+        `   ${op.padEnd(16)} @${String(depth).padStart(2)}: bare ${fmt(row.bareCpuUs, 0)} µs | control ${showRatio(row.control)} | floor ` +
+          `${showRatio(row.floor)} | plugin ${showRatio(row.plugin)} ${showUs(row.pluginAddedUs)} | stack reads ${row.stackReads}`,
       );
       target(`approved ${op} @${depth}: plugin vs plain write`, row.plugin.median, 1.2, '×');
       // insertMany: Mongoose calls the collection after validating, with documents it built then: one frame is read there.
@@ -240,7 +243,8 @@ if (section(2)) {
     const extra = stat(r.rounds.map((x) => x.rogue - x.approved));
     results.rogue.push({ depth, approved: r.approved.ratio, rogue: r.rogue.ratio, extraUs: extra, control: r.control });
     say(
-      `   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ${showUs(extra)} (control ${showRatio(r.control)})`,
+      `   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ` +
+        `${showUs(extra)} (control ${showRatio(r.control)})`,
     );
   }
 }
@@ -264,7 +268,8 @@ if (section(1) || section(2)) {
 // ---- 3. The stack read itself (no I/O), per depth ----
 if (section(3))
   say(
-    "\n3. The stack read alone (µs per call, no I/O): one capture, the plugin's approved and rogue verdicts (rogue: with its trace read, or held back when called), a full-depth read",
+    "\n3. The stack read alone (µs per call, no I/O): one capture, the plugin's approved and rogue verdicts (rogue: with its trace read, " +
+      'or held back when called), a full-depth read',
   );
 if (section(3)) {
   const approval = compileApproval({ approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT });
@@ -333,7 +338,8 @@ if (section(3)) {
     rogue.fullReadUs = full;
     rogue.extraInFullReads = rogue.extraUs.median / full;
     say(
-      `   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} full-depth reads (${fmt(full, 1)} µs each)`,
+      `   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} ` +
+        `full-depth reads (${fmt(full, 1)} µs each)`,
     );
     target(`rogue held back @${rogue.depth}: extra vs approved, in full-depth reads`, rogue.extraInFullReads, 1, 'reads');
   }
@@ -350,7 +356,8 @@ const child = async (args, env = {}) => {
 };
 if (section(4)) {
   say(
-    `\n4. Whole process, after every entry point has run on a watched model (reads on, monitorCommands on), ${PROC_ROUNDS} rotated rounds of one process each`,
+    `\n4. Whole process, after every entry point has run on a watched model (reads on, monitorCommands on), ${PROC_ROUNDS} rotated ` +
+      `rounds of one process each`,
   );
   {
     const variants = ['bare', 'plugin', 'ddtrace'];
@@ -374,13 +381,16 @@ if (section(4)) {
     };
     results.process = p;
     say(
-      `   await: ${fmt(p.bareAwaitNs.median, 0)} ns bare; with the plugin ${fmt(p.pluginAwaitNs.median, 0)} ns (${showRatio(p.pluginAwait)}); with dd-trace ${fmt(p.ddtraceAwaitNs.median, 0)} ns (${showRatio(p.ddtraceAwait)})`,
+      `   await: ${fmt(p.bareAwaitNs.median, 0)} ns bare; with the plugin ${fmt(p.pluginAwaitNs.median, 0)} ns ` +
+        `(${showRatio(p.pluginAwait)}); with dd-trace ${fmt(p.ddtraceAwaitNs.median, 0)} ns (${showRatio(p.ddtraceAwait)})`,
     );
     say(
-      `   a plain model's updateOne @30 (${fmt(p.bareWriteCpuUs.median, 0)} µs bare): with the plugin in the process ${showRatio(p.pluginPlainWrite)}; with dd-trace (its mongoose/mongodb spans on that write) ${showRatio(p.ddtraceWrite)}`,
+      `   a plain model's updateOne @30 (${fmt(p.bareWriteCpuUs.median, 0)} µs bare): with the plugin in the process ` +
+        `${showRatio(p.pluginPlainWrite)}; with dd-trace (its mongoose/mongodb spans on that write) ${showRatio(p.ddtraceWrite)}`,
     );
     say(
-      `   (unattributed-write counting: ${JSON.stringify(p.commandCounting?.unattributedWrites)}; dd-trace driver spans seen per process: ${p.ddtraceDriverSpans.join(', ')})`,
+      `   (unattributed-write counting: ${JSON.stringify(p.commandCounting?.unattributedWrites)}; dd-trace driver spans seen per ` +
+        `process: ${p.ddtraceDriverSpans.join(', ')})`,
     );
     target('await after every entry point (monitorCommands on)', p.pluginAwait.median, 1.3, '×');
     target('plain model write with the plugin in the process', p.pluginPlainWrite.median, 1.05, '×');
@@ -403,7 +413,8 @@ if (section(5)) {
     const row = { plainNs: stat(plain.map((x) => x.awaitNs)), alsNs: stat(als.map((x) => x.awaitNs)) };
     results.asyncContext[version] = row;
     say(
-      `   Node ${version}: ${fmt(row.plainNs.median, 0)} ns plain, ${fmt(row.alsNs.median, 0)} ns with an AsyncLocalStorage entered once (${fmt(row.alsNs.median / row.plainNs.median, 2)}×)`,
+      `   Node ${version}: ${fmt(row.plainNs.median, 0)} ns plain, ${fmt(row.alsNs.median, 0)} ns with an AsyncLocalStorage entered once ` +
+        `(${fmt(row.alsNs.median / row.plainNs.median, 2)}×)`,
     );
   }
 }
@@ -411,7 +422,8 @@ if (section(5)) {
 // ---- 6. Storm ----
 if (section(6)) {
   say(
-    `\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a 20,000-write warm-up storm)`,
+    `\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a ` +
+      `20,000-write warm-up storm)`,
   );
   {
     await close();
@@ -442,13 +454,16 @@ if (section(6)) {
     results.storm = s;
     say(`   without the plugin: ${fmt(plain.seconds)} s, event-loop p99 ${fmt(plain.p99Ms)} ms, RSS ${fmt(plain.rssGrowthMb)} MB`);
     say(
-      `   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms (${fmt(s.floorP99Ratio, 2)}×)`,
+      `   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms ` +
+        `(${fmt(s.floorP99Ratio, 2)}×)`,
     );
     say(
-      `   with the plugin:    ${fmt(plugin.seconds)} s, event-loop p99 ${fmt(plugin.p99Ms)} ms (${fmt(s.p99Ratio, 2)}×), RSS ${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`,
+      `   with the plugin:    ${fmt(plugin.seconds)} s, event-loop p99 ${fmt(plugin.p99Ms)} ms (${fmt(s.p99Ratio, 2)}×), RSS ` +
+        `${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`,
     );
     say(
-      `   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ${s.suppressedCounted}; malformed datagrams ${s.malformed}`,
+      `   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ` +
+        `${s.suppressedCounted}; malformed datagrams ${s.malformed}`,
     );
     target('storm: event-loop p99 vs no plugin', s.p99Ratio, 1.25, '×');
     target('storm: RSS growth', plugin.rssGrowthMb, 10, 'MB');
@@ -468,12 +483,15 @@ if (section(6)) {
 say('\nTargets:');
 for (const t of results.targets)
   say(
-    `   ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${fmt(t.value, 3)} ${t.unit} (target ≤ ${t.limit}${t.unit === 'events' || t.unit === 'writes' ? ', exact' : ''})`,
+    `   ${t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${fmt(t.value, 3)} ${t.unit} (target ≤ ` +
+      `${t.limit}${t.unit === 'events' || t.unit === 'writes' ? ', exact' : ''})`,
   );
 results.durationSeconds = (Date.now() - started) / 1000;
 results.machine.loadAverageAtEnd = loadavg().map((x) => Number(x.toFixed(2)));
 say(
-  `\n${results.machine.cpus} × ${results.machine.cpu}, Node ${results.machine.node}, Mongoose ${results.machine.mongoose}; load average ${loadBefore.map((x) => x.toFixed(1)).join(' ')} → ${results.machine.loadAverageAtEnd.join(' ')}; ${fmt(results.durationSeconds, 0)} s`,
+  `\n${results.machine.cpus} × ${results.machine.cpu}, Node ${results.machine.node}, Mongoose ${results.machine.mongoose}; load average ` +
+    `${loadBefore.map((x) => x.toFixed(1)).join(' ')} → ${results.machine.loadAverageAtEnd.join(' ')}; ` +
+    `${fmt(results.durationSeconds, 0)} s`,
 );
 const major = Number(process.versions.node.split('.')[0]);
 const file = process.env.BENCH_OUT ?? (major === 20 ? './results.json' : `./results-node${major}.json`);

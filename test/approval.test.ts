@@ -1,5 +1,5 @@
 /** Approval is exact: the substring test of the original tool was wrong in both directions. */
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -7,8 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { type Approval, compileApproval as compile } from '../src/attribution/approval.js';
 import type { ApprovedPattern } from '../src/types.js';
 
-const compileApproval = (approved: ApprovedPattern[], rootDir: string, passThrough: ApprovedPattern[] = [], onPatternError?: (option: string, error: unknown) => void) =>
-  compile({ approved, passThrough, root: rootDir, onPatternError });
+const compileApproval = (
+  approved: ApprovedPattern[],
+  rootDir: string,
+  passThrough: ApprovedPattern[] = [],
+  onPatternError?: (option: string, error: unknown) => void,
+) => compile({ approved, passThrough, root: rootDir, onPatternError });
 const approves = (approval: Approval) => ({ isApprovedFile: (file: string) => approval.kindOf(file) === 'approved' });
 
 const root = mkdtempSync(join(tmpdir(), 'tripwire-approval-'));
@@ -84,7 +88,20 @@ describe('who decides: kinds of files', () => {
 
   it('takes a throwing pattern function as "no" for that frame, and says so', () => {
     const errors: string[] = [];
-    const approval = compileApproval([() => { throw new Error('boom'); }], root, [() => { throw new Error('bang'); }], (option, error) => void errors.push(`${option}: ${(error as Error).message}`));
+    const approval = compileApproval(
+      [
+        () => {
+          throw new Error('boom');
+        },
+      ],
+      root,
+      [
+        () => {
+          throw new Error('bang');
+        },
+      ],
+      (option, error) => void errors.push(`${option}: ${(error as Error).message}`),
+    );
     expect(approval.frameKind({ file: at('x.ts'), line: 1, column: 1 })).toBe('application');
     expect(errors).toEqual(['approved: boom', 'passThrough: bang']);
   });

@@ -101,8 +101,15 @@ describe('architecture of src/', () => {
 
   it('can fail: finds the cycle and the upward import of a graph that has them', () => {
     const [hook, sink, registration] = ['hooks/query.ts', 'report/datadog-sink.ts', 'core/registration.ts'].map((f) => join(SRC, f));
-    const bad = new Map([[hook!, [sink!]], [sink!, [registration!]], [registration!, [sink!]]]);
-    expect(upwardImports(bad)).toEqual(['hooks/query.ts (hooks) imports report/datadog-sink.ts (report)', 'report/datadog-sink.ts (report) imports core/registration.ts (core)']);
+    const bad = new Map([
+      [hook!, [sink!]],
+      [sink!, [registration!]],
+      [registration!, [sink!]],
+    ]);
+    expect(upwardImports(bad)).toEqual([
+      'hooks/query.ts (hooks) imports report/datadog-sink.ts (report)',
+      'report/datadog-sink.ts (report) imports core/registration.ts (core)',
+    ]);
     expect(cyclesOf(bad)).toEqual(['report/datadog-sink.ts → core/registration.ts → report/datadog-sink.ts']);
   });
 

@@ -10,14 +10,26 @@ import type { Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tripwire } from '../src/plugin.js';
 // @ts-expect-error plain ESM fixture without types
-import { fixtureDir, modules, openMatrix, QUERY_PATHS, runMatrix, siteLine, STYLE_NAMES } from './fixtures/app/matrix.mjs';
+import { fixtureDir, modules, QUERY_PATHS, runMatrix, STYLE_NAMES, siteLine } from './fixtures/app/matrix.mjs';
 import { connect } from './support/connect.js';
 
 interface Summary {
-  model: string; operation: string; kind: string; file: string; line: number;
-  stackFiles: string[]; documentIds: string[]; fingerprint: string;
+  model: string;
+  operation: string;
+  kind: string;
+  file: string;
+  line: number;
+  stackFiles: string[];
+  documentIds: string[];
+  fingerprint: string;
 }
-interface Result { dir: string; path: string; style: string; id: string; reports: Summary[] }
+interface Result {
+  dir: string;
+  path: string;
+  style: string;
+  id: string;
+  reports: Summary[];
+}
 
 const EXPECTED: Record<string, { operation: string; kind: string; hasId?: boolean }> = {
   'Model.create': { operation: 'create', kind: 'create' },
@@ -77,14 +89,18 @@ function checkResults(results: Result[]): void {
     expect(result.reports, label).toHaveLength(1);
     const report = result.reports[0]!;
     expect({ model: report.model, operation: report.operation, kind: report.kind }, label).toEqual({
-      model: 'AccessToken', operation: expected.operation, kind: expected.kind,
+      model: 'AccessToken',
+      operation: expected.operation,
+      kind: expected.kind,
     });
     const file = join(fixtureDir as string, result.dir, 'writes.mjs');
     expect({ file: report.file, line: report.line }, label).toEqual({ file, line: siteLine(`${result.dir}/writes.mjs`, result.path) });
     expect(report.stackFiles[0], label).toBe(file);
     // Only application frames: no Mongoose, driver, Node or plugin frames.
     for (const frameFile of report.stackFiles) {
-      expect(frameFile, label).not.toMatch(/node_modules[\\/](mongoose|mongodb|kareem|mquery)[\\/]|^node:|[\\/]src[\\/](?:[\\w-]+[\\/])?[\\w-]+\.ts$/);
+      expect(frameFile, label).not.toMatch(
+        /node_modules[\\/](mongoose|mongodb|kareem|mquery)[\\/]|^node:|[\\/]src[\\/](?:[\\w-]+[\\/])?[\\w-]+\.ts$/,
+      );
     }
     if (expected.hasId) expect(report.documentIds, label).toContain(result.id);
     expect(report.fingerprint, label).toMatch(/^[0-9a-f]{16}$/);

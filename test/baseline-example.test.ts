@@ -17,7 +17,11 @@ const example = join(projectRoot, 'examples', 'baseline-ratchet');
 const cli = join(projectRoot, 'dist', 'cli', 'main.js');
 const TIMEOUT = 120_000;
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function mongodbUri(): string {
   const uri = process.env.MONGODB_URI ?? inject('mongodbUri');
@@ -30,15 +34,21 @@ function node(args: string[], cwd: string, env: Record<string, string> = {}): Pr
   delete base.TRIPWIRE_RECORD;
   delete base.NODE_OPTIONS; // vitest's own loader options are not the app's
   return new Promise((resolve) => {
-    execFile(process.execPath, args, { cwd, env: { ...base, MONGODB_URI: mongodbUri(), ...env }, timeout: 50_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const failure = error as (Error & { code?: number | string }) | null;
-      resolve({ code: failure ? (typeof failure.code === 'number' ? failure.code : -1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      args,
+      { cwd, env: { ...base, MONGODB_URI: mongodbUri(), ...env }, timeout: 50_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const failure = error as (Error & { code?: number | string }) | null;
+        resolve({ code: failure ? (typeof failure.code === 'number' ? failure.code : -1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 const explain = (run: Run) => `exit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
 /** The example's test command. */
-const runTests = (cwd: string, env: Record<string, string> = {}) => node(['--import', './tripwire-setup.mjs', '--test', '--test-reporter=tap'], cwd, env);
+const runTests = (cwd: string, env: Record<string, string> = {}) =>
+  node(['--import', './tripwire-setup.mjs', '--test', '--test-reporter=tap'], cwd, env);
 const baseline = (args: string[], cwd: string) => node([cli, 'baseline', ...args], cwd);
 
 beforeAll(() => {
@@ -64,40 +74,55 @@ describe('examples/baseline-ratchet', () => {
 
     // A teammate adds a nightly job that deletes tokens itself, with its test.
     mkdirSync(join(app, 'app', 'jobs'));
-    writeFileSync(join(app, 'app', 'jobs', 'expire.mjs'), 'export async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: \'expired\' });\n}\n');
-    writeFileSync(join(app, 'test', 'expire.test.mjs'), [
-      "import { after, before, test } from 'node:test';",
-      "import { openDatabase } from '../app/models.mjs';",
-      "import { expireTokens } from '../app/jobs/expire.mjs';",
-      'let db;',
-      "before(async () => { db = await openDatabase('expire'); });",
-      'after(async () => { await db.close(); });',
-      "test('expired tokens are removed', async () => { await expireTokens(db.AccessToken); });",
-      '',
-    ].join('\n'));
+    writeFileSync(
+      join(app, 'app', 'jobs', 'expire.mjs'),
+      "export async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: 'expired' });\n}\n",
+    );
+    writeFileSync(
+      join(app, 'test', 'expire.test.mjs'),
+      [
+        "import { after, before, test } from 'node:test';",
+        "import { openDatabase } from '../app/models.mjs';",
+        "import { expireTokens } from '../app/jobs/expire.mjs';",
+        'let db;',
+        "before(async () => { db = await openDatabase('expire'); });",
+        'after(async () => { await db.close(); });',
+        "test('expired tokens are removed', async () => { await expireTokens(db.AccessToken); });",
+        '',
+      ].join('\n'),
+    );
 
     const failing = await runTests(app);
     expect(failing.code, explain(failing)).not.toBe(0);
     expect(failing.stdout).toMatch(/^# fail 1$/m);
     expect(failing.stdout).toContain(
-      'rogue write refused: AccessToken.deleteMany from app/jobs/expire.mjs:2:22 is not approved code. New rogue call site: AccessToken.deleteMany in app/jobs/expire.mjs (function expireTokens) is not in the baseline tripwire-baseline.json. ' +
-        'Route this write through approved code, or accept it into the baseline: run the tests with TRIPWIRE_RECORD=tripwire-record.jsonl, then `npx mongoose-tripwire baseline tripwire-record.jsonl --out tripwire-baseline.json`',
+      'rogue write refused: AccessToken.deleteMany from app/jobs/expire.mjs:2:22 is not approved code. New rogue call site: ' +
+        'AccessToken.deleteMany in app/jobs/expire.mjs (function expireTokens) is not in the baseline tripwire-baseline.json. ' +
+        'Route this write through approved code, or accept it into the baseline: run the tests with ' +
+        'TRIPWIRE_RECORD=tripwire-record.jsonl, then `npx mongoose-tripwire baseline tripwire-record.jsonl --out tripwire-baseline.json`',
     );
 
     // Record a run (no change to the app), and CI's check names the new entry.
     const record = join(app, 'tripwire-record.jsonl');
     const recorded = await runTests(app, { TRIPWIRE_RECORD: record });
     expect(recorded.code, explain(recorded)).not.toBe(0);
-    expect(recorded.stdout).toContain(`it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${record} --out tripwire-baseline.json\``);
+    expect(recorded.stdout).toContain(
+      `it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${record} --out tripwire-baseline.json\``,
+    );
     const check = await baseline(['tripwire-record.jsonl', '--check'], app);
     expect(check.code, explain(check)).toBe(1);
-    expect(check.stderr).toContain('+ AccessToken.deleteMany in app/jobs/expire.mjs (function expireTokens): 1 call site(s), the baseline allows 0: app/jobs/expire.mjs:2:22');
+    expect(check.stderr).toContain(
+      '+ AccessToken.deleteMany in app/jobs/expire.mjs (function expireTokens): 1 call site(s), the baseline allows 0: ' +
+        'app/jobs/expire.mjs:2:22',
+    );
     expect(check.stderr).not.toContain('legacy/login.mjs'); // the known ones are not new
 
     // Accepting it (a reviewed change to the committed file) makes the suite pass again.
     const accept = await baseline(['tripwire-record.jsonl'], app);
     expect(accept.code, explain(accept)).toBe(0);
-    expect(readFileSync(join(app, 'tripwire-baseline.json'), 'utf8')).toContain('{"model":"AccessToken","operation":"deleteMany","file":"app/jobs/expire.mjs","function":"expireTokens","count":1}');
+    expect(readFileSync(join(app, 'tripwire-baseline.json'), 'utf8')).toContain(
+      '{"model":"AccessToken","operation":"deleteMany","file":"app/jobs/expire.mjs","function":"expireTokens","count":1}',
+    );
     const passing = await runTests(app);
     expect(passing.code, explain(passing)).toBe(0);
 

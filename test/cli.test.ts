@@ -40,16 +40,24 @@ async function listen(args: string[]) {
   return { port, lines, errors, send, stop };
 }
 
-
 describe('mongoose-tripwire listen', () => {
   it('prints events and counters as JSON, and refuses malformed datagrams loudly', async () => {
     const agent = await listen(['--json']);
     expect(agent.port).toBeGreaterThan(0);
-    await agent.send(`${formatEvent({ title: 'Rogue write: AccessToken.save from légacy/x.ts:3', text: '%%%\nline\n%%%', alertType: 'warning' })}|#model:AccessToken`);
+    const event = formatEvent({ title: 'Rogue write: AccessToken.save from légacy/x.ts:3', text: '%%%\nline\n%%%', alertType: 'warning' });
+    await agent.send(`${event}|#model:AccessToken`);
     await agent.send(`${formatCount('tripwire.writes', 2)}|#approved:true`);
     await agent.send('_e{3,1}:ab|c');
-    await waitFor(() => agent.lines.length >= 2 && agent.errors.some((e) => e.startsWith('MALFORMED')), 'two lines and a MALFORMED error from the agent');
-    expect(JSON.parse(agent.lines[0]!)).toMatchObject({ type: 'event', title: 'Rogue write: AccessToken.save from légacy/x.ts:3', text: '%%%\nline\n%%%', tags: ['model:AccessToken'] });
+    await waitFor(
+      () => agent.lines.length >= 2 && agent.errors.some((e) => e.startsWith('MALFORMED')),
+      'two lines and a MALFORMED error from the agent',
+    );
+    expect(JSON.parse(agent.lines[0]!)).toMatchObject({
+      type: 'event',
+      title: 'Rogue write: AccessToken.save from légacy/x.ts:3',
+      text: '%%%\nline\n%%%',
+      tags: ['model:AccessToken'],
+    });
     expect(JSON.parse(agent.lines[1]!)).toMatchObject({ type: 'metric', name: 'tripwire.writes', value: 2, metricType: 'c' });
     expect(agent.errors.join('\n')).toMatch(/MALFORMED datagram/);
     expect(await agent.stop()).toBe(0);

@@ -4,23 +4,23 @@
  * plugin to a local DogStatsD socket; the metric names, their tag keys, the event tag keys and the
  * event source received there are the only ones the assets may reference.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import type { Connection } from 'mongoose';
+import { readFileSync } from 'node:fs';
 import type mongoose from 'mongoose';
+import type { Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Listener, startListener } from '../src/cli/listen.js';
+import { BOOT_NOTICES } from '../src/core/faults.js';
 import { close, flush } from '../src/index.js';
 import { tripwire } from '../src/plugin.js';
 import type { ParsedDatagram } from '../src/report/dogstatsd.js';
-import { BOOT_NOTICES } from '../src/core/faults.js';
-// @ts-expect-error plain ESM fixtures without types
-import { fixtureDir } from './fixtures/app/matrix.mjs';
-// @ts-expect-error plain ESM fixtures without types
-import { tokenSchema } from './fixtures/app/models.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { writes as approvedWrites } from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { writes as rogueWrites } from './fixtures/app/legacy/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { fixtureDir } from './fixtures/app/matrix.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
 import { settle, waitFor } from './support/wait.js';
 
@@ -108,8 +108,17 @@ afterAll(async () => {
 
 // ---- Reading the assets ----
 
-interface MetricUse { metric: string; tagKeys: string[]; groupBy: string[]; query: string }
-interface EventQuery { search: string; groupBy: string[]; query: string }
+interface MetricUse {
+  metric: string;
+  tagKeys: string[];
+  groupBy: string[];
+  query: string;
+}
+interface EventQuery {
+  search: string;
+  groupBy: string[];
+  query: string;
+}
 
 /** Every `{...}` in a metric query belongs to a metric scope or its `by {...}`; each is parsed, none is skipped. */
 function parseMetricQuery(query: string, templateVars: Map<string, string>): MetricUse[] {
@@ -120,7 +129,10 @@ function parseMetricQuery(query: string, templateVars: Map<string, string>): Met
     const [, metric = '', filter = '', by] = match;
     consumed += by === undefined ? 1 : 2;
     const tagKeys: string[] = [];
-    for (const raw of filter.split(',').map((part) => part.trim()).filter(Boolean)) {
+    for (const raw of filter
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean)) {
       if (raw === '*') continue;
       const item = raw.replace(/^!/, '');
       if (item.startsWith('$')) {
@@ -131,7 +143,13 @@ function parseMetricQuery(query: string, templateVars: Map<string, string>): Met
         tagKeys.push(tagKey(item));
       }
     }
-    const groupBy = by === undefined ? [] : by.split(',').map((part) => part.trim()).filter(Boolean);
+    const groupBy =
+      by === undefined
+        ? []
+        : by
+            .split(',')
+            .map((part) => part.trim())
+            .filter(Boolean);
     uses.push({ metric, tagKeys, groupBy, query });
   }
   const braces = query.match(/\{[^}]*\}/g) ?? [];
@@ -154,7 +172,13 @@ interface Dashboard {
   widgets: Array<{ definition: { type: string; title?: string } }>;
   template_variables?: Array<{ name: string; prefix: string }>;
 }
-interface Monitor { name: string; type: string; query: string; message: string; options: Record<string, unknown> }
+interface Monitor {
+  name: string;
+  type: string;
+  query: string;
+  message: string;
+  options: Record<string, unknown>;
+}
 
 const dashboard = readJson('datadog/dashboard.json') as Dashboard;
 const monitors = readJson('datadog/monitors.json') as Monitor[];
@@ -166,7 +190,8 @@ function dashboardQueries(): { metricUses: MetricUse[]; eventQueries: EventQuery
   walk(dashboard, (node) => {
     if (node.data_source === 'metrics' && typeof node.query === 'string') metricUses.push(...parseMetricQuery(node.query, templateVars));
     if (typeof node.q === 'string') metricUses.push(...parseMetricQuery(node.q, templateVars));
-    if (node.data_source === 'event_stream' && typeof node.query_string === 'string') eventQueries.push({ search: node.query_string, groupBy: [], query: node.query_string });
+    if (node.data_source === 'event_stream' && typeof node.query_string === 'string')
+      eventQueries.push({ search: node.query_string, groupBy: [], query: node.query_string });
   });
   return { metricUses, eventQueries };
 }
@@ -200,7 +225,10 @@ function expectEmitted(use: MetricUse): void {
 /** Event search terms: `source:` must be the source type name we send, other keys real event tags. */
 function expectEventQuery(query: EventQuery): void {
   const terms = query.search.split(/\s+/).filter(Boolean);
-  expect(terms.some((term) => term.startsWith('source:')), `${query.query} selects the plugin's events by source`).toBe(true);
+  expect(
+    terms.some((term) => term.startsWith('source:')),
+    `${query.query} selects the plugin's events by source`,
+  ).toBe(true);
   for (const term of terms) {
     if (term.startsWith('$')) {
       const prefix = templateVars.get(term.slice(1));
@@ -245,7 +273,9 @@ describe('datadog/dashboard.json', () => {
     const groups = (metric: string) => metricUses.filter((u) => u.metric === metric).flatMap((u) => u.groupBy);
     expect(groups('tripwire.bypasses')).toEqual(expect.arrayContaining(['callsite', 'operation', 'baselined']));
     // Known vs new: new call sites on their own, by call site.
-    expect(metricUses.some((u) => u.metric === 'tripwire.bypasses' && u.query.includes('baselined:false') && u.groupBy.includes('callsite'))).toBe(true);
+    expect(
+      metricUses.some((u) => u.metric === 'tripwire.bypasses' && u.query.includes('baselined:false') && u.groupBy.includes('callsite')),
+    ).toBe(true);
     expect(eventQueries.some((q) => q.search.split(/\s+/).includes('baselined:false'))).toBe(true);
     expect(groups('tripwire.watching')).toContain('model');
     expect(groups('tripwire.errors')).toContain('reason');
@@ -284,7 +314,9 @@ describe('datadog/monitors.json', () => {
     const event = monitors.find((m) => m.type === 'event-v2 alert');
     expect(event, 'the event monitor').toBeDefined();
     expect(event!.query).toMatch(/^events\("source:mongoose-tripwire baselined:false"\)\.rollup\("count"\)/);
-    expect(monitors.filter((m) => /tripwire\.bypasses|events\(/.test(m.query)).every((m) => m.query.includes('baselined:false'))).toBe(true);
+    expect(monitors.filter((m) => /tripwire\.bypasses|events\(/.test(m.query)).every((m) => m.query.includes('baselined:false'))).toBe(
+      true,
+    );
     expect(event!.message).toContain('@slack-auth-alerts');
     for (const monitor of monitors) expect(monitor.message, monitor.name).toMatch(/@slack-[\w-]+/);
   });

@@ -3,18 +3,18 @@
  * UDP datagrams received by a local socket and checked by the strict parser.
  */
 import StatsD from 'hot-shots';
-import mongoose from 'mongoose';
+import type mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { close, flush } from '../src/index.js';
 import { tripwire } from '../src/plugin.js';
-import type { BypassReport, TripwireOptions } from '../src/types.js';
 import type { ParsedDatagram } from '../src/report/dogstatsd.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
-import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
+import * as auth from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as nonAscii from './fixtures/app/légacy/jetons-été.mjs';
 // @ts-expect-error plain ESM fixtures without types
-import * as auth from './fixtures/app/auth/writes.mjs';
+import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
@@ -29,7 +29,10 @@ let modelCount = 0;
 const suite = listenerSuite(() => connect('datadog'));
 
 /** A fresh AccessToken-like model with the plugin pointed at the local listener. */
-async function tokenModel(options: Partial<TripwireOptions> = {}, configure?: (schema: mongoose.Schema) => void): Promise<{ T: Model; reports: BypassReport[] }> {
+async function tokenModel(
+  options: Partial<TripwireOptions> = {},
+  configure?: (schema: mongoose.Schema) => void,
+): Promise<{ T: Model; reports: BypassReport[] }> {
   const reports: BypassReport[] = [];
   const schema = tokenSchema() as mongoose.Schema;
   configure?.(schema);
@@ -68,7 +71,15 @@ describe('the DogStatsD event', () => {
     expect(text).toContain(`légacy/jetons-été.mjs:${line}:`);
     expect(text).toContain('发放令牌');
     expect(event).toMatchObject({ alertType: 'warning', aggregationKey: expect.stringMatching(/^[0-9a-f]{16}$/) });
-    expect(event!.tags).toEqual(expect.arrayContaining([`model:${T.modelName}`, 'operation:create', 'kind:create', `callsite:légacy/jetons-été.mjs:${line}`, 'team:auth']));
+    expect(event!.tags).toEqual(
+      expect.arrayContaining([
+        `model:${T.modelName}`,
+        'operation:create',
+        'kind:create',
+        `callsite:légacy/jetons-été.mjs:${line}`,
+        'team:auth',
+      ]),
+    );
     expect(JSON.stringify(suite.listener.datagrams)).not.toContain('tok_secret_value_1');
   });
 
@@ -94,7 +105,8 @@ describe('the DogStatsD event', () => {
 
   it('fits a 300-frame trace into one datagram, cutting the far end and keeping head and tail', async () => {
     const { T } = await tokenModel({ maxFrames: 400 });
-    const recurse = (depth: number): Promise<unknown> => (depth === 0 ? nonAscii.发放令牌(T, `tok_deep_${Date.now()}`) : recurse(depth - 1));
+    const recurse = (depth: number): Promise<unknown> =>
+      depth === 0 ? nonAscii.发放令牌(T, `tok_deep_${Date.now()}`) : recurse(depth - 1);
     await recurse(300);
     await suite.listener.waitFor(() => events().length === 1);
     const text = events()[0]!.text;
@@ -108,7 +120,8 @@ describe('the DogStatsD event', () => {
 describe('rate limit and counters', () => {
   it('sends one event per call site for 1 000 rogue writes from 3 sites, counts every write exactly', async () => {
     const { T, reports } = await tokenModel();
-    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_rate' })) as { _id: unknown })._id }; // seeded by the approved module
+    // seeded by the approved module
+    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_rate' })) as { _id: unknown })._id };
     await Promise.all(Array.from({ length: 1000 }, (_, i) => nonAscii.sites[i % 3](T, doc.insertedId)));
     await waitFor(() => reports.length >= 1000, '1 000 reports');
     flush();
@@ -124,13 +137,20 @@ describe('rate limit and counters', () => {
     expect(new Set(events().map((e) => e.aggregationKey)).size).toBe(3);
     // The next event sent for a site says how many were held back.
     expect(reports.filter((r) => r.suppressed > 0)).toEqual([]);
-    expect(suite.listener.datagrams.filter((d) => d.type === 'metric').every((d) => d.tags.includes(`model:${name}`) || d.tags.some((t) => t.startsWith('reason:')))).toBe(true);
+    expect(
+      suite.listener.datagrams
+        .filter((d) => d.type === 'metric')
+        .every((d) => d.tags.includes(`model:${name}`) || d.tags.some((t) => t.startsWith('reason:'))),
+    ).toBe(true);
   });
 
   it('reports the suppressed count on the next event a call site is allowed', async () => {
     // A 1 s window: five writes in a row fit in it even on a loaded machine.
-    const { T, reports } = await tokenModel({ rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } } });
-    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_next' })) as { _id: unknown })._id }; // seeded by the approved module
+    const { T, reports } = await tokenModel({
+      rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } },
+    });
+    // seeded by the approved module
+    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_next' })) as { _id: unknown })._id };
     for (let i = 0; i < 5; i++) await nonAscii.sites[0](T, doc.insertedId);
     await new Promise((resolve) => setTimeout(resolve, 1_100)); // the call site's rate-limit window passes: what is tested
     await nonAscii.sites[0](T, doc.insertedId);
@@ -145,12 +165,16 @@ describe('rate limit and counters', () => {
     // stays held back even if its call site's token came back before it completed.
     let slow = false;
     // The second write must be called within the window (1 s: room for a loaded machine) and complete after it (1.2 s).
-    const { T } = await tokenModel({ onBypass: undefined, rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } } }, (schema) => {
-      schema.pre('updateOne', async () => {
-        if (slow) await new Promise((resolve) => setTimeout(resolve, 1_200));
-      });
-    });
-    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_held' })) as { _id: unknown })._id }; // seeded by the approved module
+    const { T } = await tokenModel(
+      { onBypass: undefined, rateLimit: { perCallSite: { events: 1, intervalMs: 1_000 }, global: { events: 100, intervalMs: 1000 } } },
+      (schema) => {
+        schema.pre('updateOne', async () => {
+          if (slow) await new Promise((resolve) => setTimeout(resolve, 1_200));
+        });
+      },
+    );
+    // seeded by the approved module
+    const doc = { insertedId: ((await auth.writes['Model.create(single)'](T, { token: () => 'tok_held' })) as { _id: unknown })._id };
     const nest = (depth: number): Promise<unknown> => (depth === 0 ? nonAscii.sites[0](T, doc.insertedId) : nest(depth - 1));
     for (const step of ['sent', 'called while spent, completes after the window', 'sent']) {
       slow = step.startsWith('called');
@@ -175,14 +199,25 @@ describe('rate limit and counters', () => {
   it('holds back on call only what is known spent: another model through the same line still gets its event', async () => {
     // One registration, two models, one call site: each model's writes have their own rate-limit key.
     const schema = tokenSchema() as mongoose.Schema;
-    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port } });
+    schema.plugin(tripwire, {
+      approved: ['auth/**'],
+      root: fixtureDir as string,
+      statsd: { host: '127.0.0.1', port: suite.listener.port },
+    });
     const A = suite.connection.model(`DdShared${++modelCount}`, schema) as unknown as Model;
     const B = suite.connection.model(`DdShared${++modelCount}`, schema) as unknown as Model;
     await Promise.all([A.init(), B.init()]);
-    const seed = async (M: Model, token: string) => ({ insertedId: ((await auth.writes['Model.create(single)'](M, { token: () => token })) as { _id: unknown })._id });
+    const seed = async (M: Model, token: string) => ({
+      insertedId: ((await auth.writes['Model.create(single)'](M, { token: () => token })) as { _id: unknown })._id,
+    });
     const a = await seed(A, 'tok_shared_a'); // seeded by the approved module
     const b = await seed(B, 'tok_shared_b');
-    for (const [M, id] of [[A, a.insertedId], [A, a.insertedId], [A, a.insertedId], [B, b.insertedId]] as const) {
+    for (const [M, id] of [
+      [A, a.insertedId],
+      [A, a.insertedId],
+      [A, a.insertedId],
+      [B, b.insertedId],
+    ] as const) {
       await nonAscii.sites[1](M, id);
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -204,7 +239,10 @@ describe('rate limit and counters', () => {
 describe('faults are visible, never thrown', () => {
   it('a DNS failure for the agent host is reported once and the write succeeds', async () => {
     const faults: Error[] = [];
-    const { T } = await tokenModel({ statsd: { host: 'no-such-agent.invalid', port: 8125, maxBufferSize: 0 }, onError: (e) => void faults.push(e) });
+    const { T } = await tokenModel({
+      statsd: { host: 'no-such-agent.invalid', port: 8125, maxBufferSize: 0 },
+      onError: (e) => void faults.push(e),
+    });
     const created = await nonAscii.发放令牌(T, 'tok_dns');
     expect(created).toBeTruthy();
     await expect.poll(() => faults.length, { timeout: 5_000 }).toBeGreaterThan(0);
@@ -212,4 +250,3 @@ describe('faults are visible, never thrown', () => {
     expect(await T.countDocuments({ token: 'tok_dns' })).toBe(1);
   });
 });
-

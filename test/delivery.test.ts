@@ -6,16 +6,16 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import mongoose from 'mongoose';
+import type mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { close, flush } from '../src/index.js';
 import { tripwire } from '../src/plugin.js';
-import type { BypassReport, TripwireOptions } from '../src/types.js';
 import type { ParsedDatagram } from '../src/report/dogstatsd.js';
-// @ts-expect-error plain ESM fixtures without types
-import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
@@ -30,15 +30,25 @@ const suite = listenerSuite(() => connect('delivery'));
 const SCRIPT = join(fixtureDir as string, 'scripts', 'admin-script.mjs');
 const DIST = join(process.cwd(), 'dist', 'index.js');
 
-interface Run { code: number | null; stdout: string; stderr: string; ms: number }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
 
 function runScript(ending: string, host = '127.0.0.1'): Promise<Run> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [SCRIPT, DIST, ending, host], { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 45_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null) : 0;
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
+    execFile(
+      process.execPath,
+      [SCRIPT, DIST, ending, host],
+      { env: { ...process.env, TRIPWIRE_PORT: String(suite.listener.port) }, timeout: 45_000 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : null) : 0;
+        resolve({ code, stdout, stderr, ms: Date.now() - started });
+      },
+    );
   });
 }
 
@@ -47,7 +57,11 @@ const counterSum = (name: string, tag?: string) =>
   suite.listener.datagrams
     .filter((d) => d.type === 'metric' && d.name === name && (!tag || d.tags.includes(tag)))
     .reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0);
-const printed = (stdout: string) => stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, string>);
+const printed = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, string>);
 
 describe('a short script delivers, however it ends', () => {
   const first = `scripts/admin-script.mjs:${siteLine('scripts/admin-script.mjs', 'first') as number}`;
@@ -59,13 +73,24 @@ describe('a short script delivers, however it ends', () => {
       const explain = `exit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
       expect(run.code, explain).toBe(0);
       const sites = ending === 'two-close' ? [first, second] : [first];
-      await suite.listener.waitFor(() => events().length === sites.length && counterSum('tripwire.bypasses') === sites.length && counterSum('tripwire.watching') > 0);
+      await suite.listener.waitFor(
+        () => events().length === sites.length && counterSum('tripwire.bypasses') === sites.length && counterSum('tripwire.watching') > 0,
+      );
       expect(suite.listener.malformed).toEqual([]);
-      expect(events().map((e) => e.title)).toEqual(sites.map((site, i) => `Rogue write: AccessToken.${i === 0 ? 'updateMany' : 'deleteMany'} from ${site}`));
+      expect(events().map((e) => e.title)).toEqual(
+        sites.map((site, i) => `Rogue write: AccessToken.${i === 0 ? 'updateMany' : 'deleteMany'} from ${site}`),
+      );
       for (const site of sites) expect(counterSum('tripwire.bypasses', `callsite:${site}`)).toBe(1);
       expect(counterSum('tripwire.writes', 'approved:false')).toBe(sites.length);
-      expect(printed(run.stdout).filter((line) => line.onBypass).map((line) => line.onBypass!.replace(/:\d+$/, ''))).toEqual(sites);
-      expect(printed(run.stdout).filter((line) => line.onError), explain).toEqual([]);
+      expect(
+        printed(run.stdout)
+          .filter((line) => line.onBypass)
+          .map((line) => line.onBypass!.replace(/:\d+$/, '')),
+      ).toEqual(sites);
+      expect(
+        printed(run.stdout).filter((line) => line.onError),
+        explain,
+      ).toEqual([]);
       // Nothing is kept alive: the script ends as soon as its own work is done.
       expect(run.ms).toBeLessThan(10_000);
     });
@@ -74,22 +99,40 @@ describe('a short script delivers, however it ends', () => {
   it('ends (and says why) when the agent host does not resolve: the end-of-process flush is bounded', async () => {
     const run = await runScript('natural', 'no-such-agent.invalid');
     expect(run.code, run.stderr).toBe(0);
-    expect(printed(run.stdout).map((line) => line.onError ?? '').join('\n')).toMatch(/could not send to DogStatsD/);
+    expect(
+      printed(run.stdout)
+        .map((line) => line.onError ?? '')
+        .join('\n'),
+    ).toMatch(/could not send to DogStatsD/);
   });
 });
 
 describe("the checklist's rogue-write script (examples/rogue-write-check)", () => {
   it('delivers its event and counters to the agent named by DD_AGENT_HOST / DD_DOGSTATSD_PORT', async () => {
     const script = join(process.cwd(), 'examples', 'rogue-write-check', 'check.mjs');
-    const line = readFileSync(script, 'utf8').split('\n').findIndex((l) => l.trimEnd().endsWith('// @site deliberate-rogue-write')) + 1;
+    const line =
+      readFileSync(script, 'utf8')
+        .split('\n')
+        .findIndex((l) => l.trimEnd().endsWith('// @site deliberate-rogue-write')) + 1;
     expect(line).toBeGreaterThan(0);
     const run = await new Promise<Run>((resolve) => {
       const started = Date.now();
-      execFile(process.execPath, [script], {
-        cwd: join(process.cwd(), 'examples', 'rogue-write-check'),
-        env: { ...process.env, DD_AGENT_HOST: '127.0.0.1', DD_DOGSTATSD_PORT: String(suite.listener.port), TRIPWIRE_NOTIFY: '@slack-auth-alerts', TRIPWIRE_CHECK_DB: `rogue_write_check_${process.pid}` },
-        timeout: 45_000,
-      }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr, ms: Date.now() - started }));
+      execFile(
+        process.execPath,
+        [script],
+        {
+          cwd: join(process.cwd(), 'examples', 'rogue-write-check'),
+          env: {
+            ...process.env,
+            DD_AGENT_HOST: '127.0.0.1',
+            DD_DOGSTATSD_PORT: String(suite.listener.port),
+            TRIPWIRE_NOTIFY: '@slack-auth-alerts',
+            TRIPWIRE_CHECK_DB: `rogue_write_check_${process.pid}`,
+          },
+          timeout: 45_000,
+        },
+        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr, ms: Date.now() - started }),
+      );
     });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`sent: one rogue-write event and its counters to udp://127.0.0.1:${suite.listener.port}`);
@@ -137,7 +180,10 @@ describe('flush() and close()', () => {
     await Promise.all([rogueCreate(T, ctx()), rogueCreate(T, ctx()), rogueUpdate(T, ctx())]);
     await close();
     expect(reports).toHaveLength(3);
-    await suite.listener.waitFor(() => events().length === 3 && counterSum('tripwire.bypasses') === 3 && counterSum('tripwire.writes') === 3, 500);
+    await suite.listener.waitFor(
+      () => events().length === 3 && counterSum('tripwire.bypasses') === 3 && counterSum('tripwire.writes') === 3,
+      500,
+    );
   });
 
   it('flush() with nothing pending resolves at once, and twice in a row sends each counter once', async () => {

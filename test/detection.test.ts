@@ -7,16 +7,16 @@ import mongoose, { type Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RogueWriteError, TripwireConfigError } from '../src/errors.js';
 import { tripwire } from '../src/plugin.js';
-import { verify } from '../src/verify.js';
 import type { BypassReport } from '../src/types.js';
-// @ts-expect-error plain ESM fixtures without types
-import { fixtureDir, openMatrix, siteLine } from './fixtures/app/matrix.mjs';
+import { verify } from '../src/verify.js';
 // @ts-expect-error plain ESM fixtures without types
 import * as auth from './fixtures/app/auth/service.mjs';
 // @ts-expect-error plain ESM fixtures without types
+import * as jobs from './fixtures/app/jobs/cleanup.mjs';
+// @ts-expect-error plain ESM fixtures without types
 import * as legacy from './fixtures/app/legacy/handlers.mjs';
 // @ts-expect-error plain ESM fixtures without types
-import * as jobs from './fixtures/app/jobs/cleanup.mjs';
+import { fixtureDir, openMatrix, siteLine } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
@@ -61,9 +61,14 @@ describe('shared helpers, timers and callbacks', () => {
   it('reports the same pass-through helper reached from legacy code at the legacy caller, with the helper in the trace', async () => {
     const T = m.models.AccessToken;
     const [report] = await reportsOf(() => legacy.legacyLogin(T, m.token()));
-    expect(report?.callSite).toMatchObject({ file: fixture('legacy/handlers.mjs'), line: siteLine('legacy/handlers.mjs', 'legacy.legacyLogin') });
+    expect(report?.callSite).toMatchObject({
+      file: fixture('legacy/handlers.mjs'),
+      line: siteLine('legacy/handlers.mjs', 'legacy.legacyLogin'),
+    });
     expect(report?.location).toMatch(/^legacy\/handlers\.mjs:/);
-    expect(report?.stack.map((frame) => `${frame.file}:${frame.line}`)).toContain(`${fixture('shared/repo.mjs')}:${siteLine('shared/repo.mjs', 'repo.issueToken')}`);
+    expect(report?.stack.map((frame) => `${frame.file}:${frame.line}`)).toContain(
+      `${fixture('shared/repo.mjs')}:${siteLine('shared/repo.mjs', 'repo.issueToken')}`,
+    );
     const doc = await T.findOne({}).orFail();
     const [revoke] = await reportsOf(() => legacy.legacyLogout(T, doc._id));
     expect(revoke).toMatchObject({ operation: 'deleteOne', kind: 'delete' });
@@ -72,8 +77,13 @@ describe('shared helpers, timers and callbacks', () => {
 
   it('reports a token issued from a nextTick callback (the native-app refresh flow) and a delete from a timer job', async () => {
     const T = m.models.AccessToken;
-    const [refresh] = await reportsOf(() => new Promise<void>((resolve, reject) => legacy.nativeAppRefresh(T, m.token(), (e?: Error) => (e ? reject(e) : resolve()))));
-    expect(refresh?.callSite).toMatchObject({ file: fixture('legacy/handlers.mjs'), line: siteLine('legacy/handlers.mjs', 'legacy.nativeAppRefresh') });
+    const [refresh] = await reportsOf(
+      () => new Promise<void>((resolve, reject) => legacy.nativeAppRefresh(T, m.token(), (e?: Error) => (e ? reject(e) : resolve()))),
+    );
+    expect(refresh?.callSite).toMatchObject({
+      file: fixture('legacy/handlers.mjs'),
+      line: siteLine('legacy/handlers.mjs', 'legacy.nativeAppRefresh'),
+    });
     expect(refresh).toMatchObject({ operation: 'save', kind: 'create' });
     const [cleanup] = await reportsOf(() => jobs.scheduleCleanup(T));
     expect(cleanup?.callSite).toMatchObject({ file: fixture('jobs/cleanup.mjs'), line: siteLine('jobs/cleanup.mjs', 'jobs.cleanup') });
@@ -143,7 +153,14 @@ describe('registration', () => {
   it('with mongoose.plugin and collections, watches every model on a watched collection, whatever its name or connection', async () => {
     const instance = new mongoose.Mongoose();
     const reports: BypassReport[] = [];
-    instance.plugin(tripwire, { collections: ['sharedtokens', 'typo_tokens'], approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (r: BypassReport) => void reports.push(r), onError: () => undefined });
+    instance.plugin(tripwire, {
+      collections: ['sharedtokens', 'typo_tokens'],
+      approved: ['auth/**'],
+      root: fixtureDir as string,
+      statsd: false,
+      onBypass: (r: BypassReport) => void reports.push(r),
+      onError: () => undefined,
+    });
     const conn = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `collections_${process.pid}` }).asPromise();
     const other = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `collections2_${process.pid}` }).asPromise();
     try {
@@ -156,7 +173,11 @@ describe('registration', () => {
       await Elsewhere.create({ token: 'b' });
       await Unwatched.create({ token: 'c' });
       await m.settle();
-      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['SharedToken.create', 'LegacyToken.updateMany', 'OtherConnToken.create']);
+      expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual([
+        'SharedToken.create',
+        'LegacyToken.updateMany',
+        'OtherConnToken.create',
+      ]);
       const registration = verify().registrations.find((r) => r.models.some((model) => model.model === 'LegacyToken'))!;
       expect(registration.collectionsNeverCompiled).toEqual(['typo_tokens']);
     } finally {
@@ -168,7 +189,13 @@ describe('registration', () => {
   it('with mongoose.plugin and models, watches only the named models and shares one registration', async () => {
     const instance = new mongoose.Mongoose();
     const reports: BypassReport[] = [];
-    instance.plugin(tripwire, { models: ['GlobalToken'], approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (r: BypassReport) => void reports.push(r) });
+    instance.plugin(tripwire, {
+      models: ['GlobalToken'],
+      approved: ['auth/**'],
+      root: fixtureDir as string,
+      statsd: false,
+      onBypass: (r: BypassReport) => void reports.push(r),
+    });
     const conn = await instance.createConnection(process.env.MONGODB_URI!, { dbName: `global_${process.pid}` }).asPromise();
     try {
       const Token = conn.model('GlobalToken', new instance.Schema({ token: String, nested: new instance.Schema({ a: String }) }));
@@ -196,7 +223,14 @@ describe('batches that fail part-way', () => {
       ['collection.insertMany', () => legacy.rawInsertSome(T, [m.token(), taken, m.token()]), 2],
     ];
     for (const [operation, run, landed] of cases) {
-      const reports = await reportsOf(() => run().then(() => { throw new Error(`${operation} should have failed`); }, (error: { code?: number }) => expect(error.code).toBe(11000)));
+      const reports = await reportsOf(() =>
+        run().then(
+          () => {
+            throw new Error(`${operation} should have failed`);
+          },
+          (error: { code?: number }) => expect(error.code).toBe(11000),
+        ),
+      );
       expect(reports, operation).toHaveLength(1);
       expect(reports[0]).toMatchObject({ operation, outcome: { inserted: landed } });
       expect(reports[0]!.callSite.file).toBe(fixture('legacy/handlers.mjs'));
@@ -215,7 +249,11 @@ describe('discriminators', () => {
     await Service.updateOne({ service: 'billing' }, { $set: { service: 'x' } });
     await Service.deleteMany({});
     await m.settle();
-    expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual(['ServiceToken.create', 'ServiceToken.updateOne', 'ServiceToken.deleteMany']);
+    expect(reports.map((r) => `${r.model}.${r.operation}`)).toEqual([
+      'ServiceToken.create',
+      'ServiceToken.updateOne',
+      'ServiceToken.deleteMany',
+    ]);
   });
 });
 
@@ -232,7 +270,9 @@ describe('throw mode', () => {
       expect(await T.countDocuments()).toBe(before);
       await expect(T.collection.insertOne({ token: t.token() })).rejects.toBeInstanceOf(RogueWriteError); // raw writes too
       // The driver's own collection object too, and a fixture loader would be refused unless approved.
-      await expect(conn.db!.collection(T.collection.collectionName).insertOne({ token: t.token() })).rejects.toBeInstanceOf(RogueWriteError);
+      await expect(conn.db!.collection(T.collection.collectionName).insertOne({ token: t.token() })).rejects.toBeInstanceOf(
+        RogueWriteError,
+      );
       const doc = { insertedId: (await auth.login(T, t.token()))._id };
       await expect(T.updateOne({ _id: doc.insertedId }, { $set: { user: 'x' } })).rejects.toBeInstanceOf(RogueWriteError);
       await expect(T.deleteMany({})).rejects.toBeInstanceOf(RogueWriteError);

@@ -13,10 +13,23 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 const README_MAX_BYTES = 15_000;
 /** Languages whose samples are type-checked, and the extension each is checked as. */
-const CHECKED: Readonly<Record<string, string>> = { ts: '.ts', typescript: '.ts', js: '.mjs', javascript: '.mjs', mjs: '.mjs', cjs: '.cjs' };
+const CHECKED: Readonly<Record<string, string>> = {
+  ts: '.ts',
+  typescript: '.ts',
+  js: '.mjs',
+  javascript: '.mjs',
+  mjs: '.mjs',
+  cjs: '.cjs',
+};
 const NOT_CHECKED = /^<!--\s*not-checked:\s*\S.*-->$/;
 
-const docs = ['README.md', ...readdirSync(join(projectRoot, 'docs')).filter((name) => name.endsWith('.md')).sort().map((name) => `docs/${name}`)];
+const docs = [
+  'README.md',
+  ...readdirSync(join(projectRoot, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .sort()
+    .map((name) => `docs/${name}`),
+];
 const textOf = (doc: string): string => readFileSync(join(projectRoot, doc), 'utf8');
 
 interface Sample {
@@ -39,7 +52,8 @@ function samplesOf(doc: string): Sample[] {
     const [, indent = '', fence = '', lang = ''] = open;
     const body: string[] = [];
     let j = i + 1;
-    for (; j < lines.length && !lines[j]!.trimStart().startsWith(fence); j++) body.push(lines[j]!.startsWith(indent) ? lines[j]!.slice(indent.length) : lines[j]!);
+    for (; j < lines.length && !lines[j]!.trimStart().startsWith(fence); j++)
+      body.push(lines[j]!.startsWith(indent) ? lines[j]!.slice(indent.length) : lines[j]!);
     if (j === lines.length) throw new Error(`${doc}:${i + 1}: a code block is never closed`);
     const before = lines[i - 1]?.trim() ?? '';
     const sample: Sample = { doc, line: i + 1, lang: lang.toLowerCase(), code: body.join('\n') };
@@ -58,7 +72,12 @@ const name = (sample: Sample): string => `${sample.doc}:${sample.line} (${sample
 
 /** Wrong on purpose: the check must find an error in each, or it checks nothing. */
 const CANARIES: Sample[] = [
-  { doc: 'canary', line: 1, lang: 'ts', code: "import { tripwire } from 'mongoose-tripwire';\nconst mode: 'report' = 'throw';\nvoid tripwire; void mode;" },
+  {
+    doc: 'canary',
+    line: 1,
+    lang: 'ts',
+    code: "import { tripwire } from 'mongoose-tripwire';\nconst mode: 'report' = 'throw';\nvoid tripwire; void mode;",
+  },
   { doc: 'canary', line: 2, lang: 'js', code: "import { verify } from 'mongoose-tripwire';\nconst ok = verify().okay;\nvoid ok;" },
   { doc: 'canary', line: 3, lang: 'ts', code: "import { notExported } from 'mongoose-tripwire';\nvoid notExported;" },
 ];
@@ -72,7 +91,14 @@ describe('code samples in README.md and docs/', () => {
     const config = ts.readConfigFile(configPath, (path) => ts.sys.readFile(path));
     if (config.error) throw new Error(ts.flattenDiagnosticMessageText(config.error.messageText, '\n'));
     const parsed = ts.parseJsonConfigFileContent(config.config, ts.sys, projectRoot, undefined, configPath);
-    const options: ts.CompilerOptions = { ...parsed.options, noEmit: true, allowJs: true, checkJs: true, declaration: false, sourceMap: false };
+    const options: ts.CompilerOptions = {
+      ...parsed.options,
+      noEmit: true,
+      allowJs: true,
+      checkJs: true,
+      declaration: false,
+      sourceMap: false,
+    };
 
     // Each sample is a module of its own, as a file in the project (so `mongoose` resolves from node_modules).
     const virtual = new Map([...checked, ...CANARIES].map((sample) => [fileOf(sample), `${sample.code}\nexport {};\n`]));
@@ -82,7 +108,9 @@ describe('code samples in README.md and docs/', () => {
     host.readFile = (file) => virtual.get(file) ?? readFile.call(host, file);
     host.getSourceFile = (file, language, onError, shouldCreate) => {
       const text = virtual.get(file);
-      return text === undefined ? getSourceFile.call(host, file, language, onError, shouldCreate) : ts.createSourceFile(file, text, language, true);
+      return text === undefined
+        ? getSourceFile.call(host, file, language, onError, shouldCreate)
+        : ts.createSourceFile(file, text, language, true);
     };
     const program = ts.createProgram([...virtual.keys()], options, host);
 
@@ -92,10 +120,13 @@ describe('code samples in README.md and docs/', () => {
     for (const file of virtual.keys()) {
       const source = program.getSourceFile(file)!;
       const found = [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)];
-      diagnostics.set(file, found.map((d) => {
-        const { line } = d.start === undefined ? { line: -1 } : source.getLineAndCharacterOfPosition(d.start);
-        return `sample line ${line + 1}: TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-      }));
+      diagnostics.set(
+        file,
+        found.map((d) => {
+          const { line } = d.start === undefined ? { line: -1 } : source.getLineAndCharacterOfPosition(d.start);
+          return `sample line ${line + 1}: TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+        }),
+      );
     }
   }, 120_000);
 
@@ -131,7 +162,10 @@ describe('code samples in README.md and docs/', () => {
 function headingSlugs(markdown: string): Set<string> {
   const slugs = new Set<string>();
   for (const [, heading = ''] of markdown.replace(/^\s*```[\s\S]*?^\s*```/gm, '').matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    const base = heading.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+    const base = heading
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-');
     let slug = base;
     for (let n = 1; slugs.has(slug); n++) slug = `${base}-${n}`;
     slugs.add(slug);
@@ -156,11 +190,16 @@ describe('the README and docs/ as a reader finds them', () => {
     const broken: string[] = [];
     let anchors = 0;
     for (const doc of docs) {
-      for (const [, target = ''] of textOf(doc).replace(/^\s*```[\s\S]*?^\s*```/gm, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+      for (const [, target = ''] of textOf(doc)
+        .replace(/^\s*```[\s\S]*?^\s*```/gm, '')
+        .matchAll(/\]\(([^)\s]+)\)/g)) {
         if (/^[a-z]+:/i.test(target)) continue; // https:, mailto: — checked on the installed package by packaging.test.ts
         const [path = '', fragment] = target.split('#');
         const file = path === '' ? doc : join(dirname(doc), path);
-        if (!existsSync(join(projectRoot, file))) { broken.push(`${doc}: ${target} (no such file)`); continue; }
+        if (!existsSync(join(projectRoot, file))) {
+          broken.push(`${doc}: ${target} (no such file)`);
+          continue;
+        }
         if (fragment === undefined) continue;
         anchors++;
         if (!file.endsWith('.md') || !headingSlugs(textOf(file)).has(fragment)) broken.push(`${doc}: ${target} (no such heading)`);

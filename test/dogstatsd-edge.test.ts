@@ -1,7 +1,16 @@
 /** Edge cases of the DogStatsD format: surrogate pairs, lone surrogates, random byte limits, parser refusals. */
 import { describe, expect, it } from 'vitest';
-import { formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeMetricName, sanitizeTag, utf8Bytes } from '../src/report/dogstatsd.js';
 import { DatagramError } from '../src/errors.js';
+import {
+  formatCount,
+  formatEvent,
+  formatGauge,
+  parseDatagram,
+  parsePacket,
+  sanitizeMetricName,
+  sanitizeTag,
+  utf8Bytes,
+} from '../src/report/dogstatsd.js';
 
 const event = (datagram: string) => {
   const parsed = parseDatagram(datagram);
@@ -11,9 +20,29 @@ const event = (datagram: string) => {
 
 describe('events (extra)', () => {
   it('round-trips every field of an ASCII event', () => {
-    const d = formatEvent({ title: 'Rogue write', text: 'body', dateHappened: new Date(1_700_000_000_999), hostname: 'h|1', aggregationKey: 'k', priority: 'low', sourceTypeName: 'mongoose-tripwire', alertType: 'warning' });
+    const d = formatEvent({
+      title: 'Rogue write',
+      text: 'body',
+      dateHappened: new Date(1_700_000_000_999),
+      hostname: 'h|1',
+      aggregationKey: 'k',
+      priority: 'low',
+      sourceTypeName: 'mongoose-tripwire',
+      alertType: 'warning',
+    });
     expect(d).toBe('_e{11,4}:Rogue write|body|d:1700000000|h:h_1|k:k|p:low|s:mongoose-tripwire|t:warning');
-    expect(parseDatagram(`${d}|#a:b,c`)).toEqual({ type: 'event', title: 'Rogue write', text: 'body', dateHappened: 1_700_000_000, hostname: 'h_1', aggregationKey: 'k', priority: 'low', sourceTypeName: 'mongoose-tripwire', alertType: 'warning', tags: ['a:b', 'c'] });
+    expect(parseDatagram(`${d}|#a:b,c`)).toEqual({
+      type: 'event',
+      title: 'Rogue write',
+      text: 'body',
+      dateHappened: 1_700_000_000,
+      hostname: 'h_1',
+      aggregationKey: 'k',
+      priority: 'low',
+      sourceTypeName: 'mongoose-tripwire',
+      alertType: 'warning',
+      tags: ['a:b', 'c'],
+    });
   });
 
   it('rejects the hot-shots (UTF-16) header for src/legacy/jetons-été.ts / 发放令牌 / 🔑', () => {
@@ -45,20 +74,25 @@ describe('events (extra)', () => {
   });
 
   it('cuts the head, keeping the tail, when no frame fits', () => {
-    const parsed = event(formatEvent({ title: 't', text: { head: 'é'.repeat(500), trace: ['a', 'b'], tail: 'END' } }, { maxDatagramBytes: 200 }));
+    const parsed = event(
+      formatEvent({ title: 't', text: { head: 'é'.repeat(500), trace: ['a', 'b'], tail: 'END' } }, { maxDatagramBytes: 200 }),
+    );
     expect(parsed.text).toMatch(/^é+…\n… 2 more frames\nEND$/);
   });
 
   it('throws for an impossible limit, naming it', () => {
-    expect(() => formatEvent({ title: 'title', text: { head: 'h', trace: [], tail: 'a long closing tail' } }, { maxDatagramBytes: 30 })).toThrow(/30 bytes/);
+    expect(() =>
+      formatEvent({ title: 'title', text: { head: 'h', trace: [], tail: 'a long closing tail' } }, { maxDatagramBytes: 30 }),
+    ).toThrow(/30 bytes/);
   });
 
   it('round-trips random unicode (surrogate pairs, lone surrogates, | \\n \\r) within the byte bound', () => {
     const pieces = ['a', ' ', '|', '\n', '\r', '\r\n', 'é', '令', '🔑', '𝄞', '\uD800', '\uDC00', '\\', '%'];
     let seed = 42;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) >>> 0) % n;
     const random = (n: number) => Array.from({ length: n }, () => pieces[rand(pieces.length)]).join('');
-    const fix = (s: string) => s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD').replaceAll('|', '¦');
+    const fix = (s: string) =>
+      s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD').replaceAll('|', '¦');
     for (let i = 0; i < 2000; i++) {
       const title = random(rand(90));
       const text = random(rand(300));
@@ -78,7 +112,14 @@ describe('events (extra)', () => {
 describe('metrics and parser (extra)', () => {
   it('formats and parses counters and gauges', () => {
     expect(formatCount('a.b', 2, 0.25)).toBe('a.b:2|c|@0.25');
-    expect(parseDatagram('a.b:2|c|@0.25|#x:y|c:ci-123')).toEqual({ type: 'metric', name: 'a.b', value: 2, metricType: 'c', sampleRate: 0.25, tags: ['x:y'] });
+    expect(parseDatagram('a.b:2|c|@0.25|#x:y|c:ci-123')).toEqual({
+      type: 'metric',
+      name: 'a.b',
+      value: 2,
+      metricType: 'c',
+      sampleRate: 0.25,
+      tags: ['x:y'],
+    });
     expect(parseDatagram(formatGauge('g', -1.5))).toEqual({ type: 'metric', name: 'g', value: -1.5, metricType: 'g', tags: [] });
     expect(() => formatGauge('g', Number.NaN)).toThrow(DatagramError);
     expect(sanitizeMetricName('tripwire.écrit-s')).toBe('tripwire.__crit_s'.replace('__', '_'));
@@ -90,12 +131,26 @@ describe('metrics and parser (extra)', () => {
     expect(sanitizeTag('a\r\nb')).toBe('a__b');
   });
 
-  it.each(['', 'x:1|zz', 'x:Infinity|c', ':1|c', 'x:1|c|@2', 'x:1|c|#a|@0.5', '_e{1,1}:a|b|#t|h:x', '_e{1,1}:a|b|d:1.5', '_e{1,1}:a|b|p:high', '_e{1,1}:a|b|k:1|k:2'])('rejects %j', (d) => {
+  it.each([
+    '',
+    'x:1|zz',
+    'x:Infinity|c',
+    ':1|c',
+    'x:1|c|@2',
+    'x:1|c|#a|@0.5',
+    '_e{1,1}:a|b|#t|h:x',
+    '_e{1,1}:a|b|d:1.5',
+    '_e{1,1}:a|b|p:high',
+    '_e{1,1}:a|b|k:1|k:2',
+  ])('rejects %j', (d) => {
     expect(() => parseDatagram(d)).toThrow(DatagramError);
   });
 
   it('splits packets and reports which datagram is bad', () => {
-    expect(parsePacket('_sc|svc|0\na:1|c|#t\n')).toEqual([{ type: 'service_check', raw: '_sc|svc|0' }, { type: 'metric', name: 'a', value: 1, metricType: 'c', tags: ['t'] }]);
+    expect(parsePacket('_sc|svc|0\na:1|c|#t\n')).toEqual([
+      { type: 'service_check', raw: '_sc|svc|0' },
+      { type: 'metric', name: 'a', value: 1, metricType: 'c', tags: ['t'] },
+    ]);
     expect(() => parsePacket('a:1|c\n\nb:1|c')).toThrow(/datagram 2 of 3/);
   });
 });

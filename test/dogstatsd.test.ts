@@ -1,7 +1,7 @@
 /** Every datagram format we emit round-trips through the strict parser, at every size. */
 import { describe, expect, it } from 'vitest';
-import { formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeTag, utf8Bytes } from '../src/report/dogstatsd.js';
 import { DatagramError } from '../src/errors.js';
+import { formatCount, formatEvent, formatGauge, parseDatagram, parsePacket, sanitizeTag, utf8Bytes } from '../src/report/dogstatsd.js';
 
 const event = (datagram: string) => {
   const parsed = parseDatagram(datagram);
@@ -34,7 +34,10 @@ describe('events', () => {
 
   it('cut a long trace from its far end, keeping head and tail, within the byte limit', () => {
     const trace = Array.from({ length: 500 }, (_, i) => `src/deep/module-${i}.ts:${i}:7 handler${i}`);
-    const datagram = formatEvent({ title: 't', text: { head: '%%%\n@slack-x\nsummary', trace, tail: '```\n%%%' } }, { maxDatagramBytes: 8192 });
+    const datagram = formatEvent(
+      { title: 't', text: { head: '%%%\n@slack-x\nsummary', trace, tail: '```\n%%%' } },
+      { maxDatagramBytes: 8192 },
+    );
     expect(utf8Bytes(datagram)).toBeLessThanOrEqual(8192);
     const text = event(datagram).text;
     const lines = text.split('\n');
@@ -49,7 +52,10 @@ describe('events', () => {
   it('never split a multi-byte character, at any limit', () => {
     const trace = Array.from({ length: 80 }, (_, i) => `légacy/jetons-été-${i}.mjs:1:1 发放令牌🔑${'é'.repeat(i % 7)}`);
     for (let limit = 200; limit <= 1400; limit += 7) {
-      const datagram = formatEvent({ title: 'Rogue write 🔑 été', text: { head: '%%%\nhead 令牌', trace, tail: '%%%' }, aggregationKey: 'k' }, { maxDatagramBytes: limit });
+      const datagram = formatEvent(
+        { title: 'Rogue write 🔑 été', text: { head: '%%%\nhead 令牌', trace, tail: '%%%' }, aggregationKey: 'k' },
+        { maxDatagramBytes: limit },
+      );
       expect(utf8Bytes(datagram), `limit ${limit}`).toBeLessThanOrEqual(limit);
       const parsed = event(datagram);
       expect(parsed.text.endsWith('%%%'), `limit ${limit}`).toBe(true);
@@ -85,7 +91,13 @@ describe('events', () => {
 
 describe('metrics and the parser', () => {
   it('round-trips counters and gauges with tags', () => {
-    expect(parseDatagram(`${formatCount('tripwire.writes', 3)}|#model:A,approved:true`)).toEqual({ type: 'metric', name: 'tripwire.writes', value: 3, metricType: 'c', tags: ['model:A', 'approved:true'] });
+    expect(parseDatagram(`${formatCount('tripwire.writes', 3)}|#model:A,approved:true`)).toEqual({
+      type: 'metric',
+      name: 'tripwire.writes',
+      value: 3,
+      metricType: 'c',
+      tags: ['model:A', 'approved:true'],
+    });
     expect(parseDatagram(formatCount('x', 1, 0.5))).toMatchObject({ sampleRate: 0.5 });
     expect(parseDatagram(formatGauge('tripwire.watching', 1))).toMatchObject({ metricType: 'g', value: 1 });
     expect(formatCount('bad name:|x', 1)).toBe('bad_name__x:1|c');

@@ -13,7 +13,12 @@ const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 const fromRoot = (relative: string): string => fileURLToPath(new URL(relative, new URL('../', import.meta.url)));
 const TIMEOUT = 180_000; // tsc in a child process: bounded, but slow on a loaded machine
 
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
 
 function mongodbUri(): string {
   const uri = process.env.MONGODB_URI ?? inject('mongodbUri');
@@ -27,7 +32,12 @@ function runNode(args: string[], env: Record<string, string> = {}): Promise<Run>
     execFile(
       process.execPath,
       args,
-      { cwd: projectRoot, env: { ...process.env, MONGODB_URI: mongodbUri(), ...env }, timeout: TIMEOUT - 5_000, maxBuffer: 16 * 1024 * 1024 },
+      {
+        cwd: projectRoot,
+        env: { ...process.env, MONGODB_URI: mongodbUri(), ...env },
+        timeout: TIMEOUT - 5_000,
+        maxBuffer: 16 * 1024 * 1024,
+      },
       (error, stdout, stderr) => {
         const failure = error as (Error & { code?: number | string; signal?: NodeJS.Signals }) | null;
         resolve({
@@ -82,7 +92,10 @@ describe('examples/minimal-esm', () => {
         model: 'AccessToken',
         operation: 'create',
         kind: 'create',
-        callSite: expect.objectContaining({ file: fromRoot('examples/minimal-esm/app.mjs'), line: siteLine('examples/minimal-esm/app.mjs', 'rogue-create') }),
+        callSite: expect.objectContaining({
+          file: fromRoot('examples/minimal-esm/app.mjs'),
+          line: siteLine('examples/minimal-esm/app.mjs', 'rogue-create'),
+        }),
         location: expect.stringMatching(new RegExp(`^app\\.mjs:${siteLine('examples/minimal-esm/app.mjs', 'rogue-create')}:\\d+$`)),
       },
     ]);
@@ -137,7 +150,9 @@ describe('examples/typescript', () => {
 });
 
 describe('examples/throw-mode', () => {
-  it('refuses rogue writes with RogueWriteError, leaves the database unchanged, lets approved writes through', { timeout: TIMEOUT }, async () => {
+  it('refuses rogue writes with RogueWriteError, leaves the database unchanged, lets approved writes through', {
+    timeout: TIMEOUT,
+  }, async () => {
     const fixtures = new URL('fixtures/app/', import.meta.url);
     const url = (relative: string) => JSON.stringify(new URL(relative, fixtures).href);
     // A stand-in for a test file of an app: it runs with the setup preloaded, like a test runner's setupFiles.
@@ -154,14 +169,18 @@ describe('examples/throw-mode', () => {
       // Seeded through the approved module: a fixture loader writing through the driver is a write
       // too, and is refused unless its file is approved. Reads through the driver are not checked.
       const raw = connection.db.collection(T.collection.collectionName);
-      const refusedSeed = await raw.insertOne({ token: 'tok_seed_' + process.pid }).then(() => 'written', (error) => error instanceof RogueWriteError && error.report.operation);
+      const refusedSeed = await raw.insertOne({ token: 'tok_seed_' + process.pid }).then(
+        () => 'written',
+        (error) => error instanceof RogueWriteError && error.report.operation,
+      );
       let n = 0;
       const token = () => 'tok_throw_' + process.pid + '_' + (++n);
       async function context() {
         const seeded = await auth['Model.create(single)'](T, { token });
         return { token, id: seeded._id, doc: await T.findById(seeded._id), opts: {} };
       }
-      const snapshot = async () => JSON.stringify(await raw.find({}, { projection: { _id: 1, token: 1, user: 1, scopes: 1 } }).sort({ _id: 1 }).toArray());
+      const projection = { _id: 1, token: 1, user: 1, scopes: 1 };
+      const snapshot = async () => JSON.stringify(await raw.find({}, { projection }).sort({ _id: 1 }).toArray());
 
       const out = { refusedSeed, approved: [], refused: [] };
       for (const path of ['Model.create', 'Model.updateOne', 'Model.deleteOne']) {
@@ -189,15 +208,26 @@ describe('examples/throw-mode', () => {
       await connection.close();
       console.log(JSON.stringify(out));
     `;
-    const run = await runNode(['--import', pathToFileURL(fromRoot('examples/throw-mode/setup.mjs')).href, '--input-type=module', '-e', suite], {
-      TRIPWIRE_ROOT: fileURLToPath(fixtures),
-      TRIPWIRE_APPROVED: 'auth/**',
-    });
+    const run = await runNode(
+      ['--import', pathToFileURL(fromRoot('examples/throw-mode/setup.mjs')).href, '--input-type=module', '-e', suite],
+      {
+        TRIPWIRE_ROOT: fileURLToPath(fixtures),
+        TRIPWIRE_APPROVED: 'auth/**',
+      },
+    );
     expect(run.code, explain(run)).toBe(0);
     const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
       refusedSeed: string;
       approved: Array<{ path: string; changed: boolean }>;
-      refused: Array<{ path: string; isRogueWriteError: boolean; name: string; blocked: boolean; file: string; line: number; unchanged: boolean }>;
+      refused: Array<{
+        path: string;
+        isRogueWriteError: boolean;
+        name: string;
+        blocked: boolean;
+        file: string;
+        line: number;
+        unchanged: boolean;
+      }>;
     };
     expect(out.refusedSeed).toBe('driver.insertOne');
     expect(out.approved).toEqual([

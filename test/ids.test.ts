@@ -4,16 +4,16 @@
  * none. Real Mongoose writes on a token schema keyed by the token, real UDP datagrams.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { tripwire } from '../src/plugin.js';
 import { TripwireConfigError } from '../src/errors.js';
-import type { BypassReport, TripwireOptions } from '../src/types.js';
+import { tripwire } from '../src/plugin.js';
 import { buildReport, IdReader, idToString } from '../src/report/bypass-report.js';
 import type { ParsedDatagram } from '../src/report/dogstatsd.js';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 import { connect } from './support/connect.js';
@@ -126,11 +126,16 @@ describe('_id in reports and events', () => {
     expect(new Set(reports.map((r) => r.documentIds[0])).size).toBe(1);
     expect(reports[0]!.documentIds[0]).toMatch(HASHED);
     const sent = JSON.stringify(reports);
-    for (const form of [id, id.replaceAll('-', ''), Buffer.from(id.replaceAll('-', ''), 'hex').toString('base64')]) expect(sent).not.toContain(form);
+    for (const form of [id, id.replaceAll('-', ''), Buffer.from(id.replaceAll('-', ''), 'hex').toString('base64')])
+      expect(sent).not.toContain(form);
   });
 
   it('an unreadable _id (a throwing getter) is hashed as unreadable, never thrown into the write', () => {
-    const hostile = { get secret(): string { throw new Error('no'); } };
+    const hostile = {
+      get secret(): string {
+        throw new Error('no');
+      },
+    };
     expect(idToString(hostile)).toMatch(HASHED);
     const deep: Record<string, unknown> = {};
     let cursor = deep;
@@ -141,7 +146,18 @@ describe('_id in reports and events', () => {
   it('lists at most maxDocumentIds, hashing only those, and counts the rest', () => {
     const capture = { approved: false as const, frames: [], framesOmitted: 0 };
     const ids = Array.from({ length: 1000 }, (_, i) => `tok_${i}`);
-    const report = buildReport({ model: 'T', operation: 'insertMany', kind: 'create', capture, ids: [...ids, ...ids], outcome: {}, at: new Date(), blocked: false, root: '/', maxDocumentIds: 3 });
+    const report = buildReport({
+      model: 'T',
+      operation: 'insertMany',
+      kind: 'create',
+      capture,
+      ids: [...ids, ...ids],
+      outcome: {},
+      at: new Date(),
+      blocked: false,
+      root: '/',
+      maxDocumentIds: 3,
+    });
     expect(report.documentIds).toHaveLength(3);
     expect(report.documentIdsOmitted).toBe(997);
   });
@@ -178,17 +194,25 @@ describe('idHashKey: hashes that match across processes', () => {
     expect(reports[0]!.documentIds).toEqual([expected]);
     expect(events()[0]!.text).toContain(expected);
     key.fill(0); // the plugin kept its own copy
-    await T.create({ _id: id + 'x', user: 'u' });
+    await T.create({ _id: `${id}x`, user: 'u' });
     await T.deleteOne({ _id: id });
     await waitFor(() => reports.length >= 3, 'three reports');
     await settle();
     expect(reports[2]!.documentIds).toEqual([expected]);
     const schema = new mongoose.Schema({ _id: String });
-    expect(() => schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, idHashKey: 'a'.repeat(16) })).not.toThrow();
+    expect(() =>
+      schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, idHashKey: 'a'.repeat(16) }),
+    ).not.toThrow();
   });
 
   it('refuses a key that is too short or not a string/Buffer, without echoing the key', () => {
-    const register = (idHashKey: unknown) => () => new mongoose.Schema({ _id: String }).plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, idHashKey } as never);
+    const register = (idHashKey: unknown) => () =>
+      new mongoose.Schema({ _id: String }).plugin(tripwire, {
+        approved: ['auth/**'],
+        root: fixtureDir as string,
+        statsd: false,
+        idHashKey,
+      } as never);
     for (const bad of ['s3cret-short', Buffer.alloc(15), '', 'ééééééé']) {
       expect(register(bad)).toThrow(TripwireConfigError);
       expect(register(bad)).toThrow(/"idHashKey" is \d+ bytes? long: it must be at least 16/);
@@ -196,6 +220,7 @@ describe('idHashKey: hashes that match across processes', () => {
     }
     // 8 two-byte characters: 16 UTF-8 bytes.
     expect(register('éééééééé')).not.toThrow();
+    // biome-ignore lint/correctness/noPrecisionLoss: a number too large to be a key, on purpose
     for (const bad of [12345678901234567890, null, ['k'.repeat(16)], { key: 'k'.repeat(16) }]) {
       expect(register(bad)).toThrow(/option "idHashKey" must be a string or a Buffer of at least 16 bytes/);
     }
@@ -208,14 +233,18 @@ describe('documentIds: false', () => {
     const docs = await T.insertMany([{ token: 'a' }, { token: 'b' }, { token: 'c' }]);
     await T.deleteOne({ _id: docs[0]!._id });
     await suite.listener.waitFor(() => events().length === 2);
-    expect(reports.map((r) => [r.documentIds, r.documentIdsOmitted])).toEqual([[[], 3], [[], 1]]);
+    expect(reports.map((r) => [r.documentIds, r.documentIdsOmitted])).toEqual([
+      [[], 3],
+      [[], 1],
+    ]);
     expect(events()[0]!.text).toContain('- documents: 3 (ids not sent)');
     const sent = JSON.stringify(reports) + JSON.stringify(suite.listener.datagrams);
     for (const doc of docs) expect(sent).not.toContain(String(doc._id));
   });
 
   it('must be a boolean', () => {
-    const register = (documentIds: unknown) => () => new mongoose.Schema({}).plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, documentIds } as never);
+    const register = (documentIds: unknown) => () =>
+      new mongoose.Schema({}).plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, documentIds } as never);
     expect(register('no')).toThrow(/option "documentIds" must be true or false, got "no"/);
     expect(register(0)).toThrow(TripwireConfigError);
     expect(register(true)).not.toThrow();

@@ -10,23 +10,29 @@ import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFaultReporter } from '../src/core/faults.js';
+import { TripwireConfigError, type TripwireFault } from '../src/errors.js';
+import { resolveOptions } from '../src/options.js';
+import { tripwire } from '../src/plugin.js';
 import { createSink, MAX_DATAGRAM_BYTES } from '../src/report/datadog-sink.js';
 import { fitTag, MAX_TAG_CHARS, type ParsedDatagram, parsePacket, sanitizeTag } from '../src/report/dogstatsd.js';
-import { createFaultReporter } from '../src/core/faults.js';
-import { tripwire } from '../src/plugin.js';
-import { TripwireConfigError, TripwireFault } from '../src/errors.js';
-import { resolveOptions } from '../src/options.js';
 import type { BypassReport } from '../src/types.js';
-import mongoose from 'mongoose';
-import { captureWarnings } from './support/warnings.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
-import { waitFor } from './support/wait.js';
 import { scaled } from './support/scale.js';
+import { waitFor } from './support/wait.js';
+import { captureWarnings } from './support/warnings.js';
 
 /** A raw UDP receiver: packet sizes as sent, every packet through the strict parser. */
-interface Receiver { port: number; packets: Buffer[]; datagrams: ParsedDatagram[]; malformed: string[]; socket: Socket }
+interface Receiver {
+  port: number;
+  packets: Buffer[];
+  datagrams: ParsedDatagram[];
+  malformed: string[];
+  socket: Socket;
+}
 let receiver: Receiver;
 beforeAll(async () => {
   const socket = createSocket('udp4');
@@ -63,7 +69,8 @@ function random(seed: number) {
   };
   const int = (min: number, max: number) => min + Math.floor(next() * (max - min + 1));
   const ALPHABET = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_. éüçØ漢字令牌🔑🚀|,#@'];
-  const text = (min: number, max: number, alphabet = ALPHABET) => Array.from({ length: int(min, max) }, () => alphabet[int(0, alphabet.length - 1)]).join('');
+  const text = (min: number, max: number, alphabet = ALPHABET) =>
+    Array.from({ length: int(min, max) }, () => alphabet[int(0, alphabet.length - 1)]).join('');
   return { next, int, text };
 }
 
@@ -117,14 +124,42 @@ describe('the sink, with long non-ASCII paths, deep traces and many tags (proper
       const rel = dirs ? `${dirs}/${file}` : file;
       const small = r.next() < 0.4; // a short trace and few tags, or a long one and many
       const tags = Array.from({ length: small ? r.int(0, 10) : r.int(0, 90) }, (_, i) => `t${i}:${r.text(1, 400)}`);
-      const options = resolveOptions({ approved: ['auth/**'], root, statsd: { host: '127.0.0.1', port: receiver.port, maxBufferSize: r.next() < 0.5 ? 0 : 8192 }, tags, rateLimit: false });
-      const sink = createSink(options, createFaultReporter((error) => void faults.push(error as TripwireFault)), () => ['Token'])!;
-      const frames = Array.from({ length: small ? r.int(1, 6) : r.int(1, 120) }, (_, i) => ({ file: `${root}/${i === 0 ? rel : `${r.text(1, small ? 30 : 300)}/${r.text(1, 20)}.mjs`}`, line: line + i, column: 7, function: r.text(0, 60) }));
+      const options = resolveOptions({
+        approved: ['auth/**'],
+        root,
+        statsd: { host: '127.0.0.1', port: receiver.port, maxBufferSize: r.next() < 0.5 ? 0 : 8192 },
+        tags,
+        rateLimit: false,
+      });
+      const sink = createSink(
+        options,
+        createFaultReporter((error) => void faults.push(error as TripwireFault)),
+        () => ['Token'],
+      )!;
+      const frames = Array.from({ length: small ? r.int(1, 6) : r.int(1, 120) }, (_, i) => ({
+        file: `${root}/${i === 0 ? rel : `${r.text(1, small ? 30 : 300)}/${r.text(1, 20)}.mjs`}`,
+        line: line + i,
+        column: 7,
+        function: r.text(0, 60),
+      }));
       const location = `${rel}:${line}:7`;
       const report: BypassReport = {
-        model: 'Token', operation: 'updateMany', kind: 'update', callSite: frames[0]!, stack: frames, framesOmitted: r.int(0, 3),
-        fingerprint: '0123456789abcdef', documentIds: Array.from({ length: r.int(0, 20) }, () => r.text(1, 24)), documentIdsOmitted: 0,
-        outcome: { matched: 1, modified: 1 }, at: new Date(), suppressed: 0, blocked: false, location, bypassedMiddleware: false, baselined: false,
+        model: 'Token',
+        operation: 'updateMany',
+        kind: 'update',
+        callSite: frames[0]!,
+        stack: frames,
+        framesOmitted: r.int(0, 3),
+        fingerprint: '0123456789abcdef',
+        documentIds: Array.from({ length: r.int(0, 20) }, () => r.text(1, 24)),
+        documentIdsOmitted: 0,
+        outcome: { matched: 1, modified: 1 },
+        at: new Date(),
+        suppressed: 0,
+        blocked: false,
+        location,
+        bypassedMiddleware: false,
+        baselined: false,
       };
       sink.write('Token', 'updateMany', 'update', false);
       sink.bypass({ model: 'Token', operation: 'updateMany', kind: 'update', location, fingerprint: report.fingerprint }, report);
@@ -156,7 +191,10 @@ describe('the sink, with long non-ASCII paths, deep traces and many tags (proper
       if (event.tags.length < expectedTagCounts[i]!) {
         dropped += 1;
         expect(event.text).toMatch(/\n… \d+ more frames\n```\n%%%$/);
-        const trace = event.text.slice(event.text.indexOf('Caller trace (innermost first):\n```\n') + 36).split('\n').slice(0, -3);
+        const trace = event.text
+          .slice(event.text.indexOf('Caller trace (innermost first):\n```\n') + 36)
+          .split('\n')
+          .slice(0, -3);
         const traceBytes = trace.reduce((sum, line) => sum + Buffer.byteLength(line) + 2, 0);
         const firstLeftOff = fitTag(sanitizeTag(expectedTags[i]![event.tags.length - 5]!));
         expect(traceBytes, `${trace.length} frames kept instead of ${firstLeftOff}`).toBeLessThan(Buffer.byteLength(firstLeftOff) + 1 + 4);
@@ -178,56 +216,107 @@ describe('a rogue write from a 3 KB non-ASCII path, as a plain node process', ()
   });
   afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-  it('arrives whole: a callsite tag of at most 200 characters ending in the file name and line, every packet within 8192 bytes', async () => {
-    reset();
-    const r = random(42);
-    const dirs = Array.from({ length: 50 }, () => r.text(30, 45, [...'abcdefé漢字令牌🔑_-'])).join('/');
-    const dir = join(base, dirs);
-    mkdirSync(dir, { recursive: true });
-    const moduleFile = join(dir, 'jetons-été.mjs');
-    writeFileSync(moduleFile, `const deeper = (T, n) => (n === 0 ? T.updateMany({ user: 'nobody' }, { $set: { scopes: ['x'] } }) : deeper(T, n - 1));\nexport const write = (T) => deeper(T, 60);\n`);
-    const tagsFile = join(base, 'tags.json');
-    writeFileSync(tagsFile, JSON.stringify(Array.from({ length: 60 }, (_, i) => `team${i}:${r.text(150, 300)}`)));
-    expect(Buffer.byteLength(moduleFile)).toBeGreaterThan(2_500);
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile], { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 45_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)));
-    });
-    const events = () => receiver.datagrams.filter((d) => d.type === 'event');
-    const bypass = () => receiver.datagrams.find((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
-    await waitFor(() => events().length === 1 && bypass() !== undefined, 'the event and the bypass counter');
-    checkPackets('long path');
-    const callsite = (d: ParsedDatagram | undefined) => (d && d.type !== 'service_check' ? d.tags.find((t) => t.startsWith('callsite:')) : undefined);
-    expect(callsite(bypass())).toMatch(/^callsite:\.\.\..*\/jetons-été\.mjs:1$/);
-    expect(callsite(events()[0])).toBe(callsite(bypass()));
-    expect(stdout).toContain('tags_dropped'); // 60 tags of ~200 characters cannot all fit: some were left off, visibly
-  });
+  it(
+    'arrives whole: a callsite tag of at most 200 characters ending in the file name and line, every packet within 8192 ' + 'bytes',
+    async () => {
+      reset();
+      const r = random(42);
+      const dirs = Array.from({ length: 50 }, () => r.text(30, 45, [...'abcdefé漢字令牌🔑_-'])).join('/');
+      const dir = join(base, dirs);
+      mkdirSync(dir, { recursive: true });
+      const moduleFile = join(dir, 'jetons-été.mjs');
+      writeFileSync(
+        moduleFile,
+        `const deeper = (T, n) => (n === 0 ? T.updateMany({ user: 'nobody' }, { $set: { scopes: ['x'] } }) : deeper(T, n - 1));\nexport ` +
+          `const write = (T) => deeper(T, 60);\n`,
+      );
+      const tagsFile = join(base, 'tags.json');
+      writeFileSync(tagsFile, JSON.stringify(Array.from({ length: 60 }, (_, i) => `team${i}:${r.text(150, 300)}`)));
+      expect(Buffer.byteLength(moduleFile)).toBeGreaterThan(2_500);
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          [join(fixtureDir as string, 'scripts', 'long-path.mjs'), join(process.cwd(), 'dist', 'index.js'), base, moduleFile, tagsFile],
+          { env: { ...process.env, TRIPWIRE_PORT: String(receiver.port) }, timeout: 45_000 },
+          (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
+        );
+      });
+      const events = () => receiver.datagrams.filter((d) => d.type === 'event');
+      const bypass = () => receiver.datagrams.find((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
+      await waitFor(() => events().length === 1 && bypass() !== undefined, 'the event and the bypass counter');
+      checkPackets('long path');
+      const callsite = (d: ParsedDatagram | undefined) =>
+        d && d.type !== 'service_check' ? d.tags.find((t) => t.startsWith('callsite:')) : undefined;
+      expect(callsite(bypass())).toMatch(/^callsite:\.\.\..*\/jetons-été\.mjs:1$/);
+      expect(callsite(events()[0])).toBe(callsite(bypass()));
+      expect(stdout).toContain('tags_dropped'); // 60 tags of ~200 characters cannot all fit: some were left off, visibly
+    },
+  );
 });
 
 describe('bounded callsite series', () => {
   it('at most maxCallSiteTags distinct callsite values, then callsite:other with one warning; totals stay exact', async () => {
     reset();
     const faults: TripwireFault[] = [];
-    const options = resolveOptions({ approved: ['auth/**'], root: '/srv/app', statsd: { host: '127.0.0.1', port: receiver.port }, maxCallSiteTags: 5 });
-    const sink = createSink(options, createFaultReporter((error) => void faults.push(error as TripwireFault)), () => [])!;
+    const options = resolveOptions({
+      approved: ['auth/**'],
+      root: '/srv/app',
+      statsd: { host: '127.0.0.1', port: receiver.port },
+      maxCallSiteTags: 5,
+    });
+    const sink = createSink(
+      options,
+      createFaultReporter((error) => void faults.push(error as TripwireFault)),
+      () => [],
+    )!;
     for (let site = 0; site < 12; site++) {
-      for (let n = 0; n < 3; n++) sink.bypass({ model: 'Token', operation: 'deleteMany', kind: 'delete', location: `jobs/cleanup.mjs:${site + 1}:5`, fingerprint: `f${site}` }, undefined);
+      for (let n = 0; n < 3; n++)
+        sink.bypass(
+          { model: 'Token', operation: 'deleteMany', kind: 'delete', location: `jobs/cleanup.mjs:${site + 1}:5`, fingerprint: `f${site}` },
+          undefined,
+        );
     }
     await sink.close();
     const series = () => receiver.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
     const total = () => series().reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0);
     await waitFor(() => total() === 36, '36 bypasses');
-    const bySite = new Map(series().map((d) => [d.type === 'metric' ? d.tags.find((t) => t.startsWith('callsite:')) : '', d.type === 'metric' ? d.value : 0]));
+    const bySite = new Map(
+      series().map((d) => [d.type === 'metric' ? d.tags.find((t) => t.startsWith('callsite:')) : '', d.type === 'metric' ? d.value : 0]),
+    );
     expect([...bySite.keys()]).toEqual([1, 2, 3, 4, 5].map((line) => `callsite:jobs/cleanup.mjs:${line}`).concat('callsite:other'));
     expect(bySite.get('callsite:other')).toBe(21);
     expect(faults.filter((f) => f.reason === 'callsite_tags_capped')).toHaveLength(1);
-    expect(faults.find((f) => f.reason === 'callsite_tags_capped')!.message).toMatch(/more than 5 call sites.*maxCallSiteTags.*callsite:other/);
+    expect(faults.find((f) => f.reason === 'callsite_tags_capped')!.message).toMatch(
+      /more than 5 call sites.*maxCallSiteTags.*callsite:other/,
+    );
   });
 
   it('keeps each series across flushes: counts after a flush go to the same series, a capped call site stays callsite:other', async () => {
     reset();
-    const options = resolveOptions({ approved: ['auth/**'], root: '/srv/app', statsd: { host: '127.0.0.1', port: receiver.port }, maxCallSiteTags: 1, onError: () => {} });
-    const sink = createSink(options, createFaultReporter(() => undefined), () => [])!;
-    const bypass = (line: number, baselined: boolean) => sink.bypass({ model: 'Token', operation: 'deleteMany', kind: 'delete', location: `jobs/cleanup.mjs:${line}:5`, fingerprint: `f${line}`, baselined }, undefined);
+    const options = resolveOptions({
+      approved: ['auth/**'],
+      root: '/srv/app',
+      statsd: { host: '127.0.0.1', port: receiver.port },
+      maxCallSiteTags: 1,
+      onError: () => {},
+    });
+    const sink = createSink(
+      options,
+      createFaultReporter(() => undefined),
+      () => [],
+    )!;
+    const bypass = (line: number, baselined: boolean) =>
+      sink.bypass(
+        {
+          model: 'Token',
+          operation: 'deleteMany',
+          kind: 'delete',
+          location: `jobs/cleanup.mjs:${line}:5`,
+          fingerprint: `f${line}`,
+          baselined,
+        },
+        undefined,
+      );
     for (let round = 0; round < 3; round++) {
       bypass(1, false);
       bypass(2, false);
@@ -237,8 +326,17 @@ describe('bounded callsite series', () => {
     }
     await sink.close();
     const metrics = () => receiver.datagrams.filter((d): d is Extract<ParsedDatagram, { type: 'metric' }> => d.type === 'metric');
-    await waitFor(() => metrics().filter((d) => d.name === 'tripwire.bypasses').reduce((n, d) => n + d.value, 0) === 9, '9 bypasses');
-    const sum = (name: string, ...tags: string[]) => metrics().filter((d) => d.name === name && tags.every((t) => d.tags.includes(t))).reduce((n, d) => n + d.value, 0);
+    await waitFor(
+      () =>
+        metrics()
+          .filter((d) => d.name === 'tripwire.bypasses')
+          .reduce((n, d) => n + d.value, 0) === 9,
+      '9 bypasses',
+    );
+    const sum = (name: string, ...tags: string[]) =>
+      metrics()
+        .filter((d) => d.name === name && tags.every((t) => d.tags.includes(t)))
+        .reduce((n, d) => n + d.value, 0);
     expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:false')).toBe(3);
     expect(sum('tripwire.bypasses', 'callsite:jobs/cleanup.mjs:1', 'baselined:true')).toBe(3);
     expect(sum('tripwire.bypasses', 'callsite:other', 'baselined:false')).toBe(3);
@@ -250,10 +348,23 @@ describe('bounded callsite series', () => {
 
   it('defaults to 1 000: 5 000 call sites make 1 001 series per flush, and the exact total', async () => {
     reset();
-    const options = resolveOptions({ approved: ['auth/**'], root: '/srv/app', statsd: { host: '127.0.0.1', port: receiver.port }, onError: () => {} });
+    const options = resolveOptions({
+      approved: ['auth/**'],
+      root: '/srv/app',
+      statsd: { host: '127.0.0.1', port: receiver.port },
+      onError: () => {},
+    });
     expect(options.maxCallSiteTags).toBe(1_000);
-    const sink = createSink(options, createFaultReporter(() => {}), () => [])!;
-    for (let site = 0; site < 5_000; site++) sink.bypass({ model: 'Token', operation: 'updateOne', kind: 'update', location: `scripts/s${site}.mjs:1:1`, fingerprint: `f${site}` }, undefined);
+    const sink = createSink(
+      options,
+      createFaultReporter(() => {}),
+      () => [],
+    )!;
+    for (let site = 0; site < 5_000; site++)
+      sink.bypass(
+        { model: 'Token', operation: 'updateOne', kind: 'update', location: `scripts/s${site}.mjs:1:1`, fingerprint: `f${site}` },
+        undefined,
+      );
     await sink.close();
     const series = () => receiver.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.bypasses');
     await waitFor(() => series().reduce((sum, d) => sum + (d.type === 'metric' ? d.value : 0), 0) === 5_000, '5 000 bypasses');
@@ -263,13 +374,16 @@ describe('bounded callsite series', () => {
 
   it('validates the option at registration', async () => {
     for (const bad of [0, -1, 1.5, '10', null, Number.NaN]) {
-      const register = () => new mongoose.Schema({ token: String }).plugin(tripwire, { approved: ['auth/**'], statsd: false, maxCallSiteTags: bad as number });
+      const register = () =>
+        new mongoose.Schema({ token: String }).plugin(tripwire, { approved: ['auth/**'], statsd: false, maxCallSiteTags: bad as number });
       expect(register, String(bad)).toThrow(TripwireConfigError);
       expect(register, String(bad)).toThrow(/option "maxCallSiteTags" must be a positive integer/);
     }
     // Registered under the project's root, where auth/** matches nothing: that boot notice is expected here.
     const warnings = await captureWarnings(() => {
-      expect(() => new mongoose.Schema({ token: String }).plugin(tripwire, { approved: ['auth/**'], statsd: false, maxCallSiteTags: 50 })).not.toThrow();
+      expect(() =>
+        new mongoose.Schema({ token: String }).plugin(tripwire, { approved: ['auth/**'], statsd: false, maxCallSiteTags: 50 }),
+      ).not.toThrow();
     });
     expect(warnings.map((w) => (w as { code?: string }).code)).toEqual(['TRIPWIRE_APPROVED_MATCHES_NOTHING']);
   });

@@ -5,12 +5,12 @@
  */
 import { runInThisContext } from 'node:vm';
 import MarkdownIt from 'markdown-it';
-import mongoose from 'mongoose';
+import type mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { tripwire } from '../src/plugin.js';
-import type { BypassReport, Frame } from '../src/types.js';
 import { alertTitle, inert, renderAlert } from '../src/report/alert.js';
-import { formatEvent, parseDatagram, type ParsedDatagram } from '../src/report/dogstatsd.js';
+import { formatEvent, type ParsedDatagram, parseDatagram } from '../src/report/dogstatsd.js';
+import type { BypassReport, Frame } from '../src/types.js';
 // @ts-expect-error plain ESM fixtures without types
 import { fixtureDir } from './fixtures/app/matrix.mjs';
 // @ts-expect-error plain ESM fixtures without types
@@ -39,12 +39,70 @@ function markdownOf(text: string): string {
 }
 
 const SNIPPETS = [
-  '`', '```', '``', '%%%', '%', '%%', '[a](http://evil.test/)', '![i](http://evil.test/i.png)', '[a]', '(http://evil.test)',
-  '[r]: http://evil.test', '<img src=x onerror=alert(1)>', '<b>', '</code>', '<http://evil.test>', '<!channel>', '<@U123>',
-  '@here', '@slack-ops', 'me@evil.test', '\n', '\r\n', '\r', '\n\n', '\u2028', '\u0085', '\t', '\u0000', '\u001b[31m',
-  '|', '||', '\\n', '\\', '\\`', '*', '**', '_', '~~', '#', '# ', '> ', '- ', '1. ', '---', '    ', ' ', 'http://evil.test',
-  'www.evil.test', 'javascript:alert(1)', '&lt;img src=x&gt;', '&#60;b&#62;', '&amp;', '\u202Etxt.exe', '{{event.text}}',
-  '#model:x', 'a', 'tokens', 'é', '发放', '🔑', '\uD800', 'x]', '](', '][',
+  '`',
+  '```',
+  '``',
+  '%%%',
+  '%',
+  '%%',
+  '[a](http://evil.test/)',
+  '![i](http://evil.test/i.png)',
+  '[a]',
+  '(http://evil.test)',
+  '[r]: http://evil.test',
+  '<img src=x onerror=alert(1)>',
+  '<b>',
+  '</code>',
+  '<http://evil.test>',
+  '<!channel>',
+  '<@U123>',
+  '@here',
+  '@slack-ops',
+  'me@evil.test',
+  '\n',
+  '\r\n',
+  '\r',
+  '\n\n',
+  '\u2028',
+  '\u0085',
+  '\t',
+  '\u0000',
+  '\u001b[31m',
+  '|',
+  '||',
+  '\\n',
+  '\\',
+  '\\`',
+  '*',
+  '**',
+  '_',
+  '~~',
+  '#',
+  '# ',
+  '> ',
+  '- ',
+  '1. ',
+  '---',
+  '    ',
+  ' ',
+  'http://evil.test',
+  'www.evil.test',
+  'javascript:alert(1)',
+  '&lt;img src=x&gt;',
+  '&#60;b&#62;',
+  '&amp;',
+  '\u202Etxt.exe',
+  '{{event.text}}',
+  '#model:x',
+  'a',
+  'tokens',
+  'é',
+  '发放',
+  '🔑',
+  '\uD800',
+  'x]',
+  '](',
+  '][',
 ];
 
 function random(n: number): number {
@@ -92,7 +150,10 @@ function scenario(value: () => string) {
 function render(value: () => string) {
   const { report, context } = scenario(value);
   const alert = renderAlert(report, context);
-  const datagram = formatEvent({ title: alert.title, text: { head: alert.head, trace: alert.trace, tail: alert.tail }, alertType: 'warning' }, { maxTextChars: 100_000, maxDatagramBytes: 1_000_000 });
+  const datagram = formatEvent(
+    { title: alert.title, text: { head: alert.head, trace: alert.trace, tail: alert.tail }, alertType: 'warning' },
+    { maxTextChars: 100_000, maxDatagramBytes: 1_000_000 },
+  );
   return { alert, event: parseDatagram(datagram) as EventDatagram };
 }
 
@@ -107,11 +168,17 @@ describe('values in the event are inert', () => {
 
       const tokens = flatten(md.parse(markdownOf(event.text), {}));
       const found = tokens.filter((token) => FORBIDDEN.has(token.type));
-      expect(found.map((t) => `${t.type} ${t.content}`), `round ${round}: ${JSON.stringify(choices)}`).toEqual([]);
+      expect(
+        found.map((t) => `${t.type} ${t.content}`),
+        `round ${round}: ${JSON.stringify(choices)}`,
+      ).toEqual([]);
       // Same blocks and inline tokens as with `x` everywhere: no value opened a list, a heading, a
       // quote, a new paragraph, emphasis, or closed a code span or the trace's code block.
       const twinTokens = flatten(md.parse(markdownOf(twin.text), {}));
-      expect(tokens.map((t) => t.type), `round ${round}: ${JSON.stringify(choices)}`).toEqual(twinTokens.map((t) => t.type));
+      expect(
+        tokens.map((t) => t.type),
+        `round ${round}: ${JSON.stringify(choices)}`,
+      ).toEqual(twinTokens.map((t) => t.type));
       // No line break from a value, in the text as the agent decodes it.
       expect(event.text.split('\n')).toHaveLength(twin.text.split('\n').length);
       // The only live @-handle is ours.
@@ -132,7 +199,7 @@ describe('values in the event are inert', () => {
     expect(inert('node_modules/@acme/auth')).toBe('node_modules/@\u200Bacme/auth');
     expect(inert('%%%')).toBe('%\u200B%\u200B%');
     expect(inert('[a](b)')).toBe('[a]\u200B(b)');
-    expect(inert('<img>|`x`')).toBe('‹img›¦\'x\'');
+    expect(inert('<img>|`x`')).toBe("‹img›¦'x'");
     expect(inert('C:\\new')).toBe('C:\\\u200Bnew');
   });
 });
@@ -155,11 +222,18 @@ describe('end to end: a hostile file path and function name in a real rogue writ
 
   it('a folder named with a newline, %%%, a link, HTML and @here: one inert event, its lines intact', async () => {
     const schema = tokenSchema() as mongoose.Schema;
-    schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port }, notify: '@slack-auth-alerts' });
+    schema.plugin(tripwire, {
+      approved: ['auth/**'],
+      root: fixtureDir as string,
+      statsd: { host: '127.0.0.1', port: suite.listener.port },
+      notify: '@slack-auth-alerts',
+    });
     const T = suite.connection.model('MdToken', schema);
     await T.init();
     const folder = '/srv/app/evil\n%%%\n[click](http://evil.test/) ![x](http://evil.test/x.png) <img src=x> @here `code` |x';
-    const write = runInThisContext('(function (T) { return T.create({ token: "tok_md_" + Math.random() }); })', { filename: `${folder}/handler.js` }) as (t: unknown) => Promise<unknown>;
+    const write = runInThisContext('(function (T) { return T.create({ token: "tok_md_" + Math.random() }); })', {
+      filename: `${folder}/handler.js`,
+    }) as (t: unknown) => Promise<unknown>;
     Object.defineProperty(write, 'name', { value: 'issue](http://evil.test/) <script>alert(1)</script> @channel\n- fake line' });
     await write(T);
     await suite.listener.waitFor((all) => all.some((d) => d.type === 'event'));
@@ -173,7 +247,10 @@ describe('end to end: a hostile file path and function name in a real rogue writ
     expect(site).toContain('‹script›');
     // Only our own list items: the function name's '\n- fake line' stayed inside the call-site line.
     const items = lines.filter((line) => line.startsWith('- ')).map((line) => line.split(':')[0]);
-    expect(items.every((item) => ['- call site', '- documents', '- result', '- host', '- fingerprint'].includes(item!)), items.join(' / ')).toBe(true);
+    expect(
+      items.every((item) => ['- call site', '- documents', '- result', '- host', '- fingerprint'].includes(item!)),
+      items.join(' / '),
+    ).toBe(true);
     expect(items.filter((item) => item === '- call site')).toHaveLength(1);
     expect(site).toContain('␊- fake line');
     expect(event.text).not.toMatch(/@(?!\u200B|slack-auth-alerts)/);

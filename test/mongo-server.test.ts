@@ -2,8 +2,9 @@
  * The test server must behave like a standalone mongod wherever the suite depends on it: a test
  * that passes only because the double is lenient would be a false green.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import mongoose, { type Connection } from 'mongoose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from './support/connect.js';
 import { startMongoServer } from './support/mongo-server.js';
 
@@ -22,7 +23,10 @@ describe('wire server', () => {
   it('stores, queries, sorts, projects and pages through a cursor', async () => {
     const items = db.collection('items');
     await items.insertMany(Array.from({ length: 250 }, (_, i) => ({ i, even: i % 2 === 0, tags: [`t${i % 3}`] })));
-    const evens = await items.find({ even: true }, { projection: { _id: 0, i: 1 } }).sort({ i: -1 }).toArray();
+    const evens = await items
+      .find({ even: true }, { projection: { _id: 0, i: 1 } })
+      .sort({ i: -1 })
+      .toArray();
     expect(evens).toHaveLength(125);
     expect(evens[0]).toEqual({ i: 248 });
     expect(await items.countDocuments({ i: { $gte: 200 } })).toBe(50);
@@ -67,7 +71,10 @@ describe('wire server', () => {
   it('refuses transactions as a standalone does, and unknown commands with an error', async () => {
     const session = await connection.startSession();
     session.startTransaction();
-    const error = await db.collection('txn').insertOne({ a: 1 }, { session }).catch((e: unknown) => e);
+    const error = await db
+      .collection('txn')
+      .insertOne({ a: 1 }, { session })
+      .catch((e: unknown) => e);
     await session.abortTransaction().catch(() => undefined);
     await session.endSession();
     // The driver wraps mongod's refusal; the server's own answer is the original error.

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { runInThisContext } from 'node:vm';
-import mongoose from 'mongoose';
+import type mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { tripwire } from '../src/plugin.js';
 import type { BypassReport } from '../src/types.js';
@@ -21,12 +21,21 @@ describe('not a security boundary', () => {
     try {
       const reports: BypassReport[] = [];
       const schema = tokenSchema() as mongoose.Schema;
-      schema.plugin(tripwire, { approved: ['auth/**'], root: fixtureDir as string, statsd: false, onBypass: (report) => void reports.push(report) });
+      schema.plugin(tripwire, {
+        approved: ['auth/**'],
+        root: fixtureDir as string,
+        statsd: false,
+        onBypass: (report) => void reports.push(report),
+      });
       const T = connection.model('BoundaryToken', schema);
       await T.init();
       const source = '(function (T) { return T.create({ token: "tok_hidden_" + Math.random() }); })';
-      const disguised = runInThisContext(source, { filename: join(fixtureDir as string, 'auth', 'not-really.js') }) as (t: unknown) => Promise<unknown>;
-      const plain = runInThisContext(source, { filename: join(fixtureDir as string, 'legacy', 'honest.js') }) as (t: unknown) => Promise<unknown>;
+      const disguised = runInThisContext(source, { filename: join(fixtureDir as string, 'auth', 'not-really.js') }) as (
+        t: unknown,
+      ) => Promise<unknown>;
+      const plain = runInThisContext(source, { filename: join(fixtureDir as string, 'legacy', 'honest.js') }) as (
+        t: unknown,
+      ) => Promise<unknown>;
       await disguised(T);
       await plain(T);
       await waitFor(() => reports.length > 0, 'the report');

@@ -14,7 +14,11 @@ const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 const TIMEOUT = 180_000;
 const REPOSITORY = 'https://github.com/mongoose-tripwire/mongoose-tripwire';
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function run(file: string, args: string[], cwd: string): Promise<Run> {
   return new Promise((resolve) => {
@@ -57,16 +61,21 @@ beforeAll(async () => {
   // A consumer app: its own package.json, Mongoose at the version the suite runs on, the tarball.
   app = join(work, 'app');
   mkdirSync(join(app, 'src/auth'), { recursive: true });
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'tripwire-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2));
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'tripwire-consumer', version: '1.0.0', private: true, type: 'module' }, null, 2),
+  );
   writeFileSync(join(app, 'src/auth/tokens.mjs'), 'export const approvedModule = true;\n');
-  const mongooseVersion = (JSON.parse(readFileSync(join(projectRoot, 'node_modules/mongoose/package.json'), 'utf8')) as { version: string }).version;
+  const mongooseVersion = (JSON.parse(readFileSync(join(projectRoot, 'node_modules/mongoose/package.json'), 'utf8')) as { version: string })
+    .version;
   const installArgs = ['install', tarball, `mongoose@${mongooseVersion}`, '--no-audit', '--no-fund', '--no-package-lock'];
   // The npm cache has what the project installed; go to the registry only for what it lacks.
   install = await npm([...installArgs, '--offline'], app);
   if (install.code !== 0) {
     const offline = install;
     install = await npm([...installArgs, '--prefer-offline'], app);
-    if (install.code !== 0) throw new Error(`npm install failed, offline and online\n--- offline\n${explain(offline)}\n--- prefer-offline\n${explain(install)}`);
+    if (install.code !== 0)
+      throw new Error(`npm install failed, offline and online\n--- offline\n${explain(offline)}\n--- prefer-offline\n${explain(install)}`);
   }
 }, TIMEOUT);
 
@@ -78,14 +87,29 @@ describe('the tarball', () => {
   it('holds only dist/, the Datadog assets, docs/, README.md, LICENSE and package.json, with the types of every export', () => {
     expect(tarEntries.length).toBeGreaterThan(4);
     for (const entry of tarEntries) {
-      expect(entry, 'an unexpected file in the tarball').toMatch(/^package\/(dist\/.+|datadog\/[\w-]+\.json|docs\/[\w-]+\.md|README\.md|LICENSE|package\.json)$/);
+      expect(entry, 'an unexpected file in the tarball').toMatch(
+        /^package\/(dist\/.+|datadog\/[\w-]+\.json|docs\/[\w-]+\.md|README\.md|LICENSE|package\.json)$/,
+      );
     }
-    const docPages = readdirSync(join(projectRoot, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`);
+    const docPages = readdirSync(join(projectRoot, 'docs'))
+      .filter((name) => name.endsWith('.md'))
+      .map((name) => `docs/${name}`);
     for (const file of ['datadog/dashboard.json', 'datadog/monitors.json', 'docs/verification.md', ...docPages]) {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     expect(tarEntries.map((entry) => entry.replace(/^package\//, ''))).toEqual(packedFiles);
-    for (const file of ['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/listen.js', 'dist/cli/listen.d.ts', 'dist/report/dogstatsd.js', 'dist/report/dogstatsd.d.ts', 'dist/cli/main.js']) {
+    for (const file of [
+      'package.json',
+      'README.md',
+      'LICENSE',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist/cli/listen.js',
+      'dist/cli/listen.d.ts',
+      'dist/report/dogstatsd.js',
+      'dist/report/dogstatsd.d.ts',
+      'dist/cli/main.js',
+    ]) {
       expect(tarEntries, file).toContain(`package/${file}`);
     }
     // Nothing of the tests, the examples or the sources.
@@ -99,32 +123,41 @@ describe('the tarball', () => {
     expect(manifest.bugs).toEqual({ url: `${REPOSITORY}/issues` });
   });
 
-  it('every link in the installed README and docs/ works: relative ones to a shipped file, repository ones to a file of this repository', () => {
-    const installed = join(app, 'node_modules/mongoose-tripwire');
-    const checked: string[] = [];
-    const docPages = readdirSync(join(installed, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`);
-    expect(docPages.length).toBeGreaterThan(1);
-    for (const doc of ['README.md', ...docPages]) {
-      const text = readFileSync(join(installed, doc), 'utf8');
-      for (const [, target = ''] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
-        const path = target.replace(/#.*$/, '');
-        if (path === '') continue;
-        if (/^https?:/.test(path)) {
-          if (!path.startsWith(`${REPOSITORY}/`)) continue;
-          const inRepo = /^\/(?:tree|blob)\/main\/(.+)$/.exec(path.slice(REPOSITORY.length));
-          if (!inRepo) continue; // the issue tracker and the like
-          expect(existsSync(join(projectRoot, inRepo[1]!)), `${doc}: ${target} is not a file of this repository`).toBe(true);
-        } else {
-          expect(existsSync(join(installed, dirname(doc), path)), `${doc}: ${target} is not in the installed package`).toBe(true);
+  it(
+    'every link in the installed README and docs/ works: relative ones to a shipped file, repository ones to a file of this ' +
+      'repository',
+    () => {
+      const installed = join(app, 'node_modules/mongoose-tripwire');
+      const checked: string[] = [];
+      const docPages = readdirSync(join(installed, 'docs'))
+        .filter((name) => name.endsWith('.md'))
+        .map((name) => `docs/${name}`);
+      expect(docPages.length).toBeGreaterThan(1);
+      for (const doc of ['README.md', ...docPages]) {
+        const text = readFileSync(join(installed, doc), 'utf8');
+        for (const [, target = ''] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+          const path = target.replace(/#.*$/, '');
+          if (path === '') continue;
+          if (/^https?:/.test(path)) {
+            if (!path.startsWith(`${REPOSITORY}/`)) continue;
+            const inRepo = /^\/(?:tree|blob)\/main\/(.+)$/.exec(path.slice(REPOSITORY.length));
+            if (!inRepo) continue; // the issue tracker and the like
+            expect(existsSync(join(projectRoot, inRepo[1]!)), `${doc}: ${target} is not a file of this repository`).toBe(true);
+          } else {
+            expect(existsSync(join(installed, dirname(doc), path)), `${doc}: ${target} is not in the installed package`).toBe(true);
+          }
+          checked.push(`${doc} -> ${target}`);
         }
-        checked.push(`${doc} -> ${target}`);
       }
-    }
-    for (const needed of ['datadog/dashboard.json', 'datadog/monitors.json', ...docPages]) {
-      expect(checked.some((link) => link.startsWith('README.md -> ') && link.endsWith(needed)), `README links ${needed}`).toBe(true);
-    }
-    expect(checked.filter((link) => link.includes('/examples/')).length).toBeGreaterThanOrEqual(6);
-  });
+      for (const needed of ['datadog/dashboard.json', 'datadog/monitors.json', ...docPages]) {
+        expect(
+          checked.some((link) => link.startsWith('README.md -> ') && link.endsWith(needed)),
+          `README links ${needed}`,
+        ).toBe(true);
+      }
+      expect(checked.filter((link) => link.includes('/examples/')).length).toBeGreaterThanOrEqual(6);
+    },
+  );
 
   it('installs with npm next to Mongoose', () => {
     expect(install.code, explain(install)).toBe(0);
@@ -190,18 +223,39 @@ describe('the installed package', () => {
     const result = await node(['cjs.cjs'], app);
     expect(result.code, explain(result)).toBe(0);
     expect(result.stderr).not.toMatch(/ERR_REQUIRE_ESM|ERR_REQUIRE_ASYNC_MODULE/);
-    expect(JSON.parse(result.stdout)).toMatchObject({ loaded: 'cjs', typeofTripwire: 'function', registrations: 1, ok: true, models: [{ model: 'AccessToken', missing: 0 }] });
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      loaded: 'cjs',
+      typeofTripwire: 'function',
+      registrations: 1,
+      ok: true,
+      models: [{ model: 'AccessToken', missing: 0 }],
+    });
   });
 
   it('exposes only its exports: internal files are not importable', { timeout: TIMEOUT }, async () => {
-    writeFileSync(join(app, 'deep.mjs'), `try { await import('mongoose-tripwire/dist/plugin.js'); console.log('imported'); } catch (error) { console.log(error.code); }\n`);
+    writeFileSync(
+      join(app, 'deep.mjs'),
+      `try { await import('mongoose-tripwire/dist/plugin.js'); console.log('imported'); } catch (error) { console.log(error.code); }\n`,
+    );
     const result = await node(['deep.mjs'], app);
     expect(result.stdout.trim(), explain(result)).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
   });
 
   const tscArgs = (file: string) => [
-    '--noEmit', '--strict', '--target', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext',
-    '--skipLibCheck', '--types', 'node', '--typeRoots', join(projectRoot, 'node_modules/@types'), file,
+    '--noEmit',
+    '--strict',
+    '--target',
+    'es2022',
+    '--module',
+    'nodenext',
+    '--moduleResolution',
+    'nodenext',
+    '--skipLibCheck',
+    '--types',
+    'node',
+    '--typeRoots',
+    join(projectRoot, 'node_modules/@types'),
+    file,
   ];
 
   it('type-checks a TypeScript consumer against the shipped declarations', { timeout: TIMEOUT }, async () => {

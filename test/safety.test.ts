@@ -13,22 +13,22 @@ import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { close } from '../src/index.js';
 import { tripwire } from '../src/plugin.js';
-import { verify } from '../src/verify.js';
-import type { BypassReport, TripwireOptions } from '../src/types.js';
 import { describeTarget } from '../src/report/datadog-sink.js';
-// @ts-expect-error plain ESM fixtures without types
-import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
-// @ts-expect-error plain ESM fixtures without types
-import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
+import type { BypassReport, TripwireOptions } from '../src/types.js';
+import { verify } from '../src/verify.js';
 // @ts-expect-error plain ESM fixtures without types
 import { writes as authWrites } from './fixtures/app/auth/writes.mjs';
 // @ts-expect-error plain ESM fixtures without types
+import { writes as legacyWrites } from './fixtures/app/legacy/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
+// @ts-expect-error plain ESM fixtures without types
 import { tokenSchema } from './fixtures/app/models.mjs';
 import { connect } from './support/connect.js';
-import { captureWarnings } from './support/warnings.js';
 import { listenerSuite } from './support/listener-suite.js';
 import { scaled, TEST_SCALE } from './support/scale.js';
 import { settle, waitFor } from './support/wait.js';
+import { captureWarnings } from './support/warnings.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
 type Write = (T: Model, c: { token(): string; id?: unknown; opts: object }) => Promise<unknown>;
@@ -61,7 +61,12 @@ const ctx = (token = `tok_${Math.random()}`) => ({ token: () => token, opts: {} 
 
 describe('faults around the plugin', () => {
   it('onBypass throwing or rejecting is reported once, and the write still resolves', async () => {
-    for (const onBypass of [() => { throw new Error('boom'); }, () => Promise.reject(new Error('nope'))]) {
+    for (const onBypass of [
+      () => {
+        throw new Error('boom');
+      },
+      () => Promise.reject(new Error('nope')),
+    ]) {
       const { T, faults } = await model({ onBypass });
       for (let i = 0; i < 3; i++) expect(await rogueCreate(T, ctx())).toHaveProperty('_id');
       await waitFor(() => faults.length > 0, 'the onBypass fault');
@@ -89,18 +94,27 @@ describe('faults around the plugin', () => {
     expect(await T.countDocuments()).toBe(1);
   });
 
-  it('an event that cannot fit in a datagram even without its own tags (11 KB of the client\'s global tags) is a visible fault, and the write is unaffected', async () => {
-    const client = new StatsD({ host: '127.0.0.1', port: suite.listener.port, maxBufferSize: 0, globalTags: Array.from({ length: 60 }, (_, i) => `g${i}:${'y'.repeat(190)}`) });
-    try {
-      const { T, faults } = await model({ statsd: client });
-      expect(await rogueCreate(T, ctx())).toHaveProperty('_id');
-      await expect.poll(() => faults.map((f) => f.message).join('\n')).toMatch(/bypass event.*fit/);
-      expect(faults.map((f) => f.message).join('\n')).toMatch(/tripwire\.watching.*cannot fit/);
-      expect(await T.countDocuments()).toBe(1);
-    } finally {
-      await new Promise<void>((resolve) => client.close(() => resolve()));
-    }
-  });
+  it(
+    "an event that cannot fit in a datagram even without its own tags (11 KB of the client's global tags) is a visible fault, and the " +
+      'write is unaffected',
+    async () => {
+      const client = new StatsD({
+        host: '127.0.0.1',
+        port: suite.listener.port,
+        maxBufferSize: 0,
+        globalTags: Array.from({ length: 60 }, (_, i) => `g${i}:${'y'.repeat(190)}`),
+      });
+      try {
+        const { T, faults } = await model({ statsd: client });
+        expect(await rogueCreate(T, ctx())).toHaveProperty('_id');
+        await expect.poll(() => faults.map((f) => f.message).join('\n')).toMatch(/bypass event.*fit/);
+        expect(faults.map((f) => f.message).join('\n')).toMatch(/tripwire\.watching.*cannot fit/);
+        expect(await T.countDocuments()).toBe(1);
+      } finally {
+        await new Promise<void>((resolve) => client.close(() => resolve()));
+      }
+    },
+  );
 
   it('a UDS socket that does not exist is a visible fault, not a crash', async () => {
     const { T, faults } = await model({ statsd: { protocol: 'uds', path: '/nonexistent/dsd.socket' } });
@@ -108,37 +122,52 @@ describe('faults around the plugin', () => {
     await expect.poll(() => faults.length).toBeGreaterThan(0);
   });
 
-  it('works when the app set Error.stackTraceLimit = 0, replaced prepareStackTrace, or froze Error — and restores them exactly', async () => {
-    const { T, reports } = await model();
-    const savedLimit = Error.stackTraceLimit;
-    const savedPrepare = Error.prepareStackTrace;
-    const appPrepare = (error: Error) => `custom:${error.message}`;
-    try {
-      Error.stackTraceLimit = 0;
-      Error.prepareStackTrace = appPrepare;
-      await rogueCreate(T, ctx());
-      await (authWrites['Model.create(single)'] as Write)(T, ctx());
-      expect(Error.stackTraceLimit).toBe(0);
-      expect(Error.prepareStackTrace).toBe(appPrepare);
-    } finally {
-      Error.stackTraceLimit = savedLimit;
-      Error.prepareStackTrace = savedPrepare;
-    }
-    await waitFor(() => reports.length > 0, 'the report');
-    await settle();
-    expect(reports.map((r) => r.callSite.file)).toEqual([`${fixtureDir as string}legacy/writes.mjs`]);
-  });
+  it(
+    'works when the app set Error.stackTraceLimit = 0, replaced prepareStackTrace, or froze Error — and restores them ' + 'exactly',
+    async () => {
+      const { T, reports } = await model();
+      const savedLimit = Error.stackTraceLimit;
+      const savedPrepare = Error.prepareStackTrace;
+      const appPrepare = (error: Error) => `custom:${error.message}`;
+      try {
+        Error.stackTraceLimit = 0;
+        Error.prepareStackTrace = appPrepare;
+        await rogueCreate(T, ctx());
+        await (authWrites['Model.create(single)'] as Write)(T, ctx());
+        expect(Error.stackTraceLimit).toBe(0);
+        expect(Error.prepareStackTrace).toBe(appPrepare);
+      } finally {
+        Error.stackTraceLimit = savedLimit;
+        Error.prepareStackTrace = savedPrepare;
+      }
+      await waitFor(() => reports.length > 0, 'the report');
+      await settle();
+      expect(reports.map((r) => r.callSite.file)).toEqual([`${fixtureDir as string}legacy/writes.mjs`]);
+    },
+  );
 
   // Each configuration in its own process: a frozen Error cannot be thawed. 8 runs seed one document
   // each through the driver; the rogue create, rogue raw insert, approved create and approved raw
   // insert add one each: 12 documents written, whatever the app did to Error.
   for (const configuration of [
-    'frozen', 'frozen with a custom prepareStackTrace', 'frozen with stackTraceLimit 0', 'throwing getters',
-    'read-only prepareStackTrace', 'accessor prepareStackTrace', 'no-op captureStackTrace',
+    'frozen',
+    'frozen with a custom prepareStackTrace',
+    'frozen with stackTraceLimit 0',
+    'throwing getters',
+    'read-only prepareStackTrace',
+    'accessor prepareStackTrace',
+    'no-op captureStackTrace',
   ]) {
     it(`attributes every write exactly, loses none and throws nothing into the app with Error ${configuration}`, async () => {
-      const { stdout } = await promisify(execFile)(process.execPath, [join(fixtureDir as string, 'run-error-settings.mjs'), join(process.cwd(), 'dist', 'index.js'), configuration], { env: process.env });
-      const result = JSON.parse(stdout) as Record<'rogue' | 'rogueCreate' | 'rogueRaw' | 'deepRogue', Array<{ file: string; line: number }>> & { approved: number; deepApproved: number; written: number; thrown: string[]; faults: string[] };
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [join(fixtureDir as string, 'run-error-settings.mjs'), join(process.cwd(), 'dist', 'index.js'), configuration],
+        { env: process.env },
+      );
+      const result = JSON.parse(stdout) as Record<
+        'rogue' | 'rogueCreate' | 'rogueRaw' | 'deepRogue',
+        Array<{ file: string; line: number }>
+      > & { approved: number; deepApproved: number; written: number; thrown: string[]; faults: string[] };
       expect(result.thrown).toEqual([]);
       expect(result.written).toBe(12);
       expect(result.approved).toBe(0);
@@ -153,7 +182,11 @@ describe('faults around the plugin', () => {
   }
 
   it('handles odd _ids: strings, numbers, compound objects — each only as a keyed hash, never its value', async () => {
-    for (const [type, id, shown] of [[String, 'custom-id', 'custom-id'], [Number, 424242, '424242'], [Object, { tenant: 'acme', n: 7 }, 'acme']] as const) {
+    for (const [type, id, shown] of [
+      [String, 'custom-id', 'custom-id'],
+      [Number, 424242, '424242'],
+      [Object, { tenant: 'acme', n: 7 }, 'acme'],
+    ] as const) {
       const schema = new mongoose.Schema({ _id: type, token: String });
       const { T, reports } = await model({}, schema);
       await (legacyWrites['Model.insertMany'] as Write)(T, ctx()).catch(() => undefined);
@@ -218,7 +251,10 @@ describe('never silent', () => {
     const result = verify();
     const registration = result.registrations.find((r) => r.models.some((m) => m.model === T.modelName))!;
     expect(registration.models).toEqual([{ model: T.modelName, missing: [] }]);
-    expect(registration.approved).toEqual([{ pattern: 'auth/**', files: readdirSync(`${fixtureDir as string}auth`).length }, { pattern: 'no-such-folder/**', files: 0 }]);
+    expect(registration.approved).toEqual([
+      { pattern: 'auth/**', files: readdirSync(`${fixtureDir as string}auth`).length },
+      { pattern: 'no-such-folder/**', files: 0 },
+    ]);
     expect(registration.modelsNeverCompiled).toEqual(['NeverCompiled']);
     expect(result.ok).toBe(false);
     expect(result.problems.join('\n')).toMatch(/no-such-folder/);
@@ -228,13 +264,18 @@ describe('never silent', () => {
   it('verify() notices a model whose entry point was taken away', async () => {
     const { T } = await model();
     delete (T as unknown as Record<string, unknown>).insertMany; // back to Mongoose's own, unwatched
-    const check = verify().registrations.flatMap((r) => r.models).find((m) => m.model === T.modelName)!;
+    const check = verify()
+      .registrations.flatMap((r) => r.models)
+      .find((m) => m.model === T.modelName)!;
     expect(check.missing).toEqual(['Model.insertMany wrapper']);
   });
 
   it('sends a tripwire.watching heartbeat per watched model', async () => {
     const { T } = await model({ heartbeatMs: 50 });
-    await suite.listener.waitFor((all) => all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2);
+    await suite.listener.waitFor(
+      (all) =>
+        all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2,
+    );
   });
 
   it('warns at registration when no statsd option and no DD_AGENT_HOST leave the target unknown', async () => {
@@ -242,44 +283,69 @@ describe('never silent', () => {
     delete process.env.DD_AGENT_HOST;
     try {
       const { faults } = await model({ statsd: undefined });
-      expect(faults.map((f) => f.message).join('\n')).toMatch(/no statsd option and no DD_AGENT_HOST: events go to udp:\/\/127\.0\.0\.1:8125/);
+      expect(faults.map((f) => f.message).join('\n')).toMatch(
+        /no statsd option and no DD_AGENT_HOST: events go to udp:\/\/127\.0\.0\.1:8125/,
+      );
     } finally {
       if (saved !== undefined) process.env.DD_AGENT_HOST = saved;
     }
   });
 
-  it('with DD_DOGSTATSD_PORT, the default-target warning names the port the datagrams really go to, and boot notices are not counted as tripwire.errors', async () => {
-    const saved = { host: process.env.DD_AGENT_HOST, port: process.env.DD_DOGSTATSD_PORT };
-    delete process.env.DD_AGENT_HOST;
-    process.env.DD_DOGSTATSD_PORT = String(suite.listener.port);
-    try {
-      // Three boot notices: the default target, a pattern matching nothing, and verify()'s problem about it.
-      const { T, faults } = await model({ statsd: undefined, approved: ['auth/**', 'no-such-folder/**'], rateLimit: false });
-      const target = `udp://127.0.0.1:${suite.listener.port}`;
-      expect(faults.find((f) => (f as { reason?: string }).reason === 'statsd_default_target')?.message).toMatch(`events go to ${target},`);
-      expect(faults.map((f) => f.message).join('\n')).not.toMatch(/:8125\b/);
-      const check = verify();
-      expect(check.registrations.find((r) => r.models.some((m) => m.model === T.modelName))!.statsd).toBe(target);
-      expect(faults.map((f) => (f as { reason?: string }).reason)).toEqual(expect.arrayContaining(['statsd_default_target', 'approved_matches_nothing', 'verify']));
-      // A real fault during the run still is counted: the onBypass option throwing.
-      const { T: Faulty } = await model({ statsd: undefined, onBypass: () => { throw new Error('boom'); } });
-      await rogueCreate(T, ctx());
-      await rogueCreate(Faulty, ctx());
-      await settle();
-      await close();
-      await suite.listener.waitFor((all) => all.some((d) => d.type === 'metric' && d.name === 'tripwire.errors') && all.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses'));
-      const reasons = suite.listener.datagrams.filter((d) => d.type === 'metric' && d.name === 'tripwire.errors').flatMap((d) => (d.type === 'metric' ? d.tags : []));
-      expect(reasons).toEqual(['reason:onBypass_threw']);
-      expect(suite.listener.datagrams.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses' && d.tags.includes(`model:${T.modelName}`))).toBe(true);
-      // The other transports hot-shots reads from the environment are named as they are.
-      expect(describeTarget({ protocol: 'uds', path: '/var/run/datadog/dsd.socket' })).toBe('unix:///var/run/datadog/dsd.socket');
-      expect(describeTarget({ protocol: 'tcp', host: 'agent', port: 8126 })).toBe('tcp://agent:8126');
-    } finally {
-      if (saved.host !== undefined) process.env.DD_AGENT_HOST = saved.host;
-      if (saved.port === undefined) delete process.env.DD_DOGSTATSD_PORT;
-      else process.env.DD_DOGSTATSD_PORT = saved.port;
-    }
-  });
+  it(
+    'with DD_DOGSTATSD_PORT, the default-target warning names the port the datagrams really go to, and boot notices are not counted as ' +
+      'tripwire.errors',
+    async () => {
+      const saved = { host: process.env.DD_AGENT_HOST, port: process.env.DD_DOGSTATSD_PORT };
+      delete process.env.DD_AGENT_HOST;
+      process.env.DD_DOGSTATSD_PORT = String(suite.listener.port);
+      try {
+        // Three boot notices: the default target, a pattern matching nothing, and verify()'s problem about it.
+        const { T, faults } = await model({ statsd: undefined, approved: ['auth/**', 'no-such-folder/**'], rateLimit: false });
+        const target = `udp://127.0.0.1:${suite.listener.port}`;
+        expect(faults.find((f) => (f as { reason?: string }).reason === 'statsd_default_target')?.message).toMatch(
+          `events go to ${target},`,
+        );
+        expect(faults.map((f) => f.message).join('\n')).not.toMatch(/:8125\b/);
+        const check = verify();
+        expect(check.registrations.find((r) => r.models.some((m) => m.model === T.modelName))!.statsd).toBe(target);
+        expect(faults.map((f) => (f as { reason?: string }).reason)).toEqual(
+          expect.arrayContaining(['statsd_default_target', 'approved_matches_nothing', 'verify']),
+        );
+        // A real fault during the run still is counted: the onBypass option throwing.
+        const { T: Faulty } = await model({
+          statsd: undefined,
+          onBypass: () => {
+            throw new Error('boom');
+          },
+        });
+        await rogueCreate(T, ctx());
+        await rogueCreate(Faulty, ctx());
+        await settle();
+        await close();
+        await suite.listener.waitFor(
+          (all) =>
+            all.some((d) => d.type === 'metric' && d.name === 'tripwire.errors') &&
+            all.some((d) => d.type === 'metric' && d.name === 'tripwire.bypasses'),
+        );
+        const reasons = suite.listener.datagrams
+          .filter((d) => d.type === 'metric' && d.name === 'tripwire.errors')
+          .flatMap((d) => (d.type === 'metric' ? d.tags : []));
+        expect(reasons).toEqual(['reason:onBypass_threw']);
+        expect(
+          suite.listener.datagrams.some(
+            (d) => d.type === 'metric' && d.name === 'tripwire.bypasses' && d.tags.includes(`model:${T.modelName}`),
+          ),
+        ).toBe(true);
+        // The other transports hot-shots reads from the environment are named as they are.
+        expect(describeTarget({ protocol: 'uds', path: '/var/run/datadog/dsd.socket' })).toBe('unix:///var/run/datadog/dsd.socket');
+        expect(describeTarget({ protocol: 'tcp', host: 'agent', port: 8126 })).toBe('tcp://agent:8126');
+      } finally {
+        if (saved.host !== undefined) process.env.DD_AGENT_HOST = saved.host;
+        if (saved.port === undefined) delete process.env.DD_DOGSTATSD_PORT;
+        else process.env.DD_DOGSTATSD_PORT = saved.port;
+      }
+    },
+  );
 
   it('enabled: false registers nothing and says so once', async () => {
     const made: { T?: Model } = {};
@@ -295,36 +361,55 @@ describe('never silent', () => {
       ['TripwireWarning', 'TRIPWIRE_DISABLED', 'mongoose-tripwire is disabled (enabled: false): no write is checked or reported'],
     ]);
     const T = made.T!;
-    expect(verify().registrations.flatMap((r) => r.models).some((m) => m.model === T.modelName)).toBe(false);
+    expect(
+      verify()
+        .registrations.flatMap((r) => r.models)
+        .some((m) => m.model === T.modelName),
+    ).toBe(false);
   });
 });
 
 describe('nothing leaks', () => {
   // TRIPWIRE_TEST_SCALE=1 (CI): 100 batches of 100 writes, 10 000 cases.
   const BATCHES = scaled(100);
-  it(`no field or filter value written through any path, rogue or approved, appears in a report or a datagram (${BATCHES * 100} cases)`, async () => {
-    const { T, reports } = await model({ rateLimit: false });
-    const paths = ['Model.create(single)', 'Model.insertOne', 'new Model().save()', 'Model.insertMany', 'Model.bulkWrite(insert)', 'Model.updateOne(upsert)', 'Model.findOneAndUpdate(upsert)'];
-    const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@.+_-éü漢🔑';
-    const random = (n: number) => Array.from({ length: n }, () => [...alphabet][Math.floor(Math.random() * [...alphabet].length)]).join('');
-    const secrets: string[] = [];
-    for (let batch = 0; batch < BATCHES; batch++) {
-      await Promise.all(Array.from({ length: 100 }, (_, i) => {
-        const secret = i % 3 === 0 ? `${random(8)}@${random(6)}.example` : `sk_${random(24)}`;
-        secrets.push(secret);
-        const table = (i % 2 === 0 ? legacyWrites : authWrites) as Record<string, Write>;
-        return table[paths[(batch + i) % paths.length]!]!(T, { token: () => `${secret}#${Math.random()}`, opts: {} });
-      }));
-    }
-    await settle();
-    await close();
-    await settle(200); // whatever datagrams arrive are searched; none is waited for
-    expect(secrets).toHaveLength(BATCHES * 100);
-    expect(reports.length).toBeGreaterThan(BATCHES * 40);
-    const everything = JSON.stringify(reports) + JSON.stringify(suite.listener.datagrams);
-    const leaked = foundIn(everything, secrets);
-    expect(leaked).toEqual([]);
-  }, 60_000 + TEST_SCALE * 540_000); // bounded work: 10 minutes at full size on a loaded machine
+  it(
+    `no field or filter value written through any path, rogue or approved, appears in a report or a datagram (${BATCHES * 100} cases)`,
+    async () => {
+      const { T, reports } = await model({ rateLimit: false });
+      const paths = [
+        'Model.create(single)',
+        'Model.insertOne',
+        'new Model().save()',
+        'Model.insertMany',
+        'Model.bulkWrite(insert)',
+        'Model.updateOne(upsert)',
+        'Model.findOneAndUpdate(upsert)',
+      ];
+      const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@.+_-éü漢🔑';
+      const random = (n: number) =>
+        Array.from({ length: n }, () => [...alphabet][Math.floor(Math.random() * [...alphabet].length)]).join('');
+      const secrets: string[] = [];
+      for (let batch = 0; batch < BATCHES; batch++) {
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) => {
+            const secret = i % 3 === 0 ? `${random(8)}@${random(6)}.example` : `sk_${random(24)}`;
+            secrets.push(secret);
+            const table = (i % 2 === 0 ? legacyWrites : authWrites) as Record<string, Write>;
+            return table[paths[(batch + i) % paths.length]!]!(T, { token: () => `${secret}#${Math.random()}`, opts: {} });
+          }),
+        );
+      }
+      await settle();
+      await close();
+      await settle(200); // whatever datagrams arrive are searched; none is waited for
+      expect(secrets).toHaveLength(BATCHES * 100);
+      expect(reports.length).toBeGreaterThan(BATCHES * 40);
+      const everything = JSON.stringify(reports) + JSON.stringify(suite.listener.datagrams);
+      const leaked = foundIn(everything, secrets);
+      expect(leaked).toEqual([]);
+    },
+    60_000 + TEST_SCALE * 540_000,
+  ); // bounded work: 10 minutes at full size on a loaded machine
 });
 
 /**

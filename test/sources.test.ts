@@ -17,7 +17,10 @@ import { verify } from '../src/verify.js';
 const projectRoot = fileURLToPath(new URL('../', import.meta.url));
 let app: string;
 
-interface Outcome { ok: boolean; problems: string[] }
+interface Outcome {
+  ok: boolean;
+  problems: string[];
+}
 
 beforeAll(() => {
   app = mkdtempSync(join(tmpdir(), 'tripwire-sources-'));
@@ -54,7 +57,10 @@ afterAll(async () => {
   if (app) rmSync(app, { recursive: true, force: true });
 });
 
-function verifyIn(approved: string[], { flags = [], entry = 'verify.mjs', env = {} }: { flags?: string[]; entry?: string; env?: Record<string, string> } = {}): Promise<Outcome> {
+function verifyIn(
+  approved: string[],
+  { flags = [], entry = 'verify.mjs', env = {} }: { flags?: string[]; entry?: string; env?: Record<string, string> } = {},
+): Promise<Outcome> {
   const inherited: NodeJS.ProcessEnv = { ...process.env };
   delete inherited.NODE_OPTIONS; // whatever the test runner put there is not the app's
   const environment: NodeJS.ProcessEnv = { ...inherited, APPROVED: JSON.stringify(approved), ...env };
@@ -66,7 +72,8 @@ function verifyIn(approved: string[], { flags = [], entry = 'verify.mjs', env = 
   });
 }
 
-const NOT_RUN = /approved pattern src\/auth\/\*\* matches only TypeScript sources \(1 file\), but nothing says this process runs TypeScript/;
+const NOT_RUN =
+  /approved pattern src\/auth\/\*\* matches only TypeScript sources \(1 file\), but nothing says this process runs TypeScript/;
 
 describe('verify(): approved TypeScript sources that are not what runs', () => {
   it('warns when a pattern matches only .ts sources and the process runs compiled JavaScript without source maps', async () => {
@@ -92,11 +99,15 @@ describe('verify(): approved TypeScript sources that are not what runs', () => {
     expect(await verifyIn(['src/auth/**'], { flags: ['--import', tsx], entry: 'verify.mts' })).toEqual({ ok: true, problems: [] });
   });
 
-  it('is ok when the compiled files are approved too, when a pattern matches JavaScript as well, or when a function may approve any frame', async () => {
-    expect(await verifyIn(['src/auth/**', 'dist/auth/**'])).toEqual({ ok: true, problems: [] });
-    expect(await verifyIn(['src/mixed/**'])).toEqual({ ok: true, problems: [] });
-    expect(await verifyIn(['src/auth/**'], { env: { WITH_FUNCTION: '1' } })).toEqual({ ok: true, problems: [] });
-  });
+  it(
+    'is ok when the compiled files are approved too, when a pattern matches JavaScript as well, or when a function may approve any ' +
+      'frame',
+    async () => {
+      expect(await verifyIn(['src/auth/**', 'dist/auth/**'])).toEqual({ ok: true, problems: [] });
+      expect(await verifyIn(['src/mixed/**'])).toEqual({ ok: true, problems: [] });
+      expect(await verifyIn(['src/auth/**'], { env: { WITH_FUNCTION: '1' } })).toEqual({ ok: true, problems: [] });
+    },
+  );
 
   it('is ok under a test runner that runs the .ts files (this vitest process)', () => {
     const schema = new mongoose.Schema({ token: String });

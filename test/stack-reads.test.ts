@@ -9,17 +9,17 @@ import { describe, expect, it } from 'vitest';
 import { stackReadCount } from '../src/attribution/call-site.js';
 import { tripwire } from '../src/plugin.js';
 import type { BypassReport, TripwireOptions } from '../src/types.js';
-import { listenerSuite } from './support/listener-suite.js';
-// @ts-expect-error plain ESM fixtures without types
-import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
-// @ts-expect-error plain ESM fixtures without types
-import * as legacyRaw from './fixtures/app/legacy/raw.mjs';
 // @ts-expect-error plain ESM fixtures without types
 import * as approvedRaw from './fixtures/app/auth/raw.mjs';
 // @ts-expect-error plain ESM fixtures without types
-import { tokenSchema } from './fixtures/app/models.mjs';
-// @ts-expect-error plain ESM fixtures without types
 import * as approved from './fixtures/app/auth/writes.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import * as legacyRaw from './fixtures/app/legacy/raw.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { fixtureDir, siteLine } from './fixtures/app/matrix.mjs';
+// @ts-expect-error plain ESM fixtures without types
+import { tokenSchema } from './fixtures/app/models.mjs';
+import { listenerSuite } from './support/listener-suite.js';
 import { settle, waitFor } from './support/wait.js';
 
 type Model = mongoose.Model<Record<string, unknown>>;
@@ -33,7 +33,10 @@ const token = () => `tok_${Math.random().toString(36).slice(2)}`;
 async function watchedModel(operations?: string[]): Promise<Model> {
   const schema = tokenSchema() as mongoose.Schema;
   schema.plugin(tripwire, {
-    approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port }, onError: () => undefined,
+    approved: ['auth/**'],
+    root: fixtureDir as string,
+    statsd: { host: '127.0.0.1', port: suite.listener.port },
+    onError: () => undefined,
     ...(operations ? { operations: operations as TripwireOptions['operations'] } : {}),
   });
   const T = suite.connection.model(`Reads${++count}`, schema) as unknown as Model;
@@ -81,15 +84,21 @@ describe('stack reads per approved write', () => {
 
   // With reads watched, a query read reads once too; `aggregate` twice (the pipeline Mongoose passes
   // is the app's own: `aggregate.pipeline()` returns it), as does a write query's constructor no more.
-  it.each(Object.keys(approvedRaw.reads as object).filter((name) => !name.startsWith('collection.')))('with reads watched, %s reads the stack once (aggregate: twice)', async (name) => {
-    const T = await watchedModel(['create', 'update', 'delete', 'read']);
-    expect(await readsOf(T, (approvedRaw.reads as Record<string, Write>)[name]!)).toBe(name === 'aggregate' ? 2 : 1);
-  });
+  it.each(Object.keys(approvedRaw.reads as object).filter((name) => !name.startsWith('collection.')))(
+    'with reads watched, %s reads the stack once (aggregate: twice)',
+    async (name) => {
+      const T = await watchedModel(['create', 'update', 'delete', 'read']);
+      expect(await readsOf(T, (approvedRaw.reads as Record<string, Write>)[name]!)).toBe(name === 'aggregate' ? 2 : 1);
+    },
+  );
 
-  it.each(['Model.updateOne', 'Model.findOneAndUpdate', 'Model.deleteMany', 'doc.save()'])('with reads watched, %s still reads the stack once', async (name) => {
-    const T = await watchedModel(['create', 'update', 'delete', 'read']);
-    expect(await readsOf(T, writes[name]!)).toBe(1);
-  });
+  it.each(['Model.updateOne', 'Model.findOneAndUpdate', 'Model.deleteMany', 'doc.save()'])(
+    'with reads watched, %s still reads the stack once',
+    async (name) => {
+      const T = await watchedModel(['create', 'update', 'delete', 'read']);
+      expect(await readsOf(T, writes[name]!)).toBe(1);
+    },
+  );
 
   it('a plain model pays none', async () => {
     const Plain = suite.connection.model(`ReadsPlain${++count}`, tokenSchema() as mongoose.Schema) as unknown as Model;
@@ -104,8 +113,12 @@ describe("Mongoose's marks never excuse the app's own collection writes", () => 
   async function reporting(schema: mongoose.Schema) {
     const reports: BypassReport[] = [];
     schema.plugin(tripwire, {
-      approved: ['auth/**'], root: fixtureDir as string, statsd: { host: '127.0.0.1', port: suite.listener.port },
-      onBypass: (r) => void reports.push(r), rateLimit: false, onError: () => undefined,
+      approved: ['auth/**'],
+      root: fixtureDir as string,
+      statsd: { host: '127.0.0.1', port: suite.listener.port },
+      onBypass: (r) => void reports.push(r),
+      rateLimit: false,
+      onError: () => undefined,
     });
     const T = suite.connection.model(`Reads${++count}`, schema) as unknown as Model;
     await T.init();
@@ -113,7 +126,7 @@ describe("Mongoose's marks never excuse the app's own collection writes", () => 
     return { T, reports, id: seeded._id };
   }
 
-  it('a collection write made by app code running inside a query (a setter) is judged while Mongoose\'s own call passes', async () => {
+  it("a collection write made by app code running inside a query (a setter) is judged while Mongoose's own call passes", async () => {
     const schema = tokenSchema() as mongoose.Schema;
     const pending: Array<Promise<unknown>> = [];
     let T: Model | undefined;

@@ -24,8 +24,11 @@ const at = (reported: Reported) => reported.map((r) => `${r.operation} ${r.locat
 
 beforeAll(async () => {
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['app.mjs'], { cwd: appDir, env: { ...process.env, MONGODB_URI: inject('mongodbUri') }, timeout: 60_000 }, (error, out, err) =>
-      error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
+    execFile(
+      process.execPath,
+      ['app.mjs'],
+      { cwd: appDir, env: { ...process.env, MONGODB_URI: inject('mongodbUri') }, timeout: 60_000 },
+      (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out)),
     );
   });
   results = JSON.parse(stdout.trim().split('\n').at(-1)!) as typeof results;
@@ -43,11 +46,15 @@ describe('the innermost application frame decides', () => {
   });
 
   it('a callback handed to an approved helper is judged as the callback', () => {
-    expect(at(results['callback handed to an approved helper']!)).toEqual([`updateMany ${site('legacy/callbacks.mjs', 'legacy.callback')}`]);
+    expect(at(results['callback handed to an approved helper']!)).toEqual([
+      `updateMany ${site('legacy/callbacks.mjs', 'legacy.callback')}`,
+    ]);
   });
 
   it('a listener of an event the auth module emits is rogue; the approved login itself is not', () => {
-    expect(at(results['approved login (and the listener it triggers)']!)).toEqual([`updateOne ${site('legacy/callbacks.mjs', 'legacy.listener')}`]);
+    expect(at(results['approved login (and the listener it triggers)']!)).toEqual([
+      `updateOne ${site('legacy/callbacks.mjs', 'legacy.listener')}`,
+    ]);
   });
 
   it('a timer job started by an app hook inside an approved create is judged as the job', () => {

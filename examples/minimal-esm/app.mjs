@@ -18,7 +18,8 @@ accessTokenSchema.plugin(tripwire, {
   root: fileURLToPath(new URL('.', import.meta.url)),
   statsd: false, // no Datadog here: onBypass only
   onBypass: (report) => {
-    console.log(JSON.stringify({ model: report.model, operation: report.operation, kind: report.kind, callSite: report.callSite, location: report.location }));
+    const { model, operation, kind, callSite, location } = report;
+      console.log(JSON.stringify({ model, operation, kind, callSite, location }));
   },
 });
 

@@ -29,8 +29,8 @@ const models = defineModels(connection, {
   onBypass: (report) => reports.push(report),
 });
 await models.AccessToken.init();
-
-say(`token-service demo: MongoDB ${process.env.MONGODB_URI ? 'from MONGODB_URI' : 'embedded wire server'}, DogStatsD ${realAgent ? `agent at ${process.env.DD_AGENT_HOST}` : `local listener udp://127.0.0.1:${listener.port}`}\n`);
+const target = realAgent ? `agent at ${process.env.DD_AGENT_HOST}` : `local listener udp://127.0.0.1:${listener.port}`;
+say(`token-service demo: MongoDB ${process.env.MONGODB_URI ? 'from MONGODB_URI' : 'embedded wire server'}, DogStatsD ${target}\n`);
 
 // A day of traffic: most token writes go through the auth module, a few do not.
 const users = await models.User.insertMany(Array.from({ length: 20 }, (_, i) => ({ email: `user${i}@example.com`, name: `User ${i}` })));
@@ -73,12 +73,15 @@ if (listener) {
   say(`   tripwire.writes     ${String(approved).padStart(4)}  approved:true`);
   say(`   tripwire.writes     ${String(rogue).padStart(4)}  approved:false`);
   say(`   => ${((100 * approved) / Math.max(1, approved + rogue)).toFixed(1)} % of token writes go through the auth module`);
-  for (const [, count] of sums('tripwire.events_suppressed', 'model')) say(`   tripwire.events_suppressed ${count} (held back by the rate limit, still counted)`);
+  for (const [, count] of sums('tripwire.events_suppressed', 'model')) {
+    say(`   tripwire.events_suppressed ${count} (held back by the rate limit, still counted)`);
+  }
   if (listener.malformed.length > 0) say(`\n!! ${listener.malformed.length} malformed datagrams: ${JSON.stringify(listener.malformed)}`);
   await listener.close();
 }
 
 const sites = new Set(reports.map((r) => r.location));
-say(`\nSummary: ${reports.length} rogue writes from ${sites.size} call sites (${[...new Set(reports.map((r) => `${r.operation}`))].join(', ')}); the migration is not done.`);
+const operations = [...new Set(reports.map((r) => r.operation))].join(', ');
+say(`\nSummary: ${reports.length} rogue writes from ${sites.size} call sites (${operations}); the migration is not done.`);
 await connection.close();
 mongo.stop();

@@ -3,7 +3,7 @@
  * otherwise the in-process wire server. Never skips: a missing database fails the run.
  */
 import type { TestProject } from 'vitest/node';
-import { startMongoServer, type MongoServer } from './mongo-server.js';
+import { type MongoServer, startMongoServer } from './mongo-server.js';
 
 let server: MongoServer | undefined;
 

@@ -4,8 +4,8 @@
  */
 import type { Connection } from 'mongoose';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import { close } from '../../src/index.js';
 import { type Listener, startListener } from '../../src/cli/listen.js';
+import { close } from '../../src/index.js';
 
 export interface ListenerSuite {
   connection: Connection;

@@ -6,9 +6,9 @@
  * unique indexes are enforced (E11000 with keyPattern/keyValue), transaction numbers are refused
  * (code 20, as a standalone does), unknown commands and operators get MongoDB errors, never a crash.
  */
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { BSON, EJSON, Long, ObjectId, type Document } from 'bson';
-import { Query, aggregate } from 'mingo';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { BSON, type Document, EJSON, Long, ObjectId } from 'bson';
+import { aggregate, Query } from 'mingo';
 import { update as applyOperators } from 'mingo/updater';
 
 export interface MongoServer {
@@ -23,7 +23,11 @@ const OP_MSG = 2013;
 const MAX_WIRE_VERSION = 21; // MongoDB 7.0
 
 class CommandError extends Error {
-  constructor(message: string, readonly code: number, readonly codeName: string) {
+  constructor(
+    message: string,
+    readonly code: number,
+    readonly codeName: string,
+  ) {
     super(message);
   }
 }
@@ -35,8 +39,17 @@ interface IndexSpec {
   /** For unique indexes: the document holding each key, so a write checks in O(1). */
   entries: Map<string, Document>;
 }
-interface Collection { docs: Document[]; indexes: IndexSpec[] }
-interface WriteError { index: number; code: number; errmsg: string; keyPattern?: Document; keyValue?: Document }
+interface Collection {
+  docs: Document[];
+  indexes: IndexSpec[];
+}
+interface WriteError {
+  index: number;
+  code: number;
+  errmsg: string;
+  keyPattern?: Document;
+  keyValue?: Document;
+}
 
 const clone = (doc: Document): Document => BSON.deserialize(BSON.serialize(doc));
 const sameBytes = (a: Document, b: Document): boolean => Buffer.compare(BSON.serialize(a), BSON.serialize(b)) === 0;
@@ -55,8 +68,12 @@ function setPath(doc: Document, path: string, value: unknown): void {
 }
 
 const isOperatorDoc = (value: unknown): value is Document =>
-  value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date) &&
-  Object.keys(value).length > 0 && Object.keys(value).every((key) => key.startsWith('$'));
+  value !== null &&
+  typeof value === 'object' &&
+  !Array.isArray(value) &&
+  !(value instanceof Date) &&
+  Object.keys(value).length > 0 &&
+  Object.keys(value).every((key) => key.startsWith('$'));
 
 /** The fields an upsert inserts from its filter: equalities, as mongod derives them. */
 function seedFromFilter(filter: Document, seed: Document = {}): Document {
@@ -120,7 +137,13 @@ export class MongoWireServer {
   }
 
   /** Applies an update (operators, replacement or pipeline) to a copy; the original is untouched. */
-  private updated(doc: Document, update: Document | Document[], filter: Document, arrayFilters: Document[] | undefined, inserting: boolean): Document {
+  private updated(
+    doc: Document,
+    update: Document | Document[],
+    filter: Document,
+    arrayFilters: Document[] | undefined,
+    inserting: boolean,
+  ): Document {
     let next: Document;
     if (Array.isArray(update)) {
       next = aggregate([clone(doc)], update)[0] as Document;
@@ -137,7 +160,8 @@ export class MongoWireServer {
       if (inserting && $setOnInsert) applyOperators(next, { $set: $setOnInsert as Document });
     } else {
       const replacement = update as Document;
-      if (Object.keys(replacement).some((key) => key.startsWith('$'))) throw new CommandError('Unknown modifier in update document', 9, 'FailedToParse');
+      if (Object.keys(replacement).some((key) => key.startsWith('$')))
+        throw new CommandError('Unknown modifier in update document', 9, 'FailedToParse');
       next = { _id: doc._id, ...replacement };
     }
     if (!inserting && !sameBytes({ id: doc._id }, { id: next._id })) {
@@ -179,9 +203,21 @@ export class MongoWireServer {
     return { cursor: { [batchName]: batch, id, ns }, ok: 1 };
   }
 
-  private upsert(collection: Collection, ns: string, filter: Document, update: Document | Document[], arrayFilters?: Document[]): { doc?: Document; error?: WriteError } {
+  private upsert(
+    collection: Collection,
+    ns: string,
+    filter: Document,
+    update: Document | Document[],
+    arrayFilters?: Document[],
+  ): { doc?: Document; error?: WriteError } {
     const seed = seedFromFilter(filter);
-    const next = this.updated(isOperatorDoc(update) || Array.isArray(update) ? seed : { _id: seed._id }, update, filter, arrayFilters, true);
+    const next = this.updated(
+      isOperatorDoc(update) || Array.isArray(update) ? seed : { _id: seed._id },
+      update,
+      filter,
+      arrayFilters,
+      true,
+    );
     const error = this.store(collection, ns, undefined, next);
     return error ? { error } : { doc: next };
   }
@@ -293,9 +329,15 @@ export class MongoWireServer {
           const $db = ns.slice(0, ns.indexOf('.'));
           const collection = ns.slice(ns.indexOf('.') + 1);
           const reply =
-            verb === 'insert' ? this.command({ insert: collection, documents: [op.document], $db })
-            : verb === 'update' ? this.command({ update: collection, updates: [{ q: op.filter, u: op.updateMods, multi: op.multi, upsert: op.upsert, arrayFilters: op.arrayFilters }], $db })
-            : this.command({ delete: collection, deletes: [{ q: op.filter, limit: op.multi ? 0 : 1 }], $db });
+            verb === 'insert'
+              ? this.command({ insert: collection, documents: [op.document], $db })
+              : verb === 'update'
+                ? this.command({
+                    update: collection,
+                    updates: [{ q: op.filter, u: op.updateMods, multi: op.multi, upsert: op.upsert, arrayFilters: op.arrayFilters }],
+                    $db,
+                  })
+                : this.command({ delete: collection, deletes: [{ q: op.filter, limit: op.multi ? 0 : 1 }], $db });
           const error = (reply.writeErrors as WriteError[] | undefined)?.[0];
           if (error) {
             nErrors++;
@@ -312,7 +354,13 @@ export class MongoWireServer {
             counts.nMatched += n;
             counts.nModified += Number(reply.nModified);
           }
-          if (!body.errorsOnly) results.push({ ok: 1, idx, n, ...(verb === 'update' ? { nModified: reply.nModified, ...(upserted ? { upserted: { _id: upserted._id } } : {}) } : {}) });
+          if (!body.errorsOnly)
+            results.push({
+              ok: 1,
+              idx,
+              n,
+              ...(verb === 'update' ? { nModified: reply.nModified, ...(upserted ? { upserted: { _id: upserted._id } } : {}) } : {}),
+            });
         }
         return { cursor: { id: Long.ZERO, firstBatch: results, ns: 'admin.$cmd.bulkWrite' }, nErrors, ...counts, ok: 1 };
       }
@@ -335,7 +383,8 @@ export class MongoWireServer {
       case 'aggregate': {
         const collection = this.collection(db, target, false);
         const pipeline = (body.pipeline as Document[]) ?? [];
-        if (pipeline.some((stage) => '$out' in stage || '$merge' in stage)) throw new CommandError('$out and $merge are not supported by the test server', 115, 'CommandNotSupported');
+        if (pipeline.some((stage) => '$out' in stage || '$merge' in stage))
+          throw new CommandError('$out and $merge are not supported by the test server', 115, 'CommandNotSupported');
         const docs = aggregate(collection?.docs ?? [], pipeline) as Document[];
         return this.cursorReply(ns, docs, (body.cursor as Document | undefined)?.batchSize as number, false, 'firstBatch');
       }
@@ -362,8 +411,11 @@ export class MongoWireServer {
         const filter = (body.query as Document) ?? {};
         const doc = this.matching(collection, filter, body.sort as Document)[0];
         const fields = body.fields as Document | undefined;
-        const reply = (value: Document | undefined, lastErrorObject: Document) =>
-          ({ lastErrorObject, value: value ? this.project([value], fields)[0]! : null, ok: 1 });
+        const reply = (value: Document | undefined, lastErrorObject: Document) => ({
+          lastErrorObject,
+          value: value ? this.project([value], fields)[0]! : null,
+          ok: 1,
+        });
         if (body.remove) {
           if (body.update) throw new CommandError('Cannot specify both an update and remove=true', 9, 'FailedToParse');
           if (doc) this.remove(collection, doc);
@@ -392,7 +444,11 @@ export class MongoWireServer {
           const existing = collection.indexes.find((known) => known.name === index.name);
           if (existing) {
             if (!sameBytes(existing.key, index.key) || existing.unique !== index.unique) {
-              throw new CommandError(`An existing index has the same name as the requested index: ${index.name}`, 86, 'IndexKeySpecsConflict');
+              throw new CommandError(
+                `An existing index has the same name as the requested index: ${index.name}`,
+                86,
+                'IndexKeySpecsConflict',
+              );
             }
             continue;
           }
@@ -410,12 +466,23 @@ export class MongoWireServer {
       case 'listIndexes': {
         const collection = this.collection(db, target, false);
         if (!collection) throw new CommandError(`ns does not exist: ${ns}`, 26, 'NamespaceNotFound');
-        const specs = collection.indexes.map((index) => ({ v: 2, key: index.key, name: index.name, ...(index.unique && index.name !== '_id_' ? { unique: true } : {}) }));
+        const specs = collection.indexes.map((index) => ({
+          v: 2,
+          key: index.key,
+          name: index.name,
+          ...(index.unique && index.name !== '_id_' ? { unique: true } : {}),
+        }));
         return this.cursorReply(ns, specs, undefined, false, 'firstBatch');
       }
       case 'listCollections': {
         const names = [...(this.databases.get(db)?.keys() ?? [])];
-        return this.cursorReply(`${db}.$cmd.listCollections`, names.map((n) => ({ name: n, type: 'collection', options: {}, info: { readOnly: false } })), undefined, false, 'firstBatch');
+        return this.cursorReply(
+          `${db}.$cmd.listCollections`,
+          names.map((n) => ({ name: n, type: 'collection', options: {}, info: { readOnly: false } })),
+          undefined,
+          false,
+          'firstBatch',
+        );
       }
       case 'create':
         if (this.collection(db, target, false)) throw new CommandError(`Collection ${ns} already exists.`, 48, 'NamespaceExists');
@@ -438,7 +505,7 @@ export class MongoWireServer {
       return this.command(body);
     } catch (error) {
       const known = asCommandError(error);
-      const extra = error instanceof CommandError ? { ...(error as { keyPattern?: Document }), } : {};
+      const extra = error instanceof CommandError ? { ...(error as { keyPattern?: Document }) } : {};
       return { ok: 0, errmsg: known.message, code: known.code, codeName: known.codeName, ...pick(extra, ['keyPattern', 'keyValue']) };
     }
   }
@@ -481,7 +548,8 @@ export class MongoWireServer {
           const nameEnd = message.indexOf(0, offset + 4);
           const identifier = message.toString('utf8', offset + 4, nameEnd);
           const docs: Document[] = [];
-          for (let at = nameEnd + 1; at < sectionEnd; at += message.readInt32LE(at)) docs.push(BSON.deserialize(message.subarray(at, at + message.readInt32LE(at))));
+          for (let at = nameEnd + 1; at < sectionEnd; at += message.readInt32LE(at))
+            docs.push(BSON.deserialize(message.subarray(at, at + message.readInt32LE(at))));
           body[identifier] = docs;
           offset = sectionEnd;
         }
@@ -521,7 +589,10 @@ export class MongoWireServer {
 
 /** A unique index's key for a document: missing fields index as null, as in mongod. */
 function indexKey(index: IndexSpec, doc: Document): string {
-  return EJSON.stringify(Object.keys(index.key).map((field) => getPath(doc, field) ?? null), { relaxed: false });
+  return EJSON.stringify(
+    Object.keys(index.key).map((field) => getPath(doc, field) ?? null),
+    { relaxed: false },
+  );
 }
 
 function pick(source: Document, keys: string[]): Document {

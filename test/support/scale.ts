@@ -6,7 +6,8 @@
  */
 const raw = process.env.TRIPWIRE_TEST_SCALE;
 const value = raw === undefined || raw.trim() === '' ? 0.1 : Number(raw);
-if (!(Number.isFinite(value) && value > 0 && value <= 1)) throw new Error(`TRIPWIRE_TEST_SCALE must be a number in (0, 1], got ${JSON.stringify(raw)}`);
+if (!(Number.isFinite(value) && value > 0 && value <= 1))
+  throw new Error(`TRIPWIRE_TEST_SCALE must be a number in (0, 1], got ${JSON.stringify(raw)}`);
 
 export const TEST_SCALE = value;
 

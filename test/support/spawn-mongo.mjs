@@ -8,7 +8,10 @@ const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 export async function startEmbeddedMongo() {
   if (process.env.MONGODB_URI) return { uri: process.env.MONGODB_URI, embedded: false, stop() {} };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/run-mongo-server.ts'], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/run-mongo-server.ts'], {
+    cwd: projectRoot,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   for await (const line of createInterface({ input: child.stdout })) {
     if (line.startsWith('MONGODB_URI=')) {
       return { uri: line.slice('MONGODB_URI='.length), embedded: true, stop: () => child.kill('SIGTERM') };

@@ -15,7 +15,11 @@ export interface WaitOptions {
 }
 
 /** Resolves once `check()` is true (it may be async); rejects with `timed out after N ms waiting for <what>`. */
-export async function waitFor(check: () => boolean | Promise<boolean>, what: string, { timeoutMs = 15_000, intervalMs = 5 }: WaitOptions = {}): Promise<void> {
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  { timeoutMs = 15_000, intervalMs = 5 }: WaitOptions = {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

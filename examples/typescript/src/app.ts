@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     root: fileURLToPath(new URL('..', import.meta.url)), // examples/typescript/, from src/ or dist/
     statsd: false, // no Datadog here: onBypass only
     onBypass: (report: BypassReport) => {
-      console.log(JSON.stringify({ model: report.model, operation: report.operation, kind: report.kind, callSite: report.callSite, location: report.location }));
+      const { model, operation, kind, callSite, location } = report;
+      console.log(JSON.stringify({ model, operation, kind, callSite, location }));
     },
   };
   const accessTokenSchema = new mongoose.Schema<AccessTokenFields>({ token: { type: String, required: true }, userId: String });
