@@ -1,13 +1,18 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { BaselineError } from '../errors.js';
 import type { BaselineEntry, LoadedBaseline } from '../types.js';
+import { lookAt, NONBLOCK, notAFileDescriptor, readAtMost } from '../util/files.js';
+import { clip } from '../util/text.js';
 import type { RecordLine } from './recorder.js';
 import { describeKey, isBaselinable, keyOf, type SiteKey } from './site-key.js';
 
 export const BASELINE_VERSION = 1;
 export const DEFAULT_BASELINE_FILE = 'tripwire-baseline.json';
 export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
+/** Largest baseline read: a real one is a few hundred lines; more is a wrong file, refused before it is read. */
+export const MAX_BASELINE_BYTES = 16 * 1024 * 1024;
 
 const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
 const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
@@ -19,7 +24,9 @@ function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? JSON.stringify(value) : typeof value;
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+    ? clip(JSON.stringify(value), 200)
+    : typeof value;
 }
 
 /** Parses a baseline file's text; throws `BaselineError` naming `source` and the first problem. */
@@ -28,7 +35,7 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new BaselineError(`baseline ${source} is not valid JSON (${(error as Error).message})`);
+    throw new BaselineError(`baseline ${source} is not valid JSON (${clip((error as Error).message, 300)})`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new BaselineError(
@@ -78,31 +85,65 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
   });
 }
 
-/** Reads a baseline file; a missing or unreadable file is a `BaselineError` too. */
+/**
+ * Reads a baseline file; a missing or unreadable file is a `BaselineError` too. What the path is, is
+ * looked at first: a FIFO, socket, device or directory is refused unopened (opening a FIFO blocks,
+ * reading /dev/zero never ends), and so is a file over `MAX_BASELINE_BYTES`.
+ */
 export function readBaseline(file: string, shown = file): BaselineEntry[] {
-  let text: string;
+  const cannotRead = (error: unknown) => new BaselineError(`baseline ${shown} cannot be read (${(error as Error).message})`);
+  let look: ReturnType<typeof lookAt>;
   try {
-    text = readFileSync(file, 'utf8');
+    look = lookAt(file);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new BaselineError(
-      code === 'ENOENT' ? `baseline ${shown} does not exist` : `baseline ${shown} cannot be read (${(error as Error).message})`,
-    );
+    throw cannotRead(error);
   }
-  return parseBaseline(text, shown);
+  if (!look.exists) throw new BaselineError(`baseline ${shown} does not exist`);
+  if (look.notAFile) throw new BaselineError(`baseline ${shown} is ${look.notAFile}, not a file: name the baseline's JSON file`);
+  if (look.size > MAX_BASELINE_BYTES) throw tooLarge(shown, look.size);
+  let data: Buffer | undefined;
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, constants.O_RDONLY | NONBLOCK);
+    const kind = notAFileDescriptor(fd);
+    if (kind) throw new BaselineError(`baseline ${shown} is ${kind}, not a file: name the baseline's JSON file`);
+    data = readAtMost(fd, MAX_BASELINE_BYTES);
+  } catch (error) {
+    throw error instanceof BaselineError ? error : cannotRead(error);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (data === undefined) throw tooLarge(shown, undefined); // it grew while being read
+  return parseBaseline(data.toString('utf8'), shown);
 }
 
-/** The option `baseline`, read once at registration. */
-export function loadBaseline(path: string, root: string): LoadedBaseline {
+function tooLarge(shown: string, size: number | undefined): BaselineError {
+  const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  return new BaselineError(
+    `baseline ${shown} is ${size === undefined ? 'more than 16 MB' : mb(size)}: a baseline is at most ${mb(MAX_BASELINE_BYTES)} (one ` +
+      `short line per known rogue call site); is this the right file?`,
+  );
+}
+
+/**
+ * The option `baseline`, read once at registration. A missing file in a recording run
+ * (`TRIPWIRE_RECORD` set: `recording`) is an empty baseline, marked `missing`, so the first run that
+ * records the baseline needs no change to the setup that names it.
+ */
+export function loadBaseline(path: string, root: string, recording = false): LoadedBaseline {
+  const started = performance.now();
   const file = isAbsolute(path) ? resolve(path) : resolve(root, path);
   const shown = file === path ? path : `${path} (${file})`;
   try {
-    return { path, file, entries: readBaseline(file, shown) };
+    const entries = readBaseline(file, shown);
+    return { path, file, entries, loadMs: performance.now() - started };
   } catch (error) {
     if (error instanceof BaselineError && !existsSync(file)) {
+      if (recording) return { path, file, entries: [], missing: true, loadMs: performance.now() - started };
       throw new BaselineError(
-        `${error.message}: the option baseline is relative to root (${root}); create it with \`npx mongoose-tripwire baseline ` +
-          `${DEFAULT_RECORD_FILE} --out ${path}\` from a recorded test run (TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE})`,
+        `${error.message}: the option baseline is relative to root (${root}); create it by running the tests once with ` +
+          `TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE} (a missing baseline is then taken as empty), then \`npx mongoose-tripwire baseline ` +
+          `${DEFAULT_RECORD_FILE} --out ${path}\``,
       );
     }
     throw error;
@@ -161,10 +202,16 @@ export class BaselineMatcher {
     return { baselined: true, allowed };
   }
 
-  /** Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale). */
+  /** Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale); each file looked up once. */
   missingFiles(root: string): string[] {
-    const files = new Set(this.baseline.entries.map((entry) => entry.file));
-    return [...files].filter((file) => !existsSync(isAbsolute(file) ? file : resolve(root, file))).sort();
+    const missing: string[] = [];
+    const seen = new Set<string>();
+    for (const { file } of this.baseline.entries) {
+      if (seen.has(file)) continue;
+      seen.add(file);
+      if (!existsSync(isAbsolute(file) ? file : resolve(root, file))) missing.push(file);
+    }
+    return missing.sort();
   }
 }
 
