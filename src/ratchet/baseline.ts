@@ -1,5 +1,5 @@
 import { closeSync, constants, existsSync, openSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BaselineError } from '../errors.js';
 import type { BaselineEntry, LoadedBaseline } from '../types.js';
@@ -15,6 +15,8 @@ export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
 export const MAX_BASELINE_BYTES = 16 * 1024 * 1024;
 
 const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
+const ENTRY_KEY_SET: ReadonlySet<string> = new Set(ENTRY_KEYS);
+const STRING_KEYS = ['model', 'operation', 'file', 'function'] as const;
 const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
 const COMMENT =
   'Known rogue writes (mongoose-tripwire). Written by `npx mongoose-tripwire baseline`; it should only shrink. See the README, ' +
@@ -52,22 +54,22 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
     );
   }
   if (!Array.isArray(top.entries)) throw new BaselineError(`baseline ${source}: "entries" must be an array, got ${typeName(top.entries)}`);
+  // Linear, and cheap per entry: a baseline of 100,000 entries is read at every boot.
   const seen = new Set<string>();
   return top.entries.map((raw: unknown, index): BaselineEntry => {
-    const at = `baseline ${source}, entries[${index}]`;
+    const at = () => `baseline ${source}, entries[${index}]`;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-      throw new BaselineError(`${at} must be an object, got ${typeName(raw)}`);
+      throw new BaselineError(`${at()} must be an object, got ${typeName(raw)}`);
     const entry = raw as Record<string, unknown>;
-    for (const key of Object.keys(entry)) {
-      if (!(ENTRY_KEYS as readonly string[]).includes(key))
-        throw new BaselineError(`${at} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
+    for (const key in entry) {
+      if (!ENTRY_KEY_SET.has(key)) throw new BaselineError(`${at()} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
     }
-    for (const key of ['model', 'operation', 'file', 'function'] as const) {
+    for (const key of STRING_KEYS) {
       if (typeof entry[key] !== 'string' || entry[key] === '')
-        throw new BaselineError(`${at}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
+        throw new BaselineError(`${at()}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
     }
     if (typeof entry.count !== 'number' || !Number.isInteger(entry.count) || entry.count < 1) {
-      throw new BaselineError(`${at}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
+      throw new BaselineError(`${at()}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
     }
     const parsed: BaselineEntry = {
       model: entry.model as string,
@@ -77,9 +79,9 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
       count: entry.count,
     };
     if (!isBaselinable(parsed.file))
-      throw new BaselineError(`${at}: "file" ${JSON.stringify(parsed.file)} is not a file: a call site without a file cannot be baselined`);
+      throw new BaselineError(`${at()}: "file" ${typeName(parsed.file)} is not a file: a call site without a file cannot be baselined`);
     const key = keyOf(parsed);
-    if (seen.has(key)) throw new BaselineError(`${at} repeats the entry for ${describeKey(parsed)}`);
+    if (seen.has(key)) throw new BaselineError(`${at()} repeats the entry for ${describeKey(parsed)}`);
     seen.add(key);
     return parsed;
   });
@@ -178,11 +180,18 @@ export interface BaselineVerdict {
  * counts: only call sites that were let in are remembered.
  */
 export class BaselineMatcher {
-  private readonly allowed = new Map<string, number>();
+  private allowedByKey: Map<string, number> | undefined;
   private readonly admitted = new Map<string, Set<string>>();
 
-  constructor(readonly baseline: LoadedBaseline) {
-    for (const entry of baseline.entries) this.allowed.set(keyOf(entry), entry.count);
+  constructor(readonly baseline: LoadedBaseline) {}
+
+  /** Built at the first rogue write, not at registration: most processes of a large app never need it. */
+  private get allowed(): Map<string, number> {
+    if (!this.allowedByKey) {
+      this.allowedByKey = new Map();
+      for (const entry of this.baseline.entries) this.allowedByKey.set(keyOf(entry), entry.count);
+    }
+    return this.allowedByKey;
   }
 
   /**
@@ -202,14 +211,35 @@ export class BaselineMatcher {
     return { baselined: true, allowed };
   }
 
-  /** Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale); each file looked up once. */
+  /**
+   * Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale).
+   * Each file is looked up once, and each folder: the files of a folder that is gone are not looked up.
+   */
   missingFiles(root: string): string[] {
+    const folders = new Map<string, boolean>();
+    const folderExists = (folder: string): boolean => {
+      let exists = folders.get(folder);
+      if (exists === undefined) {
+        const parent = dirname(folder);
+        exists = (parent === folder || folderExists(parent)) && existsSync(folder);
+        folders.set(folder, exists);
+      }
+      return exists;
+    };
+    // By the folder as written in the entry first: no path is resolved for the files of a folder that is gone.
+    const written = new Map<string, boolean>();
     const missing: string[] = [];
     const seen = new Set<string>();
     for (const { file } of this.baseline.entries) {
       if (seen.has(file)) continue;
       seen.add(file);
-      if (!existsSync(isAbsolute(file) ? file : resolve(root, file))) missing.push(file);
+      const folder = file.slice(0, Math.max(file.lastIndexOf('/'), file.lastIndexOf('\\'), 0));
+      let there = written.get(folder);
+      if (there === undefined) {
+        there = folderExists(isAbsolute(folder) ? resolve(folder) : resolve(root, folder));
+        written.set(folder, there);
+      }
+      if (!there || !existsSync(isAbsolute(file) ? file : resolve(root, file))) missing.push(file);
     }
     return missing.sort();
   }
