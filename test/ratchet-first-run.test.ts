@@ -72,7 +72,7 @@ describe('a missing baseline while recording', () => {
       delete process.env.TRIPWIRE_RECORD;
       expect(() => resolveOptions({ approved: ['auth/**'], root, baseline: 'tripwire-baseline.json' })).toThrow(TripwireConfigError);
       expect(() => resolveOptions({ approved: ['auth/**'], root, baseline: 'tripwire-baseline.json' })).toThrow(
-        /baseline tripwire-baseline\.json \(.*\) does not exist: .*running the tests once with TRIPWIRE_RECORD=tripwire-record\.jsonl \(a missing baseline is then taken as empty\)/,
+        /baseline tripwire-baseline\.json \(.*\) does not exist: .*once with TRIPWIRE_RECORD=tripwire-record\.jsonl \(a missing baseline is then taken as empty\)/,
       );
 
       process.env.TRIPWIRE_RECORD = join(work, 'notice.jsonl');
@@ -88,7 +88,7 @@ describe('a missing baseline while recording', () => {
       });
       const notice = faults.find((f) => f.reason === 'baseline_missing');
       expect(notice?.message).toMatch(
-        /baseline tripwire-baseline\.json does not exist under root .*: taken as empty because TRIPWIRE_RECORD is set \(a first recording run\)/,
+        /baseline tripwire-baseline\.json does not exist under root .*: taken as empty because TRIPWIRE_RECORD is set \(a first recording/,
       );
       // A file that exists but is wrong is never "empty", recording or not.
       writeFileSync(join(root, 'bad.json'), '{"version":1}');
@@ -128,7 +128,8 @@ describe('the README ratchet, followed literally', () => {
       'export async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: "expired" });\n}\n',
       '// Nightly jobs.\nexport async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: "expired" });\n}\n' +
         'export async function purgeTokens(AccessToken) {\n  return AccessToken.updateMany({}, { $set: { scopes: [] } });\n}\n',
-      '// Nightly jobs, again.\nexport async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: "expired" });\n}\n' +
+      '// Nightly jobs, again.\n' +
+        'export async function expireTokens(AccessToken) {\n  return AccessToken.deleteMany({ scopes: "expired" });\n}\n' +
         'export async function purgeTokens(AccessToken) {\n  return AccessToken.updateMany({}, { $set: { scopes: [] } });\n}\n' +
         'export async function dropTokens(AccessToken) {\n  return AccessToken.deleteOne({ scopes: "dropped" });\n}\n',
     ];
