@@ -21,6 +21,7 @@ import type { ApprovedPattern, Frame } from '../types.js';
 import { firstOf } from '../util/list.js';
 import { memoize } from '../util/memo.js';
 import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import { clip } from '../util/text.js';
 
 /** What a file is to the rule of who decides. */
 export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
@@ -160,6 +161,9 @@ const UNRELATED_PATHS = [
   'node_modules/x9-lib/index.js',
 ];
 
+/** A pattern as a message shows it: a long RegExp or glob is cut. */
+const shown = (pattern: ApprovedPattern): string => clip(String(pattern), 200);
+
 function approvesEverything(test: PathTest, root: string): boolean {
   return UNRELATED_PATHS.every((path) => test(toPosix(resolve(root, path))));
 }
@@ -210,9 +214,9 @@ function checkBreadth(patterns: readonly ApprovedPattern[], tests: readonly Path
   let approved = 0;
   for (const file of files) if (tests.some((test) => test(file))) approved++;
   if (files.length >= 2 && approved === files.length) {
-    const shown = firstOf(patterns.filter((p) => typeof p !== 'function').map(String));
+    const named = firstOf(patterns.filter((p) => typeof p !== 'function').map(shown));
     throw new TripwireConfigError(
-      `mongoose-tripwire: option "approved" (${shown}) approves every file of the application under root ${root} (all ` +
+      `mongoose-tripwire: option "approved" (${named}) approves every file of the application under root ${root} (all ` +
         `${files.length}${truncated ? ' of those scanned' : ''}), so no write could ever be reported; name the auth module's files, e.g. ` +
         `'src/auth/**'`,
     );
@@ -253,9 +257,9 @@ function compilePatterns(option: 'approved' | 'passThrough', patterns: readonly 
     if (approvesEverything(test, root)) {
       throw new TripwireConfigError(
         option === 'approved'
-          ? `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be ` +
+          ? `mongoose-tripwire: option "approved[${index}]" (${shown(pattern)}) approves every file, so no write could ever be ` +
               `reported; name the auth module's files, e.g. 'src/auth/**'`
-          : `mongoose-tripwire: option "passThrough[${index}]" (${String(pattern)}) matches every file, so no code could ever decide a ` +
+          : `mongoose-tripwire: option "passThrough[${index}]" (${shown(pattern)}) matches every file, so no code could ever decide a ` +
               `write; name the generic helpers, e.g. 'src/models/**'`,
       );
     }
@@ -275,7 +279,7 @@ function checkOverlap(approved: readonly ApprovedPattern[], passThrough: readonl
       const overlap = String(a) === String(p) ? String(a) : (firstFileMatchingBoth(a, p, root) ?? firstFileMatchingBoth(p, a, root));
       if (overlap !== undefined) {
         throw new TripwireConfigError(
-          `mongoose-tripwire: options "approved" (${String(a)}) and "passThrough" (${String(p)}) both match ` +
+          `mongoose-tripwire: options "approved" (${shown(a)}) and "passThrough" (${shown(p)}) both match ` +
             `${overlap === String(a) ? 'the same pattern' : overlap}; a file either approves writes or passes the decision to its caller`,
         );
       }
