@@ -8,7 +8,9 @@ import { isAbsolute, resolve } from 'node:path';
 import type { ClientOptions, StatsD } from 'hot-shots';
 import { BaselineError, TripwireConfigError } from './errors.js';
 import { loadBaseline } from './ratchet/baseline.js';
+import { RECORD_ENV } from './ratchet/recorder.js';
 import type { ApprovedPattern, LoadedBaseline, RateLimitOptions, RateWindow, ResolvedOptions, TripwireOptions } from './types.js';
+import { clip } from './util/text.js';
 
 export const DEFAULT_RATE_LIMIT: Required<RateLimitOptions> = Object.freeze({
   // One Slack message per call site per 10 minutes: enough to notice, never a storm.
@@ -44,7 +46,7 @@ const KNOWN_KEYS: ReadonlySet<string> = new Set<keyof TripwireOptions>([
 ]);
 
 function fail(message: string): never {
-  throw new TripwireConfigError(`mongoose-tripwire: ${message}`);
+  throw new TripwireConfigError(`mongoose-tripwire: ${clip(message)}`);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -62,11 +64,24 @@ function positiveInteger(value: unknown, name: string, fallback: number): number
 }
 
 function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return clip(JSON.stringify(value), 200);
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  if (value instanceof RegExp) return String(value);
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+  if (value instanceof RegExp) return clip(String(value), 200);
+  return typeof value === 'object' ? 'an object' : clip(`${typeof value} ${String(value)}`, 200);
+}
+
+/** Longest delay a Node timer holds (a signed 32-bit number of ms): above it, Node fires after 1 ms instead, in a loop. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Shortest heartbeat: one gauge per watched model per beat; faster is a flood, not a fresher signal. */
+export const MIN_HEARTBEAT_MS = 1_000;
+
+function integerBetween(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(`option "${name}" must be an integer from ${min} to ${max}, got ${describe(value)}`);
+  }
+  return value;
 }
 
 function resolveApproved(value: unknown): ApprovedPattern[] {
@@ -158,13 +173,105 @@ function resolveNotify(value: unknown): string[] {
   });
 }
 
+// hot-shots 17's client options (node_modules/hot-shots/types.d.ts, lib/statsd.js): any other key is
+// ignored by it, so a typo would silently leave the default in place.
+const STATSD_KEYS: ReadonlySet<string> = new Set([
+  'bufferFlushInterval',
+  'bufferHolder',
+  'cacheDns',
+  'cacheDnsTtl',
+  'errorHandler',
+  'globalTags',
+  'global_tags',
+  'includeDataDogTags',
+  'datadog',
+  'originDetection',
+  'containerID',
+  'cardinality',
+  'globalize',
+  'host',
+  'isChild',
+  'maxBufferSize',
+  'mock',
+  'path',
+  'port',
+  'prefix',
+  'protocol',
+  'sampleRate',
+  'socket',
+  'stream',
+  'suffix',
+  'telegraf',
+  'useDefaultRoute',
+  'tagPrefix',
+  'tagSeparator',
+  'tcpGracefulErrorHandling',
+  'tcpGracefulRestartRateLimit',
+  'udsGracefulErrorHandling',
+  'udsGracefulRestartRateLimit',
+  'closingFlushInterval',
+  'udpSocketOptions',
+  'udsRetryOptions',
+  'includeDatadogTelemetry',
+  'telemetryFlushInterval',
+  'aggregation',
+]);
+const STATSD_PROTOCOLS = ['udp', 'tcp', 'uds', 'stream'] as const;
+
+/**
+ * hot-shots client options, checked where hot-shots 17 would fall back to a default with a
+ * console.error (lib/statsd.js: a port that is not an integer 1-65535, a sampleRate outside (0, 1],
+ * a bad interval) or ignore them (an unknown key, an unknown protocol, a host or path the protocol
+ * does not use). The port is a number: hot-shots refuses a numeric string, so it is refused here too.
+ */
+function resolveStatsdOptions(options: Record<string, unknown>): ClientOptions {
+  for (const key of Object.keys(options)) {
+    if (!STATSD_KEYS.has(key)) fail(`option "statsd" has a key hot-shots does not know: "${clip(key, 100)}"`);
+  }
+  const { host, port, protocol, path, stream, sampleRate } = options;
+  if (protocol !== undefined && !STATSD_PROTOCOLS.includes(protocol as (typeof STATSD_PROTOCOLS)[number])) {
+    fail(`option "statsd.protocol" must be one of ${STATSD_PROTOCOLS.map((p) => `'${p}'`).join(', ')}, got ${describe(protocol)}`);
+  }
+  const effective = (protocol as string | undefined) ?? 'udp';
+  if (host !== undefined && (typeof host !== 'string' || host.trim() === '')) {
+    fail(`option "statsd.host" must be a non-empty host name or IP address, got ${describe(host)}`);
+  }
+  if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535)) {
+    fail(`option "statsd.port" must be an integer from 1 to 65535 (a number, not a string), got ${describe(port)}`);
+  }
+  if (path !== undefined && (typeof path !== 'string' || path.trim() === '')) {
+    fail(`option "statsd.path" must be the path of the agent's Unix socket, got ${describe(path)}`);
+  }
+  if (path !== undefined && effective !== 'uds') fail(`option "statsd.path" is only used with protocol 'uds' (protocol is '${effective}')`);
+  if ((effective === 'uds' || effective === 'stream') && (host !== undefined || port !== undefined)) {
+    fail(`option "statsd.${host !== undefined ? 'host' : 'port'}" is not used with protocol '${effective}'`);
+  }
+  if (
+    effective === 'stream' &&
+    (stream === null || typeof stream !== 'object' || typeof (stream as { write?: unknown }).write !== 'function')
+  ) {
+    fail(`option "statsd.stream" must be a writable stream with protocol 'stream', got ${describe(stream)}`);
+  }
+  if (stream !== undefined && effective !== 'stream') fail(`option "statsd.stream" is only used with protocol 'stream'`);
+  if (sampleRate !== undefined && (typeof sampleRate !== 'number' || !(sampleRate > 0 && sampleRate <= 1))) {
+    fail(`option "statsd.sampleRate" must be a number in (0, 1], got ${describe(sampleRate)}`);
+  }
+  for (const name of ['bufferFlushInterval', 'closingFlushInterval', 'telemetryFlushInterval', 'cacheDnsTtl'] as const) {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS)) {
+      fail(`option "statsd.${name}" must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${describe(value)}`);
+    }
+  }
+  return options as ClientOptions;
+}
+
 function resolveStatsd(value: unknown): StatsD | ClientOptions | false | undefined {
   if (value === undefined || value === false) return value;
   if (value !== null && typeof value === 'object') {
     const candidate = value as Record<string, unknown>;
     // A live client: duck-typed so two copies of hot-shots in one app still work.
     if (typeof candidate.send === 'function' && typeof candidate.increment === 'function') return value as StatsD;
-    if (isPlainObject(value)) return value as ClientOptions;
+    if (isPlainObject(value)) return resolveStatsdOptions(value);
   }
   return fail(`option "statsd" must be a hot-shots StatsD client, hot-shots client options, or false, got ${describe(value)}`);
 }
@@ -249,7 +356,7 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
   return {
     enabled,
     operations: new Set(operations as Array<'create' | 'update' | 'delete' | 'read'>),
-    heartbeatMs: positiveInteger(raw.heartbeatMs, 'heartbeatMs', 60_000),
+    heartbeatMs: integerBetween(raw.heartbeatMs, 'heartbeatMs', 60_000, MIN_HEARTBEAT_MS, MAX_TIMER_MS),
     maxCallSiteTags: positiveInteger(raw.maxCallSiteTags, 'maxCallSiteTags', 1_000),
     approved: resolveApproved(raw.approved),
     passThrough: raw.passThrough === undefined ? [] : resolvePatterns('passThrough', raw.passThrough),
@@ -278,7 +385,8 @@ function resolveBaseline(value: unknown, root: string): LoadedBaseline | undefin
   if (typeof value !== 'string' || value.trim() === '')
     fail(`option "baseline" must be the path of a baseline file (relative to root), got ${describe(value)}`);
   try {
-    return loadBaseline(value, isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root));
+    const recording = (process.env[RECORD_ENV] ?? '').trim() !== '';
+    return loadBaseline(value, isAbsolute(root) ? resolve(root) : resolve(process.cwd(), root), recording);
   } catch (error) {
     if (error instanceof BaselineError) fail(`option "baseline": ${error.message}`);
     throw error;

@@ -305,6 +305,10 @@ export interface LoadedBaseline {
   /** Absolute. */
   file: string;
   entries: readonly BaselineEntry[];
+  /** The file did not exist and `TRIPWIRE_RECORD` is set: a first recording run, with an empty baseline. */
+  missing?: boolean;
+  /** How long reading and parsing it took, in milliseconds. */
+  loadMs: number;
 }
 
 /** A write that completed (or, in throw mode, is about to be refused). */
@@ -368,6 +372,9 @@ export interface BypassSite {
 export type FaultReason =
   // boot notices: properties of the deployment, found at registration or by verify()
   | 'approved_matches_nothing'
+  | 'approved_too_broad'
+  | 'baseline_missing'
+  | 'baseline_slow'
   | 'baseline_stale'
   | 'statsd_default_target'
   | 'verify'

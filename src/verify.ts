@@ -11,6 +11,7 @@ import { ENTRY_STATICS } from './hooks/model.js';
 import { QUERY_WRITE_NAMES } from './hooks/query.js';
 import { isOurWrapper } from './hooks/wrap.js';
 import { registrationOf } from './plugin.js';
+import { firstOf } from './util/list.js';
 import { BUNDLED_INTO } from './util/paths.js';
 
 export interface ModelCheck {
@@ -89,7 +90,7 @@ function checkRegistration(registration: Registration, problems: string[], runsT
         ? checkModel(model)
         : ['the model was compiled from a schema this plugin did not instrument'];
     models.push({ model: name, missing });
-    if (missing.length > 0) problems.push(`${name}: Mongoose is missing ${missing.join(', ')}; writes there go unseen`);
+    if (missing.length > 0) problems.push(`${name}: Mongoose is missing ${firstOf(missing)}; writes there go unseen`);
   }
   const configured = registration.options.models;
   const modelsNeverCompiled = configured ? [...configured].filter((name) => !registration.scope.compiledModels.has(name)) : [];
@@ -114,6 +115,8 @@ function checkRegistration(registration: Registration, problems: string[], runsT
   for (const { pattern, files } of registration.approvedFiles) {
     if (files === 0) problems.push(`approved pattern ${pattern} matches no file under ${registration.options.root}`);
   }
+  const broad = registration.tooBroad();
+  if (broad) problems.push(broad);
   for (const [name, watched] of registration.driverRoutes.driverCalls) {
     if (!watched)
       problems.push(

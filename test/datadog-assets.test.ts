@@ -58,7 +58,7 @@ beforeAll(async () => {
     approved: ['auth/**'],
     root: fixtureDir as string,
     statsd: { host: '127.0.0.1', port: listener.port },
-    heartbeatMs: 50,
+    heartbeatMs: 1_000,
     notify: '@slack-auth-alerts',
     onBypass: () => {
       bypasses += 1;

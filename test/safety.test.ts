@@ -271,7 +271,7 @@ describe('never silent', () => {
   });
 
   it('sends a tripwire.watching heartbeat per watched model', async () => {
-    const { T } = await model({ heartbeatMs: 50 });
+    const { T } = await model({ heartbeatMs: 1_000 });
     await suite.listener.waitFor(
       (all) =>
         all.filter((d) => d.type === 'metric' && d.name === 'tripwire.watching' && d.tags.includes(`model:${T.modelName}`)).length >= 2,

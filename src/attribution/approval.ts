@@ -18,8 +18,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import picomatch from 'picomatch';
 import { TripwireConfigError } from '../errors.js';
 import type { ApprovedPattern, Frame } from '../types.js';
+import { firstOf } from '../util/list.js';
 import { memoize } from '../util/memo.js';
 import { PACKAGE_CODE_DIR } from '../util/paths.js';
+import { clip } from '../util/text.js';
 
 /** What a file is to the rule of who decides. */
 export type FileKind = 'internal' | 'passThrough' | 'approved' | 'application';
@@ -38,6 +40,16 @@ export interface Approval {
   frameKind(frame: Frame): FileKind;
   /** Frames that are never shown: Node internals, Mongoose and its driver, this plugin. */
   isInternalFile(path: string): boolean;
+  /** How many of the application files under `root` the `approved` paths approve, at registration. */
+  readonly breadth: ApprovalBreadth;
+}
+
+/** The application's own code files under `root` (node_modules excluded), and how many `approved` approves. */
+export interface ApprovalBreadth {
+  files: number;
+  approved: number;
+  /** The walk stopped at MAX_FILES_SCANNED entries: the counts are of the part walked. */
+  truncated: boolean;
 }
 
 export const NODE_MODULES = /[\\/]node_modules[\\/]/;
@@ -163,12 +175,78 @@ function compileRegExp(pattern: RegExp): PathTest {
   return (path) => stateless.test(toPosix(path));
 }
 
-// Files under root that no approval list should cover: a pattern matching them all approves the
-// whole application, so no write could ever be reported.
-const UNRELATED_PATHS = ['z9-unrelated/deep/file.mjs', 'node_modules/x9-lib/index.js', '.hidden/y.ts', 'a.js'];
+// Code files in folders no approval list could mean (any extension, any depth): a pattern matching
+// them all approves any application file wherever it is (`**`, `*/**`, /.*/), whatever the tree.
+const UNRELATED_PATHS = [
+  'z9-unrelated/deep/file.mjs',
+  'z9-unrelated/file.js',
+  'y9-other/deep/er/file.ts',
+  'x9-more/file.cjs',
+  '.hidden/y.tsx',
+  'node_modules/x9-lib/index.js',
+];
+
+/** A pattern as a message shows it: a long RegExp or glob is cut. */
+const shown = (pattern: ApprovedPattern): string => clip(String(pattern), 200);
 
 function approvesEverything(test: PathTest, root: string): boolean {
   return UNRELATED_PATHS.every((path) => test(toPosix(resolve(root, path))));
+}
+
+/** What counts as an application file: code Node runs (not type declarations). */
+const CODE_FILE = /\.[cm]?[jt]sx?$/;
+const DECLARATION_FILE = /\.d\.[cm]?ts$/;
+
+/** Shortest tree on which approving more than half of the files is worth a warning. */
+export const BROAD_MIN_FILES = 10;
+
+/** The application's code files under `root`: node_modules and .git excluded, at most MAX_FILES_SCANNED entries walked. */
+export function applicationFiles(root: string): { files: string[]; truncated: boolean } {
+  const files: string[] = [];
+  let scanned = 0;
+  let truncated = false;
+  const walk = (dir: string): void => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (++scanned > MAX_FILES_SCANNED) {
+        truncated = true;
+        return;
+      }
+      const path = `${dir}${sep}${entry.name}`;
+      if (entry.isDirectory()) {
+        if (entry.name !== '.git' && entry.name !== 'node_modules') walk(path);
+      } else if (entry.isFile() && CODE_FILE.test(entry.name) && !DECLARATION_FILE.test(entry.name)) {
+        files.push(path);
+      }
+    }
+  };
+  walk(root);
+  return { files, truncated };
+}
+
+/**
+ * The `approved` paths against the application's own files: approving all of them (two or more) is
+ * an error, as a pattern approving any file is; more than half of them is reported at boot.
+ */
+function checkBreadth(patterns: readonly ApprovedPattern[], tests: readonly PathTest[], root: string): ApprovalBreadth {
+  if (tests.length === 0) return { files: 0, approved: 0, truncated: false };
+  const { files, truncated } = applicationFiles(root);
+  let approved = 0;
+  for (const file of files) if (tests.some((test) => test(file))) approved++;
+  if (files.length >= 2 && approved === files.length) {
+    const named = firstOf(patterns.filter((p) => typeof p !== 'function').map(shown));
+    throw new TripwireConfigError(
+      `mongoose-tripwire: option "approved" (${named}) approves every file of the application under root ${root} (all ` +
+        `${files.length}${truncated ? ' of those scanned' : ''}), so no write could ever be reported; name the auth module's files, e.g. ` +
+        `'src/auth/**'`,
+    );
+  }
+  return { files: files.length, approved, truncated };
 }
 
 /** The original sources of a generated file, from its source map (none when it has no map). */
@@ -204,9 +282,9 @@ function compilePatterns(option: 'approved' | 'passThrough', patterns: readonly 
     if (approvesEverything(test, root)) {
       throw new TripwireConfigError(
         option === 'approved'
-          ? `mongoose-tripwire: option "approved[${index}]" (${String(pattern)}) approves every file, so no write could ever be ` +
+          ? `mongoose-tripwire: option "approved[${index}]" (${shown(pattern)}) approves every file, so no write could ever be ` +
               `reported; name the auth module's files, e.g. 'src/auth/**'`
-          : `mongoose-tripwire: option "passThrough[${index}]" (${String(pattern)}) matches every file, so no code could ever decide a ` +
+          : `mongoose-tripwire: option "passThrough[${index}]" (${shown(pattern)}) matches every file, so no code could ever decide a ` +
               `write; name the generic helpers, e.g. 'src/models/**'`,
       );
     }
@@ -226,7 +304,7 @@ function checkOverlap(approved: readonly ApprovedPattern[], passThrough: readonl
       const overlap = String(a) === String(p) ? String(a) : (firstFileMatchingBoth(a, p, root) ?? firstFileMatchingBoth(p, a, root));
       if (overlap !== undefined) {
         throw new TripwireConfigError(
-          `mongoose-tripwire: options "approved" (${String(a)}) and "passThrough" (${String(p)}) both match ` +
+          `mongoose-tripwire: options "approved" (${shown(a)}) and "passThrough" (${shown(p)}) both match ` +
             `${overlap === String(a) ? 'the same pattern' : overlap}; a file either approves writes or passes the decision to its caller`,
         );
       }
@@ -263,6 +341,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
   const approved = compilePatterns('approved', options.approved, root);
   const passThrough = compilePatterns('passThrough', options.passThrough, root);
   checkOverlap(options.approved, options.passThrough, root);
+  const breadth = checkBreadth(options.approved, approved.paths, root);
 
   const matches = (tests: readonly PathTest[], path: string): boolean => {
     for (const test of tests) if (test(path)) return true;
@@ -318,6 +397,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
       return 'application';
     },
     isInternalFile,
+    breadth,
   };
 }
 

@@ -15,9 +15,10 @@ import {
   observedSites,
   readBaseline,
 } from '../ratchet/baseline.js';
-import { checkRecordsFresh, type ParsedRecord, RECORD_ENV, readRecords } from '../ratchet/recorder.js';
+import { checkRecordsFresh, type ParsedRecord, RECORD_ENV, readRecordFile } from '../ratchet/recorder.js';
 import { describeKey, keyOf } from '../ratchet/site-key.js';
 import type { BaselineEntry } from '../types.js';
+import { firstLines, firstOf } from '../util/list.js';
 import { renderForTerminal, startListener } from './listen.js';
 
 const USAGE = `Usage: mongoose-tripwire listen [--port 8125] [--host 127.0.0.1] [--json]
@@ -42,8 +43,10 @@ a file and its enclosing function, with the number of distinct call sites seen.
                  baseline does not (it would grow). With --prune, also when it could shrink.
   --root <dir>   where the recorded files are now (default: the root recorded with them)
 
-A record whose source file changed or disappeared since it was recorded is an error: delete the
-record and record again. Exit codes: 0 done, 1 --check failed, 2 bad arguments or files.`;
+Every recording run marks the record file when it starts, and lines are appended run after run: a
+line recorded before its source file changed is ignored (and counted) when a run recorded since;
+otherwise a record whose source file changed or disappeared since it was recorded is an error:
+delete the record and record again. Exit codes: 0 done, 1 --check failed, 2 bad arguments or files.`;
 
 /** \`mongoose-tripwire baseline\`: never approves silently; every bad input is an error naming it. */
 const BASELINE_OPTIONS = {
@@ -81,9 +84,16 @@ function baselineCommand(argv: string[]): number {
   try {
     const records: ParsedRecord[] = [];
     for (const file of positionals) {
-      const read = readRecords(file);
-      checkRecordsFresh(read, file, values.root);
-      records.push(...read);
+      const read = readRecordFile(file);
+      const { fresh, ignored } = checkRecordsFresh(read.records, file, values.root, read.mtimeMs);
+      records.push(...fresh);
+      if (ignored.length > 0) {
+        const files = [...new Set(ignored.map((r) => r.file))];
+        process.stderr.write(
+          `mongoose-tripwire baseline: ignored ${ignored.length} line(s) of ${file} recorded by an earlier run, before their file ` +
+            `changed: ${firstOf(files)} (the latest run recorded these files afresh)\n`,
+        );
+      }
     }
     let entries: BaselineEntry[] = [];
     if (existsSync(out)) entries = readBaseline(out);
@@ -95,7 +105,7 @@ function baselineCommand(argv: string[]): number {
 
     const { observed, unbaselinable } = observedSites(records);
     if (unbaselinable.length > 0) {
-      const where = [...new Set(unbaselinable.map((r) => `${r.model}.${r.operation} at ${r.location}`))].slice(0, 10).join('; ');
+      const where = firstOf([...new Set(unbaselinable.map((r) => `${r.model}.${r.operation} at ${r.location}`))], 10, '; ');
       process.stderr.write(
         `mongoose-tripwire baseline: ${unbaselinable.length} rogue write(s) had no call site file and cannot be baselined (they stay ` +
           `new): ${where}\n`,
@@ -109,11 +119,11 @@ function baselineCommand(argv: string[]): number {
       if (grown.length > 0) {
         failed = true;
         process.stderr.write(`mongoose-tripwire baseline --check: ${grown.length} new rogue call site key(s), not in ${out}:\n`);
-        for (const { site, allowed, locations } of grown) {
-          process.stderr.write(
-            `  + ${describeKey(site)}: ${locations.length} call site(s), the baseline allows ${allowed}: ${locations.join(', ')}\n`,
-          );
-        }
+        const lines = grown.map(
+          ({ site, allowed, locations }) =>
+            `  + ${describeKey(site)}: ${locations.length} call site(s), the baseline allows ${allowed}: ${firstOf(locations)}`,
+        );
+        for (const line of firstLines(lines, 20, (more) => `  … and ${more} more`)) process.stderr.write(`${line}\n`);
         process.stderr.write(
           `Route these writes through approved code, or accept them: mongoose-tripwire baseline ${positionals.join(' ')} --out ${out}\n`,
         );
@@ -123,7 +133,8 @@ function baselineCommand(argv: string[]): number {
           `${values.prune ? 'mongoose-tripwire baseline --check --prune: ' : ''}${shrinkable.length} ` +
             `entr${shrinkable.length === 1 ? 'y' : 'ies'} of ${out} can shrink (fewer call sites seen):\n`,
         );
-        for (const { entry, seen } of shrinkable) process.stderr.write(`  - ${describeKey(entry)}: ${entry.count} known, ${seen} seen\n`);
+        const lines = shrinkable.map(({ entry, seen }) => `  - ${describeKey(entry)}: ${entry.count} known, ${seen} seen`);
+        for (const line of firstLines(lines, 20, (more) => `  … and ${more} more`)) process.stderr.write(`${line}\n`);
         process.stderr.write(`Shrink it with: mongoose-tripwire baseline ${positionals.join(' ')} --out ${out} --prune\n`);
         if (values.prune) failed = true;
       }
@@ -144,9 +155,8 @@ function baselineCommand(argv: string[]): number {
       `wrote ${out}: ${next.length} entr${next.length === 1 ? 'y' : 'ies'} (${added} added, ${grew} grown, ${lowered} lowered, ` +
         `${dropped} dropped) from ${records.length} recorded rogue write(s)\n`,
     );
-    for (const { site, allowed, locations } of grown) {
-      process.stdout.write(`  + ${describeKey(site)}: ${allowed} -> ${locations.length} call site(s)\n`);
-    }
+    const lines = grown.map(({ site, allowed, locations }) => `  + ${describeKey(site)}: ${allowed} -> ${locations.length} call site(s)`);
+    for (const line of firstLines(lines, 20, (more) => `  … and ${more} more`)) process.stdout.write(`${line}\n`);
     return 0;
   } catch (error) {
     if (!(error instanceof BaselineError)) throw error;

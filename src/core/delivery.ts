@@ -3,6 +3,7 @@
  * recorded, checked against the baseline and reported — off the write's path (its report is built
  * after the app got its result), or in throw mode as the error that refuses it.
  */
+import { isAbsolute, relative, sep } from 'node:path';
 import { RogueWriteError } from '../errors.js';
 import { type BaselineMatcher, DEFAULT_RECORD_FILE } from '../ratchet/baseline.js';
 import { RECORD_ENV, type Recorder } from '../ratchet/recorder.js';
@@ -23,6 +24,18 @@ import type {
 } from '../types.js';
 import { rogueWriteCompleted } from './lifecycle.js';
 import type { Verdicts } from './verdicts.js';
+
+/** `file` as the working directory reaches it: relative inside it, absolute (as the option gave it, if so) outside. */
+function fromWorkingDirectory(file: string, given: string): string {
+  if (isAbsolute(given)) return given;
+  const rel = relative(process.cwd(), file);
+  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? file : rel.split(sep).join('/');
+}
+
+/** A path as one shell word: as is when it has only safe characters, single-quoted otherwise. */
+function shellArgument(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
+}
 
 interface PendingDelivery {
   event: WriteEvent;
@@ -187,10 +200,12 @@ export class Delivery {
         ? `${describeKey(key)} is not in the baseline ${path}`
         : `the baseline ${path} knows ${allowed} call site${allowed === 1 ? '' : 's'} for ${describeKey(key)} and this is one more`;
     const record = this.recorder?.path;
+    // The command runs where the tests run: --out is relative to the working directory, the option to root.
+    const out = shellArgument(fromWorkingDirectory(this.baseline.baseline.file, path));
     const accept = record
-      ? `it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${record} --out ${path}\``
+      ? `it was recorded in ${record}: run \`npx mongoose-tripwire baseline ${shellArgument(record)} --out ${out}\` once this run is over`
       : `run the tests with ${RECORD_ENV}=${DEFAULT_RECORD_FILE}, then \`npx mongoose-tripwire baseline ${DEFAULT_RECORD_FILE} --out ` +
-        `${path}\``;
+        `${out}\``;
     return `New rogue call site: ${why}. Route this write through approved code, or accept it into the baseline: ${accept}`;
   }
 

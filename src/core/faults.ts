@@ -3,6 +3,7 @@
  */
 import { TripwireFault } from '../errors.js';
 import type { FaultReason, FaultReporter } from '../types.js';
+import { clip } from '../util/text.js';
 
 export type FaultListener = (fault: TripwireFault) => void;
 
@@ -16,7 +17,10 @@ export type FaultListener = (fault: TripwireFault) => void;
 export const BOOT_NOTICES: ReadonlySet<FaultReason> = new Set<FaultReason>([
   'statsd_default_target',
   'approved_matches_nothing',
+  'approved_too_broad',
   'verify',
+  'baseline_missing',
+  'baseline_slow',
   'baseline_stale',
 ]);
 
@@ -29,7 +33,8 @@ const MAX_DISTINCT_WARNINGS = 1_000;
 export function createFaultReporter(onError: ((error: Error) => void) | undefined, onFault?: FaultListener): FaultReporter {
   const warned = new Set<string>();
   return function reportFault(reason: FaultReason, message: string, cause?: unknown): void {
-    const fault = new TripwireFault(reason, cause instanceof Error ? `${message}: ${cause.message}` : message, { cause });
+    // Bounded whatever the cause says: lists are cut where they are made (util/list.ts), this is the net under them.
+    const fault = new TripwireFault(reason, clip(cause instanceof Error ? `${message}: ${cause.message}` : message), { cause });
     if (!BOOT_NOTICES.has(reason)) {
       try {
         onFault?.(fault);

@@ -3,9 +3,11 @@
  * (`WriteJudge`), composed of its scope, its verdicts and its delivery, and tracked for the end of
  * the process. Its listeners (the Datadog sink) are built by the plugin, which composes the options.
  */
-import { type Approval, compileApproval, countApprovedFiles } from '../attribution/approval.js';
+
+import { performance } from 'node:perf_hooks';
+import { type Approval, BROAD_MIN_FILES, compileApproval, countApprovedFiles } from '../attribution/approval.js';
 import { BaselineMatcher } from '../ratchet/baseline.js';
-import type { Recorder } from '../ratchet/recorder.js';
+import { RECORD_ENV, type Recorder } from '../ratchet/recorder.js';
 import { EventRateLimiter } from '../report/rate-limit.js';
 import type {
   Capture,
@@ -17,6 +19,7 @@ import type {
   WriteKind,
   WriteListener,
 } from '../types.js';
+import { firstOf } from '../util/list.js';
 import { BUNDLED_INTO } from '../util/paths.js';
 import { Delivery } from './delivery.js';
 import { type Deliverable, track, untrack } from './lifecycle.js';
@@ -86,9 +89,25 @@ export class Registration implements WriteJudge, Deliverable {
     this.bootChecks();
   }
 
+  /**
+   * `approved` approves more than half of the application's files under root (at least
+   * BROAD_MIN_FILES of them): a sentence for the boot notice and `verify()`, or undefined.
+   */
+  tooBroad(): string | undefined {
+    const { files, approved, truncated } = this.approval.breadth;
+    if (files < BROAD_MIN_FILES || approved * 2 <= files) return undefined;
+    const patterns = firstOf(this.approvedFiles.map((entry) => entry.pattern));
+    return (
+      `approved (${patterns}) approves ${approved} of the ${files} application files under root ${this.options.root}` +
+      `${truncated ? ' (of those scanned)' : ''}: more than half, so most rogue writes would go unseen; name the auth module's files`
+    );
+  }
+
   /** What can be wrong at boot without being an error: each is a warning, once. */
   private bootChecks(): void {
     const { root, statsd } = this.options;
+    const broad = this.tooBroad();
+    if (broad) this.reportFault('approved_too_broad', broad);
     for (const { pattern, files } of this.approvedFiles) {
       if (files === 0) {
         this.reportFault(
@@ -118,13 +137,32 @@ export class Registration implements WriteJudge, Deliverable {
           'mongoose-tripwire external (esbuild --packages=external, webpack externals), and run with source maps',
       );
     }
-    const missing = this.baseline?.missingFiles(root) ?? [];
-    if (missing.length > 0) {
-      this.reportFault(
-        'baseline_stale',
-        `baseline ${this.baseline!.baseline.path} has entries for files that do not exist under root ${root}: ${missing.join(', ')} ` +
-          `(moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`,
-      );
+    const baseline = this.options.baseline;
+    if (this.baseline && baseline) {
+      if (baseline.missing) {
+        this.reportFault(
+          'baseline_missing',
+          `baseline ${baseline.path} does not exist under root ${root}: taken as empty because ${RECORD_ENV} is set (a first recording ` +
+            `run); write it with \`npx mongoose-tripwire baseline ${process.env[RECORD_ENV]} --out ${baseline.path}\` after the run`,
+        );
+      }
+      const started = performance.now();
+      const missing = this.baseline.missingFiles(root);
+      const loadMs = baseline.loadMs + performance.now() - started;
+      if (missing.length > 0) {
+        this.reportFault(
+          'baseline_stale',
+          `baseline ${baseline.path} has entries for ${missing.length} file(s) that do not exist under root ${root}: ${firstOf(missing)} ` +
+            `(moved or deleted code? rebuild it with \`npx mongoose-tripwire baseline <records> --prune\`)`,
+        );
+      }
+      if (loadMs > 1_000) {
+        this.reportFault(
+          'baseline_slow',
+          `baseline ${baseline.path} took ${Math.round(loadMs)} ms to load and check (${baseline.entries.length} entries), blocking ` +
+            `the registration: a baseline should shrink; prune it with \`npx mongoose-tripwire baseline <records> --prune\``,
+        );
+      }
     }
   }
 

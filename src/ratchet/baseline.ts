@@ -1,15 +1,22 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { BaselineError } from '../errors.js';
 import type { BaselineEntry, LoadedBaseline } from '../types.js';
+import { lookAt, NONBLOCK, notAFileDescriptor, readAtMost } from '../util/files.js';
+import { clip } from '../util/text.js';
 import type { RecordLine } from './recorder.js';
 import { describeKey, isBaselinable, keyOf, type SiteKey } from './site-key.js';
 
 export const BASELINE_VERSION = 1;
 export const DEFAULT_BASELINE_FILE = 'tripwire-baseline.json';
 export const DEFAULT_RECORD_FILE = 'tripwire-record.jsonl';
+/** Largest baseline read: a real one is a few hundred lines; more is a wrong file, refused before it is read. */
+export const MAX_BASELINE_BYTES = 16 * 1024 * 1024;
 
 const ENTRY_KEYS = ['model', 'operation', 'file', 'function', 'count'] as const;
+const ENTRY_KEY_SET: ReadonlySet<string> = new Set(ENTRY_KEYS);
+const STRING_KEYS = ['model', 'operation', 'file', 'function'] as const;
 const TOP_KEYS = new Set(['$comment', 'version', 'entries']);
 const COMMENT =
   'Known rogue writes (mongoose-tripwire). Written by `npx mongoose-tripwire baseline`; it should only shrink. See the README, ' +
@@ -19,7 +26,9 @@ function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'object') return 'an object';
-  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? JSON.stringify(value) : typeof value;
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+    ? clip(JSON.stringify(value), 200)
+    : typeof value;
 }
 
 /** Parses a baseline file's text; throws `BaselineError` naming `source` and the first problem. */
@@ -28,7 +37,7 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new BaselineError(`baseline ${source} is not valid JSON (${(error as Error).message})`);
+    throw new BaselineError(`baseline ${source} is not valid JSON (${clip((error as Error).message, 300)})`);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new BaselineError(
@@ -45,22 +54,22 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
     );
   }
   if (!Array.isArray(top.entries)) throw new BaselineError(`baseline ${source}: "entries" must be an array, got ${typeName(top.entries)}`);
+  // Linear, and cheap per entry: a baseline of 100,000 entries is read at every boot.
   const seen = new Set<string>();
   return top.entries.map((raw: unknown, index): BaselineEntry => {
-    const at = `baseline ${source}, entries[${index}]`;
+    const at = () => `baseline ${source}, entries[${index}]`;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
-      throw new BaselineError(`${at} must be an object, got ${typeName(raw)}`);
+      throw new BaselineError(`${at()} must be an object, got ${typeName(raw)}`);
     const entry = raw as Record<string, unknown>;
-    for (const key of Object.keys(entry)) {
-      if (!(ENTRY_KEYS as readonly string[]).includes(key))
-        throw new BaselineError(`${at} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
+    for (const key in entry) {
+      if (!ENTRY_KEY_SET.has(key)) throw new BaselineError(`${at()} has an unknown key "${key}" (known: ${ENTRY_KEYS.join(', ')})`);
     }
-    for (const key of ['model', 'operation', 'file', 'function'] as const) {
+    for (const key of STRING_KEYS) {
       if (typeof entry[key] !== 'string' || entry[key] === '')
-        throw new BaselineError(`${at}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
+        throw new BaselineError(`${at()}: "${key}" must be a non-empty string, got ${typeName(entry[key])}`);
     }
     if (typeof entry.count !== 'number' || !Number.isInteger(entry.count) || entry.count < 1) {
-      throw new BaselineError(`${at}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
+      throw new BaselineError(`${at()}: "count" must be a positive integer (distinct call sites), got ${typeName(entry.count)}`);
     }
     const parsed: BaselineEntry = {
       model: entry.model as string,
@@ -70,39 +79,73 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
       count: entry.count,
     };
     if (!isBaselinable(parsed.file))
-      throw new BaselineError(`${at}: "file" ${JSON.stringify(parsed.file)} is not a file: a call site without a file cannot be baselined`);
+      throw new BaselineError(`${at()}: "file" ${typeName(parsed.file)} is not a file: a call site without a file cannot be baselined`);
     const key = keyOf(parsed);
-    if (seen.has(key)) throw new BaselineError(`${at} repeats the entry for ${describeKey(parsed)}`);
+    if (seen.has(key)) throw new BaselineError(`${at()} repeats the entry for ${describeKey(parsed)}`);
     seen.add(key);
     return parsed;
   });
 }
 
-/** Reads a baseline file; a missing or unreadable file is a `BaselineError` too. */
+/**
+ * Reads a baseline file; a missing or unreadable file is a `BaselineError` too. What the path is, is
+ * looked at first: a FIFO, socket, device or directory is refused unopened (opening a FIFO blocks,
+ * reading /dev/zero never ends), and so is a file over `MAX_BASELINE_BYTES`.
+ */
 export function readBaseline(file: string, shown = file): BaselineEntry[] {
-  let text: string;
+  const cannotRead = (error: unknown) => new BaselineError(`baseline ${shown} cannot be read (${(error as Error).message})`);
+  let look: ReturnType<typeof lookAt>;
   try {
-    text = readFileSync(file, 'utf8');
+    look = lookAt(file);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new BaselineError(
-      code === 'ENOENT' ? `baseline ${shown} does not exist` : `baseline ${shown} cannot be read (${(error as Error).message})`,
-    );
+    throw cannotRead(error);
   }
-  return parseBaseline(text, shown);
+  if (!look.exists) throw new BaselineError(`baseline ${shown} does not exist`);
+  if (look.notAFile) throw new BaselineError(`baseline ${shown} is ${look.notAFile}, not a file: name the baseline's JSON file`);
+  if (look.size > MAX_BASELINE_BYTES) throw tooLarge(shown, look.size);
+  let data: Buffer | undefined;
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, constants.O_RDONLY | NONBLOCK);
+    const kind = notAFileDescriptor(fd);
+    if (kind) throw new BaselineError(`baseline ${shown} is ${kind}, not a file: name the baseline's JSON file`);
+    data = readAtMost(fd, MAX_BASELINE_BYTES);
+  } catch (error) {
+    throw error instanceof BaselineError ? error : cannotRead(error);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  if (data === undefined) throw tooLarge(shown, undefined); // it grew while being read
+  return parseBaseline(data.toString('utf8'), shown);
 }
 
-/** The option `baseline`, read once at registration. */
-export function loadBaseline(path: string, root: string): LoadedBaseline {
+function tooLarge(shown: string, size: number | undefined): BaselineError {
+  const mb = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  return new BaselineError(
+    `baseline ${shown} is ${size === undefined ? 'more than 16 MB' : mb(size)}: a baseline is at most ${mb(MAX_BASELINE_BYTES)} (one ` +
+      `short line per known rogue call site); is this the right file?`,
+  );
+}
+
+/**
+ * The option `baseline`, read once at registration. A missing file in a recording run
+ * (`TRIPWIRE_RECORD` set: `recording`) is an empty baseline, marked `missing`, so the first run that
+ * records the baseline needs no change to the setup that names it.
+ */
+export function loadBaseline(path: string, root: string, recording = false): LoadedBaseline {
+  const started = performance.now();
   const file = isAbsolute(path) ? resolve(path) : resolve(root, path);
   const shown = file === path ? path : `${path} (${file})`;
   try {
-    return { path, file, entries: readBaseline(file, shown) };
+    const entries = readBaseline(file, shown);
+    return { path, file, entries, loadMs: performance.now() - started };
   } catch (error) {
     if (error instanceof BaselineError && !existsSync(file)) {
+      if (recording) return { path, file, entries: [], missing: true, loadMs: performance.now() - started };
       throw new BaselineError(
-        `${error.message}: the option baseline is relative to root (${root}); create it with \`npx mongoose-tripwire baseline ` +
-          `${DEFAULT_RECORD_FILE} --out ${path}\` from a recorded test run (TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE})`,
+        `${error.message}: the option baseline is relative to root (${root}); create it by running the tests once with ` +
+          `TRIPWIRE_RECORD=${DEFAULT_RECORD_FILE} (a missing baseline is then taken as empty), then \`npx mongoose-tripwire baseline ` +
+          `${DEFAULT_RECORD_FILE} --out ${path}\``,
       );
     }
     throw error;
@@ -137,11 +180,18 @@ export interface BaselineVerdict {
  * counts: only call sites that were let in are remembered.
  */
 export class BaselineMatcher {
-  private readonly allowed = new Map<string, number>();
+  private allowedByKey: Map<string, number> | undefined;
   private readonly admitted = new Map<string, Set<string>>();
 
-  constructor(readonly baseline: LoadedBaseline) {
-    for (const entry of baseline.entries) this.allowed.set(keyOf(entry), entry.count);
+  constructor(readonly baseline: LoadedBaseline) {}
+
+  /** Built at the first rogue write, not at registration: most processes of a large app never need it. */
+  private get allowed(): Map<string, number> {
+    if (!this.allowedByKey) {
+      this.allowedByKey = new Map();
+      for (const entry of this.baseline.entries) this.allowedByKey.set(keyOf(entry), entry.count);
+    }
+    return this.allowedByKey;
   }
 
   /**
@@ -161,10 +211,37 @@ export class BaselineMatcher {
     return { baselined: true, allowed };
   }
 
-  /** Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale). */
+  /**
+   * Entries whose file no longer exists under `root` (moved or deleted code: the entry is stale).
+   * Each file is looked up once, and each folder: the files of a folder that is gone are not looked up.
+   */
   missingFiles(root: string): string[] {
-    const files = new Set(this.baseline.entries.map((entry) => entry.file));
-    return [...files].filter((file) => !existsSync(isAbsolute(file) ? file : resolve(root, file))).sort();
+    const folders = new Map<string, boolean>();
+    const folderExists = (folder: string): boolean => {
+      let exists = folders.get(folder);
+      if (exists === undefined) {
+        const parent = dirname(folder);
+        exists = (parent === folder || folderExists(parent)) && existsSync(folder);
+        folders.set(folder, exists);
+      }
+      return exists;
+    };
+    // By the folder as written in the entry first: no path is resolved for the files of a folder that is gone.
+    const written = new Map<string, boolean>();
+    const missing: string[] = [];
+    const seen = new Set<string>();
+    for (const { file } of this.baseline.entries) {
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const folder = file.slice(0, Math.max(file.lastIndexOf('/'), file.lastIndexOf('\\'), 0));
+      let there = written.get(folder);
+      if (there === undefined) {
+        there = folderExists(isAbsolute(folder) ? resolve(folder) : resolve(root, folder));
+        written.set(folder, there);
+      }
+      if (!there || !existsSync(isAbsolute(file) ? file : resolve(root, file))) missing.push(file);
+    }
+    return missing.sort();
   }
 }
 

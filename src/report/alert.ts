@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import type { BypassReport, Frame } from '../types.js';
+import { cutEnd, cutStart } from '../util/text.js';
 import { locationOf, withoutColumn } from './bypass-report.js';
 
 export interface AlertContent {
@@ -118,20 +119,19 @@ export function traceLines(stack: readonly Frame[], root: string, framesOmitted:
 }
 
 /**
- * The first `max` UTF-16 units of inert text, never ending inside a character nor between a
+ * At most `max` UTF-16 units of inert text, whole characters (util/text.ts), never ending between a
  * character and the zero-width space that defuses it (`@`, `%%`, `\\`, `](`): that pair goes whole or not at all.
  */
 function cutInert(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let end = max;
-  if (/[\uD800-\uDBFF]/.test(text[end - 1] ?? '')) end -= 1; // a high surrogate whose pair is cut off
-  while (end > 0 && text[end] === ZWSP) end -= 1; // its escaped character goes with it
-  return text.slice(0, end);
+  let kept = cutStart(text, max);
+  while (kept.length > 0 && text[kept.length] === ZWSP) kept = cutStart(kept, kept.length - 1); // its escaped character goes with it
+  return kept;
 }
 
+/** The end of a location in `room` units, whole characters, after a `…`. */
 function shortenPath(location: string, room: number): string {
   if (location.length <= room) return location;
-  return `…${location.slice(location.length - room + 1)}`;
+  return `…${cutEnd(location, room - 1)}`;
 }
 
 /** Plain text (Datadog does not render titles as markdown, Slack may): every value in it is inert too. */

@@ -11,6 +11,7 @@
  * rather than merely to look right.
  */
 import { DatagramError } from '../errors.js';
+import { cutEnd, cutStart, graphemes } from '../util/text.js';
 
 export interface EventText {
   head: string;
@@ -69,25 +70,21 @@ export const sanitizeTag = (tag: string): string => tag.trim().replace(/[|,#\r\n
 export const MAX_TAG_CHARS = 200;
 const TAG_CUT = '...'; // Datadog keeps '.' in tags (it would turn '…' into '_')
 
-const isHigh = (code: number) => code >= 0xd800 && code < 0xdc00;
-const isLow = (code: number) => code >= 0xdc00 && code < 0xe000;
-
 /**
  * A tag of at most `max` characters (UTF-16 units, so never more code points either), cut between
- * code points with `...` where it was cut. `keep: 'end'` keeps the key and the end of the value (a
- * path's file name and line); otherwise the start is kept, as Datadog itself would.
+ * whole characters (grapheme clusters: no lone surrogate, no combining mark or ZWJ sequence cut
+ * from its character) with `...` where it was cut. `keep: 'end'` keeps the key and the end of the
+ * value (a path's file name and line); otherwise the start is kept, as Datadog itself would.
  */
 export function fitTag(tag: string, max = MAX_TAG_CHARS, keep: 'start' | 'end' = 'start'): string {
   if (tag.length <= max) return tag;
   const colon = tag.indexOf(':');
   if (keep === 'end' && colon >= 0 && colon + 1 + TAG_CUT.length < max) {
-    let start = tag.length - (max - colon - 1 - TAG_CUT.length);
-    if (isLow(tag.charCodeAt(start))) start += 1;
-    return `${tag.slice(0, colon + 1)}${TAG_CUT}${tag.slice(start)}`;
+    const room = max - colon - 1 - TAG_CUT.length;
+    return `${tag.slice(0, colon + 1)}${TAG_CUT}${cutEnd(tag.slice(colon + 1), room)}`;
   }
-  let end = Math.max(0, max - TAG_CUT.length);
-  if (end > 0 && isHigh(tag.charCodeAt(end - 1))) end -= 1;
-  return `${tag.slice(0, end)}${TAG_CUT}`.slice(0, max);
+  if (max <= TAG_CUT.length) return TAG_CUT.slice(0, Math.max(0, max));
+  return `${cutStart(tag, max - TAG_CUT.length)}${TAG_CUT}`;
 }
 export const sanitizeMetricName = (name: string): string => name.replace(/[^A-Za-z0-9_.]/g, '_');
 
@@ -116,20 +113,20 @@ function measure(s: string): Cost {
 
 const within = (cost: Cost, room: Cost) => cost.chars <= room.chars && cost.bytes <= room.bytes;
 
-/** The longest code-point prefix of s that still fits with '…' after it; undefined if not even '…' fits. */
+/** The longest prefix of s, whole characters (grapheme clusters), that still fits with '…' after it; undefined if not even '…' fits. */
 function cut(s: string, room: Cost): string | undefined {
   if (!within({ chars: 1, bytes: 3 }, room)) return undefined;
   let chars = 1;
   let bytes = 3;
-  let i = 0;
-  while (i < s.length) {
-    const [units, size] = pointAt(s, i);
-    if (chars + 1 > room.chars || bytes + size > room.bytes) break;
-    chars++;
-    bytes += size;
-    i += units;
+  let end = 0;
+  for (const character of graphemes(s)) {
+    const cost = measure(character);
+    if (chars + cost.chars > room.chars || bytes + cost.bytes > room.bytes) break;
+    chars += cost.chars;
+    bytes += cost.bytes;
+    end += character.length;
   }
-  return `${s.slice(0, i)}…`;
+  return `${s.slice(0, end)}…`;
 }
 
 /**
@@ -223,7 +220,7 @@ function parseSuffix(kind: string, rest: string, at: number, field: (segment: st
   if (rest === '') return [];
   if (!rest.startsWith('|'))
     throw new DatagramError(
-      `unexpected ${JSON.stringify(rest.slice(0, 30))} at byte ${at}: a ${kind}'s fixed part must be followed by '|' or nothing`,
+      `unexpected ${JSON.stringify(cutStart(rest, 30))} at byte ${at}: a ${kind}'s fixed part must be followed by '|' or nothing`,
     );
   let tags: string[] | undefined;
   let extensions = false;
@@ -233,8 +230,8 @@ function parseSuffix(kind: string, rest: string, at: number, field: (segment: st
     else if (!tags && !extensions && field(segment)) {
       /* taken */
     } else if (!tags && !extensions && segment.startsWith('#')) tags = segment.slice(1).split(',');
-    else throw new DatagramError(`unknown ${kind} field (or out of order) ${JSON.stringify(segment.slice(0, 30))} at byte ${at}`);
-    if (tags?.includes('')) throw new DatagramError(`empty tag in ${JSON.stringify(segment.slice(0, 60))} at byte ${at}`);
+    else throw new DatagramError(`unknown ${kind} field (or out of order) ${JSON.stringify(cutStart(segment, 30))} at byte ${at}`);
+    if (tags?.includes('')) throw new DatagramError(`empty tag in ${JSON.stringify(cutStart(segment, 60))} at byte ${at}`);
     at += utf8Bytes(segment);
   }
   return tags ?? [];
@@ -291,7 +288,7 @@ function parseEvent(buf: Buffer): EventDatagram {
 
 function parseMetric(s: string): ParsedDatagram {
   const match = /^([^:|]*):([^|]*)(?:\|([^|]*))?/.exec(s);
-  if (!match) throw new DatagramError(`not a metric (expected name:value|type): ${JSON.stringify(s.slice(0, 60))}`);
+  if (!match) throw new DatagramError(`not a metric (expected name:value|type): ${JSON.stringify(cutStart(s, 60))}`);
   const [head, name = '', value = '', type] = match;
   if (name === '') throw new DatagramError('metric with an empty name');
   if (!NUMBER.test(value) || !Number.isFinite(Number(value)))
