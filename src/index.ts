@@ -1,6 +1,7 @@
 export { close, flush } from './core/lifecycle.js';
 export { RogueWriteError, TripwireConfigError, TripwireFault } from './errors.js';
 export { tripwire } from './plugin.js';
+export { ROGUE_WRITE_CHANNEL } from './report/rogue-write-channel.js';
 export type {
   ApprovedPattern,
   BypassReport,
@@ -8,6 +9,7 @@ export type {
   Frame,
   RateLimitOptions,
   RateWindow,
+  TraceContext,
   TripwireOptions,
   WriteKind,
   WriteOperation,

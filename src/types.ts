@@ -49,6 +49,38 @@ export interface RogueCapture {
   readonly entry?: Function;
   /** `callSite` as a location relative to root, when the rate-limit check already computed it. */
   readonly location?: string;
+  /** The trace active when the write was called (dd-trace or OpenTelemetry), read only for a rogue write a report may be built for. */
+  readonly trace?: ActiveTrace | undefined;
+}
+
+/**
+ * The active span of a rogue write's caller, as read when the write was called: its ids, and where
+ * the route and resource of the request are read from when the report is built (they are often
+ * named only once the route resolved, after the write was called).
+ */
+export interface ActiveTrace {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly source: TraceContext['source'];
+  /** The route and resource known by now; called when the report is built, never throws. */
+  readonly request: () => Pick<TraceContext, 'resource' | 'route'>;
+}
+
+/** The trace a rogue write was made in (`BypassReport.trace`). */
+export interface TraceContext {
+  /**
+   * dd-trace: the trace id as Datadog shows it and searches it (`trace_id:`), in decimal: the low 64
+   * bits of a 128-bit id, which Datadog matches to the whole trace. OpenTelemetry: the 32 hex digits.
+   */
+  traceId: string;
+  /** The caller's active span: decimal for dd-trace, 16 hex digits for OpenTelemetry. */
+  spanId: string;
+  /** Which tracer the process runs. */
+  source: 'datadog' | 'opentelemetry';
+  /** The request's resource, e.g. `GET /tokens/:id` (dd-trace: the local root span's `resource.name`), when named. */
+  resource?: string;
+  /** The request's route, e.g. `/tokens/:id` (`http.route`), when the framework named it. */
+  route?: string;
 }
 
 /** What a write did; `read` only with `operations: [..., 'read']`. */
@@ -147,6 +179,11 @@ export interface BypassReport {
   bypassedMiddleware: boolean;
   /** True when the call site is in the `baseline` (a known rogue write, let through in throw mode); false without a baseline. */
   baselined: boolean;
+  /**
+   * The trace the write was made in, when the process runs dd-trace or OpenTelemetry and a span was
+   * active when the write was called. Never a tag (one value per request).
+   */
+  trace?: TraceContext;
 }
 
 export const UNKNOWN_FRAME: Frame = Object.freeze({ file: '<unknown>', line: 0, column: 0 });
@@ -388,6 +425,7 @@ export type FaultReason =
   | 'sink_failed'
   | 'onBypass_rejected'
   | 'onBypass_threw'
+  | 'subscriber_threw'
   | 'record_failed'
   // Datadog delivery
   | 'send_failed'

@@ -72,7 +72,10 @@ describe('a missing baseline while recording', () => {
       delete process.env.TRIPWIRE_RECORD;
       expect(() => resolveOptions({ approved: ['auth/**'], root, baseline: 'tripwire-baseline.json' })).toThrow(TripwireConfigError);
       expect(() => resolveOptions({ approved: ['auth/**'], root, baseline: 'tripwire-baseline.json' })).toThrow(
-        /baseline tripwire-baseline\.json \(.*\) does not exist: .*once with TRIPWIRE_RECORD=tripwire-record\.jsonl \(a missing baseline is then taken as empty\)/,
+        new RegExp(
+          String.raw`baseline tripwire-baseline\.json \(.*\) does not exist: .*once with TRIPWIRE_RECORD=tripwire-record\.jsonl ` +
+            String.raw`\(a missing baseline is then taken as empty\)`,
+        ),
       );
 
       process.env.TRIPWIRE_RECORD = join(work, 'notice.jsonl');

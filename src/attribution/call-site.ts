@@ -13,8 +13,9 @@
 import { findSourceMap } from 'node:module';
 import { runInNewContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
-import type { ApprovedCapture, Capture, Frame, RogueCapture } from '../types.js';
+import type { ActiveTrace, ApprovedCapture, Capture, Frame, RogueCapture } from '../types.js';
 import { type Approval, type FileKind, isMongooseFile, NODE_MODULES, toFilePath } from './approval.js';
+import { activeTrace } from './trace-context.js';
 
 /** A rogue verdict as the rate-limit check sees it, which may note the location it computed. */
 export interface UnreadRogue {
@@ -364,6 +365,7 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
     framesOmitted: omitted,
     callSite: deciding && sourceMapped(deciding),
     undecided: deciding === undefined,
+    trace: activeTrace(),
     degraded:
       frames.length === 0
         ? `${unreadableBecause || 'no structured stack'} and the stack string is empty (Error.stackTraceLimit = 0?): no call site`
@@ -410,9 +412,11 @@ export function captureCallSite(
   // Rogue. The report's trace wants the whole stack: read it once more when only the shallow look was
   // read (the only extra cost a rogue write has over an approved one), unless no report will be built.
   if (spent?.(rogue)) return rogue.heldBackAtCall();
-  if (sites !== shallow || shallow.length < SHALLOW_DEPTH) return rogue;
   // A stack deeper than FULL_DEPTH is cut by V8: a deciding frame above that depth is not seen (docs/attribution.md, limits).
-  return rogue.withSites(readCallSites(FULL_DEPTH, entry) ?? shallow);
+  const whole = sites !== shallow || shallow.length < SHALLOW_DEPTH ? rogue : rogue.withSites(readCallSites(FULL_DEPTH, entry) ?? shallow);
+  // The caller's span, now: by the time the report is built the active span is no longer the caller's.
+  whole.trace = activeTrace();
+  return whole;
 }
 
 /**
@@ -425,6 +429,7 @@ class LazyRogueCapture implements RogueCapture {
   readonly undecided: boolean;
   heldBack?: true;
   location?: string;
+  trace?: ActiveTrace | undefined;
   private readonly format = appFormatter();
   /** The deciding frame, built once (undefined: not yet; null: none). */
   private deciding_: Frame | null | undefined;

@@ -4,12 +4,14 @@
  * after the app got its result), or in throw mode as the error that refuses it.
  */
 import { isAbsolute, relative, sep } from 'node:path';
+import { traceContextOf } from '../attribution/trace-context.js';
 import { RogueWriteError } from '../errors.js';
 import { type BaselineMatcher, DEFAULT_RECORD_FILE } from '../ratchet/baseline.js';
 import { RECORD_ENV, type Recorder } from '../ratchet/recorder.js';
 import { describeKey, type SiteKey, siteOf } from '../ratchet/site-key.js';
 import { buildReport, fingerprintOf, locationOf } from '../report/bypass-report.js';
 import type { EventRateLimiter } from '../report/rate-limit.js';
+import { hasRogueWriteSubscribers, publishRogueWrite } from '../report/rogue-write-channel.js';
 import type {
   BypassReport,
   BypassSite,
@@ -136,12 +138,16 @@ export class Delivery {
       documentIds: this.options.documentIds,
       idHashKey: this.options.idHashKey,
       bypassedMiddleware: event.bypassedMiddleware ?? false,
+      // The span was read when the write was called; the request's route is read now (often named only by then).
+      trace: capture.trace && traceContextOf(capture.trace),
     });
   }
 
   /**
    * Rate limits, counts and reports one rogue write. The full report (frames, ids, text) is built
-   * only when something will read it: an event to send, `onBypass`, or throw mode's error.
+   * only when something will read it: an event to send, `onBypass`, throw mode's error, or a
+   * subscriber of the rogue-write channel (which, like `onBypass`, gets every rogue write, rate
+   * limited or not).
    */
   private deliver(event: WriteEvent, capture: RogueCapture, at: Date, blocked: boolean): BypassReport | undefined {
     try {
@@ -161,7 +167,8 @@ export class Delivery {
       // Held back when called (Verdicts' spent check): its call site was spent then, and no trace was read.
       const admission = capture.heldBack ? this.limiter.holdBack(site.fingerprint) : this.limiter.admit(site.fingerprint);
       const onBypass = this.options.onBypass;
-      const report = admission.send || onBypass || blocked ? this.report(event, capture, at, blocked) : undefined;
+      const subscribed = hasRogueWriteSubscribers();
+      const report = admission.send || onBypass || blocked || subscribed ? this.report(event, capture, at, blocked) : undefined;
       if (report && admission.send) report.suppressed = admission.suppressed;
       if (report) report.baselined = baselined;
       for (const listener of this.listeners) {
@@ -172,6 +179,11 @@ export class Delivery {
         }
       }
       if (onBypass && report) this.callOnBypass(onBypass, report);
+      if (subscribed && report) {
+        publishRogueWrite(report, (error) =>
+          this.reportFault('subscriber_threw', 'a subscriber of the mongoose-tripwire:rogue-write diagnostics channel threw', error),
+        );
+      }
       return report;
     } catch (error) {
       this.reportFault('report_failed', `could not report a write to ${event.model}`, error);

@@ -4,8 +4,10 @@
  */
 import type { Approval } from '../attribution/approval.js';
 import { APPROVED, captureCallSite, type SpentCheck } from '../attribution/call-site.js';
+import { activeTrace } from '../attribution/trace-context.js';
 import { locationOf } from '../report/bypass-report.js';
 import type { EventRateLimiter } from '../report/rate-limit.js';
+import { hasRogueWriteSubscribers } from '../report/rogue-write-channel.js';
 import type { Capture, FaultReporter, ResolvedOptions, RogueCapture, WriteEvent } from '../types.js';
 
 const LOST_CALL_SITE: RogueCapture = Object.freeze({
@@ -48,19 +50,21 @@ export class Verdicts {
     } catch (error) {
       // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
       this.reportFault('capture_failed', 'could not read the call site of a write', error);
-      return { ...LOST_CALL_SITE, degraded: 'call site capture failed' };
+      return { ...LOST_CALL_SITE, degraded: 'call site capture failed', trace: activeTrace() };
     }
   }
 
   /**
    * A write's event is held back when the write is called if every key seen for its wrapper and
    * call site is spent at that moment: no trace is read for it. Not when every rogue write needs its
-   * full report anyway (`onBypass`, throw mode), nor without a rate limit.
+   * full report anyway (`onBypass`, throw mode, a channel subscriber), nor without a rate limit.
    */
   private createSpentCheck(): SpentCheck | undefined {
     const { rateLimit, onBypass, mode, root } = this.options;
     if (rateLimit === false || onBypass !== undefined || mode !== 'report') return undefined;
     return (rogue) => {
+      // A subscriber of the rogue-write channel gets every report, as `onBypass` does.
+      if (hasRogueWriteSubscribers()) return false;
       const byLocation = this.seenKeys.get(rogue.entry);
       if (byLocation === undefined || rogue.callSite === undefined) return false;
       const location = (rogue.location = locationOf(rogue.callSite, root));
@@ -110,6 +114,9 @@ export class Verdicts {
       },
       get location() {
         return late.location;
+      },
+      get trace() {
+        return late.trace;
       },
       degraded: 'call site captured late, when the write ran',
       ...(late.heldBack ? { heldBack: true } : {}),

@@ -5,7 +5,7 @@
  * value put into it (or into the title) goes through `inert()` first.
  */
 import { hostname } from 'node:os';
-import type { BypassReport, Frame } from '../types.js';
+import type { BypassReport, Frame, TraceContext } from '../types.js';
 import { cutEnd, cutStart } from '../util/text.js';
 import { locationOf, withoutColumn } from './bypass-report.js';
 
@@ -25,6 +25,8 @@ export interface AlertContext {
   notify: readonly string[];
   /** Extra lines such as `env: dev`; from `DD_ENV`, `DD_SERVICE`, `DD_VERSION`. */
   environment: readonly string[];
+  /** The Datadog app's host (`app.datadoghq.com`), from `DD_SITE`: the trace is linked there. */
+  appHost?: string | undefined;
 }
 
 const ZWSP = '\u200B';
@@ -143,6 +145,51 @@ export function alertTitle(report: BypassReport, maxChars = 100): string {
   return `${fixed}${shortenPath(where, maxChars - fixed.length)}`;
 }
 
+/**
+ * The Datadog app's host for a `DD_SITE` (`datadoghq.com`, `datadoghq.eu`, `us3.datadoghq.com`,
+ * `ddog-gov.com`, `ap1.datadoghq.com`...): a site of two labels is served at `app.<site>`
+ * (`app.datadoghq.eu`), a regional one at its own name (`us5.datadoghq.com`), as Datadog's site
+ * list says. Undefined for anything that is not a host name (no link then).
+ */
+export function datadogAppHost(site: string | undefined): string | undefined {
+  const host = site
+    ?.trim()
+    .toLowerCase()
+    .replace(/^https?:\/\//, '')
+    .replace(/\/+$/, '');
+  if (!host || host.length > 253 || !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(host)) return undefined;
+  return host.split('.').length === 2 ? `app.${host}` : host;
+}
+
+/**
+ * The trace's page in Datadog APM (`/apm/trace/<id>`, the id in decimal). An OpenTelemetry trace id is
+ * linked by its low 64 bits: the trace id Datadog keeps for a trace it received from OpenTelemetry.
+ */
+export function datadogTraceUrl(trace: Pick<TraceContext, 'traceId' | 'source'>, appHost: string): string | undefined {
+  let id: string | undefined;
+  if (trace.source === 'datadog') id = trace.traceId;
+  else if (/^[0-9a-f]{32}$/.test(trace.traceId)) id = BigInt(`0x${trace.traceId.slice(16)}`).toString();
+  if (!id || !/^\d{1,39}$/.test(id) || /^0+$/.test(id) || !/^[a-z0-9.-]+$/.test(appHost)) return undefined;
+  return `https://${appHost}/apm/trace/${id}`;
+}
+
+/** Route and resource names are the app's: shown whole up to this length, then cut (the head is never cut). */
+const MAX_REQUEST_CHARS = 200;
+
+function traceLine(trace: TraceContext, appHost: string | undefined): string[] {
+  const lines: string[] = [];
+  const request = [
+    trace.route ? `route ${code(trace.route.slice(0, MAX_REQUEST_CHARS))}` : undefined,
+    trace.resource && trace.resource !== trace.route ? `resource ${code(trace.resource.slice(0, MAX_REQUEST_CHARS))}` : undefined,
+  ].filter((part) => part !== undefined);
+  if (request.length > 0) lines.push(`- request: ${request.join(', ')}`);
+  const tracer = trace.source === 'datadog' ? 'dd-trace' : 'OpenTelemetry';
+  const url = appHost === undefined ? undefined : datadogTraceUrl(trace, appHost);
+  // The URL is ours: a checked host name and a decimal id (inert() would leave both as they are, and would break its `://`).
+  lines.push(`- trace: ${code(trace.traceId)} (${tracer}, span ${code(trace.spanId)})${url ? `: [open in APM](${url})` : ''}`);
+  return lines;
+}
+
 function outcomeText(report: BypassReport): string | undefined {
   const parts = Object.entries(report.outcome).map(([key, value]) => `${key} ${value}`);
   return parts.length > 0 ? parts.join(', ') : undefined;
@@ -157,6 +204,7 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
       `(${inert(report.kind)})${report.blocked ? ', refused (throw mode)' : ''}`,
     `- call site: ${code(report.location)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
+  if (report.trace) headLines.push(...traceLine(report.trace, context.appHost));
   if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
   if (report.documentIds.length > 0) {
     const more = report.documentIdsOmitted > 0 ? ` (+${report.documentIdsOmitted} more)` : '';

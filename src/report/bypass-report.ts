@@ -8,6 +8,7 @@ import {
   type BypassReport,
   type Frame,
   type RogueCapture,
+  type TraceContext,
   UNKNOWN_FRAME,
   type WriteKind,
   type WriteOperation,
@@ -182,6 +183,8 @@ export interface ReportInput {
   idHashKey?: Uint8Array;
   /** `false`: no `_id` at all in the report (they are only counted, in `documentIdsOmitted`). Default true. */
   documentIds?: boolean;
+  /** The trace the write was made in, when one was active. */
+  trace?: TraceContext | undefined;
 }
 
 export function buildReport(input: ReportInput): BypassReport {
@@ -219,5 +222,6 @@ export function buildReport(input: ReportInput): BypassReport {
     location,
     bypassedMiddleware: input.bypassedMiddleware ?? false,
     baselined: false,
+    ...(input.trace ? { trace: input.trace } : {}),
   };
 }

@@ -18,7 +18,7 @@ import type {
   WriteListener,
   WriteOperation,
 } from '../types.js';
-import { alertTitle, renderAlert } from './alert.js';
+import { alertTitle, datadogAppHost, renderAlert } from './alert.js';
 import { withoutColumn } from './bypass-report.js';
 import { type EventFields, fitTag, formatCount, formatEvent, formatGauge, MAX_TAG_CHARS, sanitizeTag, utf8Bytes } from './dogstatsd.js';
 
@@ -88,6 +88,8 @@ export class DatadogSink implements WriteListener {
   private readonly timer: NodeJS.Timeout;
   private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly environment: string[];
+  /** Where a trace is linked (`DD_SITE`); no link without it. */
+  private readonly appHost = datadogAppHost(process.env.DD_SITE);
   private closed = false;
   /** Datagrams handed to a client we own since its buffer was last flushed. */
   private buffered = false;
@@ -295,7 +297,12 @@ export class DatadogSink implements WriteListener {
   private sendEvent(report: BypassReport): void {
     // A known (baselined) call site is marked as such and notifies nobody: only new ones page.
     const known = report.baselined;
-    const alert = renderAlert(report, { root: this.options.root, notify: known ? [] : this.options.notify, environment: this.environment });
+    const alert = renderAlert(report, {
+      root: this.options.root,
+      notify: known ? [] : this.options.notify,
+      environment: this.environment,
+      appHost: this.appHost,
+    });
     if (known && alert.head.startsWith('%%%\n'))
       alert.head = `%%%\n_Known call site, in the baseline: counted and let through, not paged._\n${alert.head.slice(4)}`;
     const tags = this.allTags([...alert.tags, `baselined:${known}`]);
