@@ -285,18 +285,17 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
       .filter((s) => !s.baselined)
       .map((s) => `runtime-only ${s.file}:${s.line}:${s.column} ${model}.${s.operation} in ${s.function}`),
   ];
-  const against = values.baseline === undefined ? 'no baseline (--baseline)' : `baseline ${values.baseline}`;
+  const against = values.baseline === undefined ? ' (no --baseline given)' : ` nor in baseline ${values.baseline}`;
   if (failing.length > 0) {
-    process.stderr.write(
-      `mongoose-tripwire audit --check: ${failing.length} write site(s) of ${model} neither approved nor in ${against}:\n`,
-    );
+    process.stderr.write(`mongoose-tripwire audit --check: ${failing.length} write site(s) of ${model} not approved${against}:\n`);
     for (const line of failing) process.stderr.write(`  ${line}\n`);
     process.stderr.write('Route these writes through approved code (or accept the recorded ones: mongoose-tripwire baseline).\n');
     return 1;
   }
   const done =
     baseline.length === 0 ? ': the migration is done' : ` (${baseline.length} baseline entr${baseline.length === 1 ? 'y' : 'ies'})`;
-  process.stdout.write(`audit --check: every write site of ${model} is approved or in ${against}${done}\n`);
+  const where = values.baseline === undefined ? 'approved' : `approved or in baseline ${values.baseline}`;
+  process.stdout.write(`audit --check: every write site of ${model} is ${where}${done}\n`);
   return 0;
 }
 
