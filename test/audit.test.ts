@@ -4,7 +4,7 @@
  * running part of that app with TRIPWIRE_RECORD on the test server.
  */
 import { execFile } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -200,6 +200,15 @@ describe('mongoose-tripwire audit', () => {
     },
     TIMEOUT,
   );
+
+  it('loads typescript only in the audit command: no other module of src/ imports it at run time', () => {
+    const files = readdirSync(join(projectRoot, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    const loading = files.filter((file) => {
+      const text = readFileSync(join(projectRoot, 'src', file), 'utf8');
+      return /^\s*import\s+(?!type\b)[^;]*from\s+'typescript'|import\(\s*'typescript'\s*\)|require\(\s*'typescript'\s*\)/m.test(text);
+    });
+    expect(loading.map((f) => f.split('\\').join('/'))).toEqual(['cli/audit.ts']);
+  });
 
   it.each([
     [[], /--model <Name> is required/],
