@@ -201,6 +201,65 @@ describe('mongoose-tripwire audit', () => {
     TIMEOUT,
   );
 
+  it(
+    "CommonJS: module.exports of the model, Mongoose's pluralised collection; a record of a changed file matches by function only",
+    async () => {
+      const project = join(dir, 'cjs');
+      mkdirSync(join(project, 'models'), { recursive: true });
+      mkdirSync(join(project, 'tasks'), { recursive: true });
+      symlinkSync(join(projectRoot, 'node_modules'), join(project, 'node_modules'), 'dir');
+      writeFileSync(
+        join(project, 'models', 'person.cjs'),
+        "const mongoose = require('mongoose');\nmodule.exports = mongoose.model('Person', new mongoose.Schema({ name: String }));\n",
+      );
+      writeFileSync(
+        join(project, 'tasks', 'import.cjs'),
+        [
+          "const mongoose = require('mongoose');",
+          "const Person = require('../models/person.cjs');",
+          'async function importPeople(rows) {',
+          "  await mongoose.connection.db.collection('people').insertOne({ rows });",
+          '  await Person.insertMany(rows);',
+          "  await mongoose.connection.db.collection('persons').insertOne({ rows });",
+          '}',
+          'module.exports = { importPeople };',
+          '',
+        ].join('\n'),
+      );
+      // Recorded when insertMany was on line 4 of a file that has changed since (its hash differs).
+      const stale = join(dir, 'stale.jsonl');
+      const line = {
+        tripwire: 'mongoose-tripwire',
+        v: 1,
+        at: new Date().toISOString(),
+        pid: 1,
+        root: project,
+        model: 'Person',
+        operation: 'insertMany',
+        kind: 'create',
+        file: 'tasks/import.cjs',
+        function: 'importPeople',
+        location: 'tasks/import.cjs:4:16',
+        source: 'deadbeefdeadbeef',
+        baselined: false,
+        blocked: false,
+      };
+      writeFileSync(stale, `${JSON.stringify(line)}\n`);
+      const run = await audit(['--model', 'Person', '--approved', 'models/**', '--records', stale, '--json'], project);
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout)).toEqual({
+        sites: [
+          { file: 'tasks/import.cjs', line: 4, column: 53, operation: 'driver.insertOne', function: 'importPeople', status: 'unseen' },
+          { file: 'tasks/import.cjs', line: 5, column: 16, operation: 'insertMany', function: 'importPeople', status: 'seen' },
+        ],
+        runtimeOnly: [],
+      });
+      const table = await audit(['--model', 'Person', '--approved', 'models/**'], project);
+      expect(table.stdout).toContain('collection "people" (Mongoose\'s pluralize)');
+    },
+    TIMEOUT,
+  );
+
   it('loads typescript only in the audit command: no other module of src/ imports it at run time', () => {
     const files = readdirSync(join(projectRoot, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
     const loading = files.filter((file) => {

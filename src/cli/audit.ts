@@ -4,7 +4,7 @@
  * (the baseline). Runtime alone only knows the paths that ran; the code alone does not know which
  * of them run: the `unseen` sites, rogue code no record has shown running, are the dangerous ones.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,7 +12,7 @@ import picomatch from 'picomatch';
 import { BaselineError } from '../errors.js';
 import { readBaseline } from '../ratchet/baseline.js';
 import { type ParsedRecord, RECORD_ENV, readRecords } from '../ratchet/recorder.js';
-import { isBaselinable, keyOf } from '../ratchet/site-key.js';
+import { isBaselinable, keyOf, sourceHash } from '../ratchet/site-key.js';
 import type { BaselineEntry } from '../types.js';
 import { findWriteSites, type StaticSite, sourceFilesUnder, type Typescript } from './write-sites.js';
 
@@ -179,11 +179,26 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
   const recordFile = (r: ParsedRecord) => (isAbsolute(r.file) ? r.file : resolve(r.root, r.file));
   const lineOf = (r: ParsedRecord) => Number(/:(\d+):\d+$/.exec(r.location)?.[1] ?? Number.NaN);
   const used = new Set<ParsedRecord>();
+  // A record's line describes the code only while its file is unchanged (the record carries the file's hash).
+  const currentHashes = new Map<string, string | null>();
+  const fresh = (r: ParsedRecord, file: string): boolean => {
+    if (r.source === null) return true;
+    let hash = currentHashes.get(file);
+    if (hash === undefined) {
+      try {
+        hash = sourceHash(readFileSync(file));
+      } catch {
+        hash = null;
+      }
+      currentHashes.set(file, hash);
+    }
+    return hash === r.source;
+  };
   const recordsAt = (site: StaticSite): ParsedRecord[] => {
     const file = rel(site.file);
     const sameFile = ours.filter((r) => isBaselinable(r.file) && (r.file === file || recordFile(r) === site.file));
-    // Lines first; a line that moved since the record was made still has its file, function and operation.
-    let found = sameFile.filter((r) => lineOf(r) === site.line);
+    // Lines first, from records of the file as it is; a site whose lines moved still has its file, function and operation.
+    let found = sameFile.filter((r) => lineOf(r) === site.line && fresh(r, site.file));
     if (found.length === 0) found = sameFile.filter((r) => r.function === site.function && r.operation === site.operation);
     for (const r of found) used.add(r);
     return found;

@@ -220,6 +220,11 @@ export function findWriteSites(ts: Typescript, files: readonly string[], model: 
     else if (ts.isPropertyAssignment(parent)) bound = symbolOf(parent.name);
     else if (ts.isBinaryExpression(parent) && parent.operatorToken.kind === ts.SyntaxKind.EqualsToken) {
       bound = symbolOf(parent.left) ?? (ts.isPropertyAccessExpression(parent.left) ? symbolOf(parent.left.name) : undefined);
+      // `module.exports = model(...)`: a `require()` of this file resolves to the module's `export=` symbol.
+      if (parent.left.getText(sf) === 'module.exports') {
+        const exported = checker.getSymbolAtLocation(sf)?.exports?.get(ts.InternalSymbolName.ExportEquals);
+        if (exported) modelSymbols.add(exported);
+      }
     } else if (ts.isExportAssignment(parent)) {
       const moduleSymbol = checker.getSymbolAtLocation(sf);
       bound = moduleSymbol && checker.getExportsOfModule(moduleSymbol).find((s) => s.escapedName === 'default');
