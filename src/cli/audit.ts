@@ -85,21 +85,28 @@ export interface RuntimeOnlySite {
   writes: number;
 }
 
+const notFound = (error: unknown) => ['ERR_MODULE_NOT_FOUND', 'MODULE_NOT_FOUND'].includes((error as NodeJS.ErrnoException)?.code ?? '');
+
 /** Where the TypeScript compiler is: beside this package (a peer dependency), else in the project audited. */
 async function loadTypescript(projectDir: string): Promise<Typescript | undefined> {
   try {
     const module = (await import('typescript')) as Typescript & { default?: Typescript };
     return module.default ?? module;
-  } catch {
-    try {
-      return createRequire(join(projectDir, 'package.json'))('typescript') as Typescript;
-    } catch {
-      return undefined;
-    }
+  } catch (error) {
+    if (!notFound(error)) throw error;
+  }
+  try {
+    return createRequire(join(projectDir, 'package.json'))('typescript') as Typescript;
+  } catch (error) {
+    if (!notFound(error)) throw error;
+    return undefined;
   }
 }
 
+/** Bad arguments: said with the usage. */
 class UsageError extends Error {}
+/** A file or a project the command cannot work with: said alone. */
+class AuditError extends Error {}
 
 const toPosix = (path: string) => (sep === '/' ? path : path.split(sep).join('/'));
 
@@ -119,7 +126,7 @@ export async function auditCommand(argv: string[]): Promise<number> {
   try {
     return await audit(values, positionals);
   } catch (error) {
-    if (!(error instanceof UsageError) && !(error instanceof BaselineError)) throw error;
+    if (!(error instanceof UsageError) && !(error instanceof AuditError) && !(error instanceof BaselineError)) throw error;
     process.stderr.write(`mongoose-tripwire audit: ${error.message}\n${error instanceof UsageError ? `\n${AUDIT_USAGE}\n` : ''}`);
     return 2;
   }
@@ -135,9 +142,9 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
   if (approved.length === 0) throw new UsageError('--approved <glob> is required: the code that owns the writes');
   const cwd = process.cwd();
   const root = resolve(values.root ?? '.');
-  if (!existsSync(root)) throw new UsageError(`--root ${values.root} does not exist`);
+  if (!existsSync(root)) throw new AuditError(`--root ${values.root} does not exist`);
   const paths = positionals.length > 0 ? positionals : ['.'];
-  for (const path of paths) if (!existsSync(path)) throw new UsageError(`path ${path} does not exist`);
+  for (const path of paths) if (!existsSync(path)) throw new AuditError(`path ${path} does not exist`);
 
   const records: ParsedRecord[] = [];
   for (const file of values.records ?? []) records.push(...readRecords(file));
@@ -145,7 +152,7 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
 
   const ts = await loadTypescript(cwd);
   if (!ts) {
-    throw new BaselineError(
+    throw new AuditError(
       'the typescript package cannot be found: audit reads the code with the TypeScript compiler. Install it in the project: ' +
         'npm install -D typescript',
     );
@@ -168,7 +175,7 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
   const files = sourceFilesUnder(paths);
   const inventory = findWriteSites(ts, files, model, root);
   if (inventory.declarations.length === 0) {
-    throw new BaselineError(
+    throw new AuditError(
       `no mongoose.model('${model}', ...) (or connection.model) found in ${files.length} file(s) under ${paths.join(' ')}: ` +
         'is --model spelled as in the code, and are the paths the project?',
     );
