@@ -3,6 +3,7 @@
  * `mongoose-tripwire listen`: a stand-in DogStatsD agent that prints events as an engineer would
  * read them in Slack, and counters as a dashboard would sum them.
  * `mongoose-tripwire baseline`: writes (or checks) a baseline of known rogue call sites from records.
+ * `mongoose-tripwire audit`: every write site of a model in the code, with what records have shown of it.
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,15 +20,21 @@ import { checkRecordsFresh, type ParsedRecord, RECORD_ENV, readRecordFile } from
 import { describeKey, keyOf } from '../ratchet/site-key.js';
 import type { BaselineEntry } from '../types.js';
 import { firstLines, firstOf } from '../util/list.js';
+import { auditCommand } from './audit.js';
 import { renderForTerminal, startListener } from './listen.js';
 
 const USAGE = `Usage: mongoose-tripwire listen [--port 8125] [--host 127.0.0.1] [--json]
        mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root <dir>]
+       mongoose-tripwire audit --model <Name> --approved <glob>... [--pass-through <glob>...] [--records <file>...]
+                               [--baseline <file>] [--root <dir>] [--json] [--check] [paths...]
 
 listen: receives DogStatsD datagrams over UDP, checks each with a strict parser, and prints events in
 full and counters as they arrive. Point the plugin at it with DD_AGENT_HOST / DD_DOGSTATSD_PORT.
 
-baseline: see mongoose-tripwire baseline --help.`;
+baseline: see mongoose-tripwire baseline --help.
+
+audit: every place in the code that can write to the model, each with what records have shown of it
+(approved, seen, unseen, pass-through); see mongoose-tripwire audit --help.`;
 
 const BASELINE_USAGE =
   `Usage: mongoose-tripwire baseline <record files...> [--out ${DEFAULT_BASELINE_FILE}] [--prune] [--check] [--root ` +
@@ -167,6 +174,7 @@ function baselineCommand(argv: string[]): number {
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'baseline') return baselineCommand(argv.slice(1));
+  if (argv[0] === 'audit') return auditCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
