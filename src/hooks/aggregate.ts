@@ -1,0 +1,86 @@
+/**
+ * Mongoose `Aggregate`s that write into a watched collection (`$out`, `$merge` as the final stage),
+ * whatever model or connection they run on and however they were built (`Model.aggregate([...])`,
+ * `new mongoose.Aggregate(...)`, `.append()`, `.out()`, `.merge()`).
+ *
+ * An aggregate runs when it is awaited, where no frame of the app is left (`then` runs in a
+ * microtask): it is judged where the stage that writes was added, by a call of the app that ends in
+ * Mongoose's `Aggregate#append` (its constructor, `out()` and `merge()` call it too: mongoose 8 and 9
+ * lib/aggregate.js), and known to have happened when `exec` settles. A pipeline changed by hand
+ * (`aggregate.pipeline().push(...)`) is judged at `exec`.
+ *
+ * `append` and `exec` are wrapped in place on the base `Aggregate.prototype`, once per Mongoose
+ * package, with Mongoose's name, arity and property attributes: every aggregate of the process goes
+ * through them, and what they add to one that does not write is a look at its last stage.
+ */
+import type { Capture, WriteJudge } from '../types.js';
+import { aggregateWrite, judgedStages, judgeWhole } from './destructive.js';
+import { watchedByName, watchedIn } from './driver.js';
+import type { AnyFunction } from './wrap.js';
+import { isObject, writeStageOf } from './write-shapes.js';
+
+interface AggregateLike {
+  _pipeline?: unknown;
+  _model?: { db?: { name?: unknown } };
+  _connection?: { name?: unknown };
+}
+
+/** Each aggregate's verdict, taken where the app added the stage that writes, by the registration it was taken for. */
+const aggregateCaptures = new WeakMap<object, { judge: WriteJudge; capture: Capture }>();
+
+const wrappedPrototypes = new WeakSet<object>();
+
+function databaseOf(aggregate: AggregateLike): string | undefined {
+  const name = aggregate._model?.db?.name ?? aggregate._connection?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/** Wraps `Aggregate.prototype.append` and `exec` of the Mongoose that compiled a watched model (`model.base`), once. */
+export function watchAggregates(mongoose: unknown): void {
+  const Aggregate = isObject(mongoose) ? mongoose.Aggregate : undefined;
+  const proto = typeof Aggregate === 'function' ? (Aggregate as { prototype?: unknown }).prototype : undefined;
+  if (!isObject(proto) || wrappedPrototypes.has(proto)) return;
+  wrappedPrototypes.add(proto);
+  wrapInPlace(proto, 'append', (original) => {
+    const wrapper = function (this: AggregateLike): unknown {
+      const result = Reflect.apply(original, this, arguments);
+      // The database is known only once the aggregate is bound to a model: a name watched anywhere is enough to judge now.
+      const stage = writeStageOf(this._pipeline, undefined);
+      if (stage === undefined) return result;
+      const db = stage.db ?? databaseOf(this);
+      const target = db === undefined ? watchedByName(stage.collection) : watchedIn(stage.collection, db);
+      if (target) aggregateCaptures.set(this, { judge: target.judge, capture: target.judge.capture(wrapper) });
+      return result;
+    };
+    return wrapper;
+  });
+  wrapInPlace(proto, 'exec', (original) => {
+    const wrapper = function (this: AggregateLike): unknown {
+      const stage = writeStageOf(this._pipeline, databaseOf(this));
+      const write = aggregateWrite(stage, false);
+      if (stage === undefined || write === undefined) return Reflect.apply(original, this, arguments);
+      const args = Array.prototype.slice.call(arguments) as unknown[];
+      const captured = aggregateCaptures.get(this);
+      // Mongoose hands this very stage object to the collection's `aggregate` after its middleware: judged here.
+      judgedStages.add(stage.object);
+      return judgeWhole(
+        write,
+        wrapper,
+        () => Reflect.apply(original, this, args),
+        captured?.judge === write.target.judge ? captured.capture : undefined,
+      );
+    };
+    return wrapper;
+  });
+}
+
+/** Replaces a method in place: same property attributes, and the wrapper shows Mongoose's name and arity. */
+function wrapInPlace(proto: Record<string, unknown>, name: string, make: (original: AnyFunction) => Function): void {
+  const descriptor = Object.getOwnPropertyDescriptor(proto, name);
+  const original: unknown = descriptor?.value;
+  if (!descriptor || typeof original !== 'function') return;
+  const wrapper = make(original as AnyFunction);
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  Object.defineProperty(proto, name, { ...descriptor, value: wrapper });
+}
