@@ -15,7 +15,7 @@
  */
 import type { Capture, WriteJudge } from '../types.js';
 import { aggregateWrite, judgedStages, judgeWhole } from './destructive.js';
-import { watchedByName, watchedIn } from './driver.js';
+import { judgesOfName, watchedIn } from './driver.js';
 import type { AnyFunction } from './wrap.js';
 import { isObject, writeStageOf } from './write-shapes.js';
 
@@ -25,8 +25,8 @@ interface AggregateLike {
   _connection?: { name?: unknown };
 }
 
-/** Each aggregate's verdict, taken where the app added the stage that writes, by the registration it was taken for. */
-const aggregateCaptures = new WeakMap<object, { judge: WriteJudge; capture: Capture }>();
+/** Each aggregate's verdict, taken where the app added the stage that writes, per registration. */
+const aggregateCaptures = new WeakMap<object, Map<WriteJudge, Capture>>();
 
 const wrappedPrototypes = new WeakSet<object>();
 
@@ -48,8 +48,11 @@ export function watchAggregates(mongoose: unknown): void {
       const stage = writeStageOf(this._pipeline, undefined);
       if (stage === undefined) return result;
       const db = stage.db ?? databaseOf(this);
-      const target = db === undefined ? watchedByName(stage.collection) : watchedIn(stage.collection, db);
-      if (target) aggregateCaptures.set(this, { judge: target.judge, capture: target.judge.capture(wrapper) });
+      const judges = db === undefined ? judgesOfName(stage.collection) : [watchedIn(stage.collection, db)?.judge];
+      const captures = new Map<WriteJudge, Capture>();
+      // One verdict per registration that may turn out to watch it (one, but for apps with several).
+      for (const judge of judges) if (judge) captures.set(judge, judge.capture(wrapper));
+      if (captures.size > 0) aggregateCaptures.set(this, captures);
       return result;
     };
     return wrapper;
@@ -63,12 +66,7 @@ export function watchAggregates(mongoose: unknown): void {
       const captured = aggregateCaptures.get(this);
       // Mongoose hands this very stage object to the collection's `aggregate` after its middleware: judged here.
       judgedStages.add(stage.object);
-      return judgeWhole(
-        write,
-        wrapper,
-        () => Reflect.apply(original, this, args),
-        captured?.judge === write.target.judge ? captured.capture : undefined,
-      );
+      return judgeWhole(write, wrapper, () => Reflect.apply(original, this, args), captured?.get(write.target.judge));
     };
     return wrapper;
   });

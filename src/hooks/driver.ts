@@ -54,9 +54,10 @@ function watchedTarget(collection: DriverCollection): WatchedCollection | undefi
   }
 }
 
-/** A watched collection of this name in any database (a first, cheap test, before the database is known). */
-export function watchedByName(collectionName: string): WatchedCollection | undefined {
-  return watchedCollections.get(collectionName)?.[0];
+/** The registrations watching a collection of this name in any database (before the database is known). */
+export function judgesOfName(collectionName: string): WriteJudge[] {
+  const entries = watchedCollections.get(collectionName);
+  return entries === undefined ? [] : [...new Set(entries.map((entry) => entry.judge))];
 }
 
 /** The watched collections of a database (all of them: dropping it drops each). */
