@@ -103,14 +103,18 @@ describe('whole-collection writes are judged where they are called', () => {
     check((await runDestructive({ mongoose, tripwire, uri: uri(), label: 'destructive_throw', mode: 'throw' })) as Result[], 'throw');
   }, 60_000);
 
-  it.each(['report', 'throw'] as const)('in a plain node process against the built package (%s mode), the same', async (mode) => {
-    const script = join(fixtureDir as string, 'main.mjs');
-    const { stdout } = await promisify(execFile)(process.execPath, [script, join(process.cwd(), 'dist', 'index.js'), mode], {
-      env: { ...process.env },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    check(JSON.parse(stdout) as Result[], mode);
-  }, 120_000);
+  it.each(['report', 'throw'] as const)(
+    'in a plain node process against the built package (%s mode), the same',
+    async (mode) => {
+      const script = join(fixtureDir as string, 'main.mjs');
+      const { stdout } = await promisify(execFile)(process.execPath, [script, join(process.cwd(), 'dist', 'index.js'), mode], {
+        env: { ...process.env },
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      check(JSON.parse(stdout) as Result[], mode);
+    },
+    120_000,
+  );
 });
 
 describe('command monitoring counts the same commands sent raw, by database and collection', () => {
@@ -162,13 +166,19 @@ describe('command monitoring counts the same commands sent raw, by database and 
     await db.command({ drop: collection });
     await seed();
     await suite.listener.waitFor(() => wire('aggregate') === 2 && wire('renameCollection') === 2 && wire('drop') === 1);
-    expect({ aggregate: wire('aggregate'), rename: wire('renameCollection'), drop: wire('drop') }).toEqual({ aggregate: 2, rename: 2, drop: 1 });
+    expect({ aggregate: wire('aggregate'), rename: wire('renameCollection'), drop: wire('drop') }).toEqual({
+      aggregate: 2,
+      rename: 2,
+      drop: 1,
+    });
     expect(reports).toEqual([]); // no call site: counted only
   });
 
   it('dropDatabase of the watched collection’s database is counted', async () => {
     const { collection } = await watched();
-    const other = await mongoose.createConnection(uri(), { dbName: `destructive_dropdb_${process.pid}`, monitorCommands: true }).asPromise();
+    const other = await mongoose
+      .createConnection(uri(), { dbName: `destructive_dropdb_${process.pid}`, monitorCommands: true })
+      .asPromise();
     try {
       const schema = new mongoose.Schema({ token: String });
       schema.plugin(tripwire, {
@@ -195,8 +205,14 @@ describe('command monitoring counts the same commands sent raw, by database and 
     await otherDb.collection(collection).insertOne({ token: 'elsewhere' });
     await otherDb.collection('source').insertOne({ token: 'source' });
     await otherDb.command({ aggregate: 'source', pipeline: [{ $out: collection }], cursor: {} });
-    await otherDb.collection('source').aggregate([{ $merge: collection }]).toArray();
-    await suite.connection.getClient().db('admin').command({ renameCollection: `${otherDb.databaseName}.source`, to: `${otherDb.databaseName}.${collection}`, dropTarget: true });
+    await otherDb
+      .collection('source')
+      .aggregate([{ $merge: collection }])
+      .toArray();
+    await suite.connection
+      .getClient()
+      .db('admin')
+      .command({ renameCollection: `${otherDb.databaseName}.source`, to: `${otherDb.databaseName}.${collection}`, dropTarget: true });
     await otherDb.command({ drop: collection });
     await otherDb.collection(collection).insertOne({ token: 'again' });
     await otherDb.collection(collection).drop();
@@ -212,7 +228,10 @@ describe('command monitoring counts the same commands sent raw, by database and 
     const { reports, collection, db, seed } = await watched();
     await db.dropCollection(collection); // rogue: this test file is not approved code
     await seed();
-    await db.collection('wirestaging').aggregate([{ $out: collection }]).toArray();
+    await db
+      .collection('wirestaging')
+      .aggregate([{ $out: collection }])
+      .toArray();
     await seed();
     // Mongoose's own `connection.dropCollection` drops after an await: its awaiting caller decides.
     await suite.connection.dropCollection(collection);

@@ -3,7 +3,8 @@
  * MongoDB 7.0 does (the version it reports): `$out` and `$merge`, `renameCollection`, `drop`,
  * `dropDatabase`. An option it does not run is a MongoDB error, never ignored.
  */
-import mongoose, { type Connection } from 'mongoose';
+import type mongoose from 'mongoose';
+import type { Connection } from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from './support/connect.js';
 
@@ -23,15 +24,26 @@ afterAll(async () => {
 });
 
 const contents = async (collection: string, database = db) =>
-  (await database.collection(collection).find({}, { projection: { _id: 0 } }).sort({ k: 1 }).toArray()) as Array<Record<string, unknown>>;
+  (await database
+    .collection(collection)
+    .find({}, { projection: { _id: 0 } })
+    .sort({ k: 1 })
+    .toArray()) as Array<Record<string, unknown>>;
 
 describe('$out', () => {
   it('replaces the target with the pipeline’s result, keeps its indexes, and returns an empty batch', async () => {
     const [source, target] = [name('src'), name('dst')];
-    await db.collection(source).insertMany([{ k: 1, keep: true }, { k: 2, keep: false }, { k: 3, keep: true }]);
+    await db.collection(source).insertMany([
+      { k: 1, keep: true },
+      { k: 2, keep: false },
+      { k: 3, keep: true },
+    ]);
     await db.collection(target).insertMany([{ k: 9 }, { k: 10 }]);
     await db.collection(target).createIndex({ k: 1 }, { unique: true, name: 'k_1' });
-    const out = await db.collection(source).aggregate([{ $match: { keep: true } }, { $project: { _id: 0, k: 1 } }, { $out: target }]).toArray();
+    const out = await db
+      .collection(source)
+      .aggregate([{ $match: { keep: true } }, { $project: { _id: 0, k: 1 } }, { $out: target }])
+      .toArray();
     expect(out).toEqual([]);
     expect(await contents(target)).toEqual([{ k: 1 }, { k: 3 }]);
     expect((await db.collection(target).indexes()).map((index) => index.name)).toEqual(['_id_', 'k_1']);
@@ -41,12 +53,19 @@ describe('$out', () => {
     const [source, target] = [name('src'), name('dst')];
     const other = connection.getClient().db(`${db.databaseName}_other`);
     await db.collection(source).insertMany([{ k: 1 }, { k: 1 }]);
-    await db.collection(source).aggregate([{ $project: { _id: 0, k: 1 } }, { $out: { db: other.databaseName, coll: target } }]).toArray();
+    await db
+      .collection(source)
+      .aggregate([{ $project: { _id: 0, k: 1 } }, { $out: { db: other.databaseName, coll: target } }])
+      .toArray();
     expect(await contents(target, other)).toEqual([{ k: 1 }, { k: 1 }]);
     expect(await contents(target)).toEqual([]);
     await db.collection(target).insertOne({ k: 5 });
     await db.collection(target).createIndex({ k: 1 }, { unique: true });
-    const error = await db.collection(source).aggregate([{ $project: { _id: 0, k: 1 } }, { $out: target }]).toArray().catch((e: unknown) => e);
+    const error = await db
+      .collection(source)
+      .aggregate([{ $project: { _id: 0, k: 1 } }, { $out: target }])
+      .toArray()
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 11000 });
     expect(await contents(target)).toEqual([{ k: 5 }]);
   });
@@ -54,9 +73,17 @@ describe('$out', () => {
   it('must be the final stage; an unknown field of its target is refused', async () => {
     const source = name('src');
     await db.collection(source).insertOne({ k: 1 });
-    await expect(db.collection(source).aggregate([{ $out: 'x' }, { $match: {} }]).toArray()).rejects.toMatchObject({ code: 40601 });
     await expect(
-      db.collection(source).aggregate([{ $out: { db: db.databaseName, coll: 'x', timeseries: { timeField: 't' } } }]).toArray(),
+      db
+        .collection(source)
+        .aggregate([{ $out: 'x' }, { $match: {} }])
+        .toArray(),
+    ).rejects.toMatchObject({ code: 40601 });
+    await expect(
+      db
+        .collection(source)
+        .aggregate([{ $out: { db: db.databaseName, coll: 'x', timeseries: { timeField: 't' } } }])
+        .toArray(),
     ).rejects.toMatchObject({ code: 40415 });
   });
 });
@@ -64,36 +91,85 @@ describe('$out', () => {
 describe('$merge', () => {
   it('merges by _id (whenMatched merge, whenNotMatched insert), as a name, { into } or { into: { db, coll } }', async () => {
     const [source, target] = [name('src'), name('dst')];
-    await db.collection(target).insertMany([{ _id: 1 as never, k: 1, old: true }, { _id: 2 as never, k: 2, old: true }]);
-    await db.collection(source).insertMany([{ _id: 2 as never, k: 2, fresh: true }, { _id: 3 as never, k: 3, fresh: true }]);
-    await db.collection(source).aggregate([{ $merge: target }]).toArray();
-    expect(await contents(target)).toEqual([{ k: 1, old: true }, { k: 2, old: true, fresh: true }, { k: 3, fresh: true }]);
-    await db.collection(source).aggregate([{ $set: { k: 20 } }, { $merge: { into: { db: db.databaseName, coll: target }, whenMatched: 'replace' } }]).toArray();
-    expect(await contents(target)).toEqual([{ k: 1, old: true }, { k: 20, fresh: true }, { k: 20, fresh: true }]);
+    await db.collection(target).insertMany([
+      { _id: 1 as never, k: 1, old: true },
+      { _id: 2 as never, k: 2, old: true },
+    ]);
+    await db.collection(source).insertMany([
+      { _id: 2 as never, k: 2, fresh: true },
+      { _id: 3 as never, k: 3, fresh: true },
+    ]);
+    await db
+      .collection(source)
+      .aggregate([{ $merge: target }])
+      .toArray();
+    expect(await contents(target)).toEqual([
+      { k: 1, old: true },
+      { k: 2, old: true, fresh: true },
+      { k: 3, fresh: true },
+    ]);
+    await db
+      .collection(source)
+      .aggregate([{ $set: { k: 20 } }, { $merge: { into: { db: db.databaseName, coll: target }, whenMatched: 'replace' } }])
+      .toArray();
+    expect(await contents(target)).toEqual([
+      { k: 1, old: true },
+      { k: 20, fresh: true },
+      { k: 20, fresh: true },
+    ]);
   });
 
   it('keepExisting, discard and fail do as they say', async () => {
     const [source, target] = [name('src'), name('dst')];
     await db.collection(target).insertOne({ _id: 1 as never, k: 1 });
-    await db.collection(source).insertMany([{ _id: 1 as never, k: 100 }, { _id: 2 as never, k: 2 }]);
-    await db.collection(source).aggregate([{ $merge: { into: target, whenMatched: 'keepExisting', whenNotMatched: 'discard' } }]).toArray();
+    await db.collection(source).insertMany([
+      { _id: 1 as never, k: 100 },
+      { _id: 2 as never, k: 2 },
+    ]);
+    await db
+      .collection(source)
+      .aggregate([{ $merge: { into: target, whenMatched: 'keepExisting', whenNotMatched: 'discard' } }])
+      .toArray();
     expect(await contents(target)).toEqual([{ k: 1 }]);
-    await expect(db.collection(source).aggregate([{ $merge: { into: target, whenMatched: 'fail' } }]).toArray()).rejects.toMatchObject({
+    await expect(
+      db
+        .collection(source)
+        .aggregate([{ $merge: { into: target, whenMatched: 'fail' } }])
+        .toArray(),
+    ).rejects.toMatchObject({
       code: 11000,
     });
     await expect(
-      db.collection(source).aggregate([{ $merge: { into: target, whenNotMatched: 'fail', whenMatched: 'keepExisting' } }]).toArray(),
+      db
+        .collection(source)
+        .aggregate([{ $merge: { into: target, whenNotMatched: 'fail', whenMatched: 'keepExisting' } }])
+        .toArray(),
     ).rejects.toMatchObject({ code: 13113 });
   });
 
   it('refuses `on` fields without a unique index, a whenMatched pipeline it does not run, and unknown fields', async () => {
     const source = name('src');
     await db.collection(source).insertOne({ k: 1 });
-    await expect(db.collection(source).aggregate([{ $merge: { into: 'x', on: 'k' } }]).toArray()).rejects.toMatchObject({ code: 51183 });
-    await expect(db.collection(source).aggregate([{ $merge: { into: 'x', whenMatched: [{ $set: { a: 1 } }] } }]).toArray()).rejects.toMatchObject({
+    await expect(
+      db
+        .collection(source)
+        .aggregate([{ $merge: { into: 'x', on: 'k' } }])
+        .toArray(),
+    ).rejects.toMatchObject({ code: 51183 });
+    await expect(
+      db
+        .collection(source)
+        .aggregate([{ $merge: { into: 'x', whenMatched: [{ $set: { a: 1 } }] } }])
+        .toArray(),
+    ).rejects.toMatchObject({
       code: 115,
     });
-    await expect(db.collection(source).aggregate([{ $merge: { into: 'x', let: {} } }]).toArray()).rejects.toMatchObject({ code: 40415 });
+    await expect(
+      db
+        .collection(source)
+        .aggregate([{ $merge: { into: 'x', let: {} } }])
+        .toArray(),
+    ).rejects.toMatchObject({ code: 40415 });
   });
 });
 

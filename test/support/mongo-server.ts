@@ -494,7 +494,10 @@ export class MongoWireServer {
       const old = this.collection(outDb, outName, false);
       const next: Collection = {
         docs: [],
-        indexes: (old?.indexes ?? [{ name: '_id_', key: { _id: 1 }, unique: true, entries: new Map() }]).map((index) => ({ ...index, entries: new Map() })),
+        indexes: (old?.indexes ?? [{ name: '_id_', key: { _id: 1 }, unique: true, entries: new Map() }]).map((index) => ({
+          ...index,
+          entries: new Map(),
+        })),
       };
       for (const raw of docs) {
         const error = this.store(next, `${outDb}.${outName}`, undefined, raw._id === undefined ? { _id: new ObjectId(), ...raw } : raw);
@@ -505,27 +508,37 @@ export class MongoWireServer {
       return;
     }
     const spec: Document = typeof stage.$merge === 'string' ? { into: stage.$merge } : (stage.$merge as Document);
-    if (spec === null || typeof spec !== 'object') throw new CommandError('$merge requires a collection name or a document', 14, 'TypeMismatch');
+    if (spec === null || typeof spec !== 'object') {
+      throw new CommandError('$merge requires a collection name or a document', 14, 'TypeMismatch');
+    }
     onlyFields(spec, '$merge', ['into', 'on', 'whenMatched', 'whenNotMatched']);
     const [intoDb, intoName] = MongoWireServer.stageTarget(db, spec.into, '$merge');
     const on = spec.on === undefined ? ['_id'] : typeof spec.on === 'string' ? [spec.on] : (spec.on as string[]);
     const whenMatched = spec.whenMatched ?? 'merge';
     const whenNotMatched = spec.whenNotMatched ?? 'insert';
-    if (Array.isArray(whenMatched)) throw new CommandError('$merge with a whenMatched pipeline is not supported by the test server', 115, 'CommandNotSupported');
-    if (!['merge', 'replace', 'keepExisting', 'fail'].includes(String(whenMatched)) || !['insert', 'discard', 'fail'].includes(String(whenNotMatched))) {
-      throw new CommandError(`Enumeration value for $merge is not valid: ${String(whenMatched)} / ${String(whenNotMatched)}`, 2, 'BadValue');
+    if (Array.isArray(whenMatched)) {
+      throw new CommandError('$merge with a whenMatched pipeline is not supported by the test server', 115, 'CommandNotSupported');
+    }
+    const matchedModes = ['merge', 'replace', 'keepExisting', 'fail'];
+    if (!matchedModes.includes(String(whenMatched)) || !['insert', 'discard', 'fail'].includes(String(whenNotMatched))) {
+      const given = `${String(whenMatched)} / ${String(whenNotMatched)}`;
+      throw new CommandError(`Enumeration value for $merge is not valid: ${given}`, 2, 'BadValue');
     }
     const target = this.collection(intoDb, intoName, true)!;
     const ns = `${intoDb}.${intoName}`;
     const onId = on.length === 1 && on[0] === '_id';
-    const covered = target.indexes.some((index) => index.unique && Object.keys(index.key).length === on.length && on.every((field) => field in index.key));
+    const covered = target.indexes.some(
+      (index) => index.unique && Object.keys(index.key).length === on.length && on.every((field) => field in index.key),
+    );
     if (!onId && !covered) throw new CommandError('Cannot find index to verify that join fields will be unique', 51183, 'Location51183');
     for (const raw of docs) {
       const filter = Object.fromEntries(on.map((field) => [field, getPath(raw, field) ?? null]));
       const found = this.matching(target, filter)[0];
       let next: Document | undefined;
       if (!found) {
-        if (whenNotMatched === 'fail') throw new CommandError('$merge could not find a matching document in the target collection', 13113, 'MergeStageNoMatchingDocument');
+        if (whenNotMatched === 'fail') {
+          throw new CommandError('$merge could not find a matching document in the target collection', 13113, 'MergeStageNoMatchingDocument');
+        }
         if (whenNotMatched === 'discard') continue;
         next = raw._id === undefined ? { _id: new ObjectId(), ...raw } : raw;
       } else if (whenMatched === 'fail') {
@@ -634,7 +647,16 @@ function indexKey(index: IndexSpec, doc: Document): string {
 }
 
 // Fields the driver may put on any command.
-const GENERIC_FIELDS = new Set(['$db', 'lsid', '$clusterTime', '$readPreference', 'apiVersion', 'apiStrict', 'apiDeprecationErrors', 'maxTimeMS']);
+const GENERIC_FIELDS = new Set([
+  '$db',
+  'lsid',
+  '$clusterTime',
+  '$readPreference',
+  'apiVersion',
+  'apiStrict',
+  'apiDeprecationErrors',
+  'maxTimeMS',
+]);
 
 /** mongod (5.0+) refuses a field a command does not know, rather than ignoring it. */
 function onlyFields(body: Document, command: string, known: string[]): void {
