@@ -537,7 +537,8 @@ export class MongoWireServer {
       let next: Document | undefined;
       if (!found) {
         if (whenNotMatched === 'fail') {
-          throw new CommandError('$merge could not find a matching document in the target collection', 13113, 'MergeStageNoMatchingDocument');
+          const message = '$merge could not find a matching document in the target collection';
+          throw new CommandError(message, 13113, 'MergeStageNoMatchingDocument');
         }
         if (whenNotMatched === 'discard') continue;
         next = raw._id === undefined ? { _id: new ObjectId(), ...raw } : raw;
