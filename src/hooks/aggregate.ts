@@ -16,6 +16,7 @@
 import type { Capture, WriteJudge } from '../types.js';
 import { aggregateWrite, judgedStages, judgeWhole } from './destructive.js';
 import { judgesOfName, watchedIn } from './driver.js';
+import { whenSettled } from './settle.js';
 import type { AnyFunction } from './wrap.js';
 import { isObject, writeStageOf } from './write-shapes.js';
 
@@ -64,9 +65,13 @@ export function watchAggregates(mongoose: unknown): void {
       if (stage === undefined || write === undefined) return Reflect.apply(original, this, arguments);
       const args = Array.prototype.slice.call(arguments) as unknown[];
       const captured = aggregateCaptures.get(this);
-      // Mongoose hands this very stage object to the collection's `aggregate` after its middleware: judged here.
-      judgedStages.add(stage.object);
-      return judgeWhole(write, wrapper, () => Reflect.apply(original, this, args), captured?.get(write.target.judge));
+      const run = () => {
+        // Mongoose hands this very stage object to the collection's `aggregate` after its middleware: judged here.
+        judgedStages.add(stage.object);
+        const forget = () => void judgedStages.delete(stage.object);
+        return whenSettled(Reflect.apply(original, this, args), forget, forget);
+      };
+      return judgeWhole(write, wrapper, run, captured?.get(write.target.judge));
     };
     return wrapper;
   });
