@@ -185,7 +185,9 @@ describe('examples/throw-mode', () => {
           unchanged: (await snapshot()) === before,
         });
       }
-      await connection.dropDatabase();
+      // Dropping the database drops the watched collection: refused too from code that is not approved.
+      out.refusedDrop = await connection.dropDatabase().then(() => 'dropped', (error) => error instanceof RogueWriteError && error.report.operation);
+      await connection.db.command({ dropDatabase: 1 }); // a raw command has no call site to judge (it is only counted)
       await connection.close();
       console.log(JSON.stringify(out));
     `;
@@ -196,10 +198,12 @@ describe('examples/throw-mode', () => {
     expect(run.code, explain(run)).toBe(0);
     const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
       refusedSeed: string;
+      refusedDrop: string;
       approved: Array<{ path: string; changed: boolean }>;
       refused: Array<{ path: string; isRogueWriteError: boolean; name: string; blocked: boolean; file: string; line: number; unchanged: boolean }>;
     };
     expect(out.refusedSeed).toBe('driver.insertOne');
+    expect(out.refusedDrop).toBe('dropDatabase');
     expect(out.approved).toEqual([
       { path: 'Model.create', changed: true },
       { path: 'Model.updateOne', changed: true },
