@@ -186,7 +186,8 @@ describe('examples/throw-mode', () => {
         });
       }
       // Dropping the database drops the watched collection: refused too from code that is not approved.
-      out.refusedDrop = await connection.dropDatabase().then(() => 'dropped', (error) => error instanceof RogueWriteError && error.report.operation);
+      const refusal = (error) => error instanceof RogueWriteError && error.report.operation;
+      out.refusedDrop = await connection.dropDatabase().then(() => 'dropped', refusal);
       await connection.db.command({ dropDatabase: 1 }); // a raw command has no call site to judge (it is only counted)
       await connection.close();
       console.log(JSON.stringify(out));
