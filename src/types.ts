@@ -132,7 +132,15 @@ export type WriteOperation =
   | 'driver.initializeOrderedBulkOp'
   | 'driver.initializeUnorderedBulkOp'
   | 'client.bulkWrite'
-  | 'connection.bulkWrite';
+  | 'connection.bulkWrite'
+  /** An aggregation whose final stage replaces (`$out`) or merges into (`$merge`) the watched collection. */
+  | 'aggregate.$out'
+  | 'aggregate.$merge'
+  /** Whole-collection writes of the driver's `Db`/`Collection`: a rename onto or away from it, a drop. */
+  | 'renameCollection'
+  | 'drop'
+  | 'dropCollection'
+  | 'dropDatabase';
 
 /** Counts the server reported, when the operation reports them. */
 export interface WriteOutcome {

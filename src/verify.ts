@@ -48,6 +48,10 @@ export interface RegistrationCheck {
   >;
 }
 
+/**
+ * What `verify()` found in this isolate: the plugin is per isolate, so a worker thread's
+ * registrations (and a watched model compiled in a worker without the plugin) are not in it.
+ */
 export interface VerifyResult {
   /** True when at least one model is instrumented and nothing is missing or suspicious. */
   ok: boolean;

@@ -204,7 +204,10 @@ describe('examples/throw-mode', () => {
           unchanged: (await snapshot()) === before,
         });
       }
-      await connection.dropDatabase();
+      // Dropping the database drops the watched collection: refused too from code that is not approved.
+      const refusal = (error) => error instanceof RogueWriteError && error.report.operation;
+      out.refusedDrop = await connection.dropDatabase().then(() => 'dropped', refusal);
+      await connection.db.command({ dropDatabase: 1 }); // a raw command has no call site to judge (it is only counted)
       await connection.close();
       console.log(JSON.stringify(out));
     `;
@@ -218,6 +221,7 @@ describe('examples/throw-mode', () => {
     expect(run.code, explain(run)).toBe(0);
     const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as {
       refusedSeed: string;
+      refusedDrop: string;
       approved: Array<{ path: string; changed: boolean }>;
       refused: Array<{
         path: string;
@@ -230,6 +234,7 @@ describe('examples/throw-mode', () => {
       }>;
     };
     expect(out.refusedSeed).toBe('driver.insertOne');
+    expect(out.refusedDrop).toBe('dropDatabase');
     expect(out.approved).toEqual([
       { path: 'Model.create', changed: true },
       { path: 'Model.updateOne', changed: true },

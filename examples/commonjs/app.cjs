@@ -5,6 +5,7 @@
 const mongoose = require('mongoose');
 const { tripwire, close } = require('mongoose-tripwire');
 const { issueToken } = require('./auth/tokens.cjs');
+const { dropExampleDatabase } = require('./cleanup.cjs');
 
 async function main() {
   const uri = process.env.MONGODB_URI;
@@ -12,7 +13,8 @@ async function main() {
 
   const accessTokenSchema = new mongoose.Schema({ token: { type: String, required: true }, userId: String });
   accessTokenSchema.plugin(tripwire, {
-    approved: ['auth/**'], // relative to root: this example's auth/ folder
+    // Relative to root: this example's auth/ folder, and its cleanup (dropping the database drops the tokens).
+    approved: ['auth/**', 'cleanup.cjs'],
     root: __dirname,
     statsd: false, // no Datadog here: onBypass only
     onBypass: (report) => {
@@ -28,7 +30,7 @@ async function main() {
   await issueToken(AccessToken, 'user-1'); // approved: the call stack passes through auth/tokens.cjs
   await AccessToken.updateOne({ userId: 'user-1' }, { $set: { userId: 'user-3' } }); // @site rogue-update
 
-  await connection.dropDatabase();
+  await dropExampleDatabase(connection);
   await connection.close();
   await close(); // flushes and closes what the plugin opened
 }

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
 import { close, tripwire } from 'mongoose-tripwire';
 import { issueToken } from './auth/tokens.mjs';
+import { dropExampleDatabase } from './cleanup.mjs';
 
 const uri = process.env.MONGODB_URI;
 if (!uri) {
@@ -14,7 +15,8 @@ if (!uri) {
 
 const accessTokenSchema = new mongoose.Schema({ token: { type: String, required: true }, userId: String });
 accessTokenSchema.plugin(tripwire, {
-  approved: ['auth/**'], // relative to root: this example's auth/ folder
+  // Relative to root: this example's auth/ folder, and its cleanup (dropping the database drops the tokens).
+  approved: ['auth/**', 'cleanup.mjs'],
   root: fileURLToPath(new URL('.', import.meta.url)),
   statsd: false, // no Datadog here: onBypass only
   onBypass: (report) => {
@@ -30,6 +32,6 @@ const AccessToken = connection.model('AccessToken', accessTokenSchema);
 await issueToken(AccessToken, 'user-1'); // approved: the call stack passes through auth/tokens.mjs
 await AccessToken.create({ token: 'written-outside-auth', userId: 'user-2' }); // @site rogue-create
 
-await connection.dropDatabase();
+await dropExampleDatabase(connection);
 await connection.close();
 await close(); // flushes and closes what the plugin opened

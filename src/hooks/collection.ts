@@ -22,7 +22,16 @@ import type { Capture, CollectionMethod, WriteEvent, WriteJudge, WriteKind, Writ
 import { markedAsMongoose } from './mongoose-own-writes.js';
 import { whenSettled } from './settle.js';
 import { type AnyFunction, defineWrapper } from './wrap.js';
-import { bulkKindOf, type ConnectionLike, filterId, isObject, landedInPart, resultCounts, resultIds } from './write-shapes.js';
+import {
+  bulkKindOf,
+  type ConnectionLike,
+  filterId,
+  isObject,
+  landedInPart,
+  resultCounts,
+  resultIds,
+  writeStageOf,
+} from './write-shapes.js';
 
 export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
   insertOne: 'create',
@@ -44,6 +53,7 @@ export const KINDS: Readonly<Record<CollectionMethod, WriteKind>> = {
   aggregate: 'read',
 };
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify']);
+const MONITORED_COMMANDS = new Set([...WRITE_COMMANDS, 'aggregate', 'renameCollection', 'drop', 'dropDatabase']);
 
 /** The filters and documents handed to the driver through a watched collection (held weakly). */
 const knownObjects = new WeakSet<object>();
@@ -253,6 +263,76 @@ function whenConnected(connection: ConnectionLike, attach: () => void): void {
 
 const watchedClients = new WeakMap<object, Map<string, Set<WriteJudge>>>();
 
+/**
+ * Whole-collection commands (an aggregation writing with `$out`/`$merge`, a rename, a drop) carry
+ * no object of the caller's that the command event would show, so a wrapper that judged one says so
+ * here, by command and namespace, until the command is seen on the wire or the call settles.
+ */
+const judgedCommands = new Map<string, object[]>();
+
+/** A whole-collection command about to be sent by a judged call; the returned function withdraws it once the call settled. */
+export function expectCommand(command: string, namespace: string): () => void {
+  if (!marking) return () => undefined;
+  const key = `${command} ${namespace}`;
+  const token = {};
+  let tokens = judgedCommands.get(key);
+  if (!tokens) judgedCommands.set(key, (tokens = []));
+  tokens.push(token);
+  return () => {
+    const waiting = judgedCommands.get(key);
+    const at = waiting?.indexOf(token) ?? -1;
+    if (at < 0) return;
+    waiting!.splice(at, 1);
+    if (waiting!.length === 0) judgedCommands.delete(key);
+  };
+}
+
+function judgedCommand(command: string, namespace: string): boolean {
+  const key = `${command} ${namespace}`;
+  const tokens = judgedCommands.get(key);
+  if (!tokens) return false;
+  tokens.shift();
+  if (tokens.length === 0) judgedCommands.delete(key);
+  return true;
+}
+
+/** What a command writes to watched namespaces (`db.collection`) of this client, if it writes to any. */
+function watchedCommand(event: CommandEvent, seen: ReadonlyMap<string, Set<WriteJudge>>): string[] | undefined {
+  const command = event.command;
+  const name = event.commandName;
+  if (!command) return undefined;
+  const db = event.databaseName;
+  if (WRITE_COMMANDS.has(name)) {
+    const target = command[name];
+    const ns = `${db}.${String(target)}`;
+    return typeof target === 'string' && seen.has(ns) && !madeThroughWatchedCollection(command) ? [ns] : undefined;
+  }
+  switch (name) {
+    case 'aggregate': {
+      const stage = writeStageOf(command.pipeline, db);
+      const ns = stage && `${stage.db}.${stage.collection}`;
+      return ns !== undefined && seen.has(ns) && !judgedCommand('aggregate', ns) ? [ns] : undefined;
+    }
+    case 'renameCollection': {
+      // Run on the admin database: `{ renameCollection: 'db.from', to: 'db.to' }`.
+      const from = String(command.renameCollection);
+      const to = String(command.to);
+      const hit = [to, from].filter((ns) => seen.has(ns));
+      return hit.length > 0 && !judgedCommand('renameCollection', `${from} ${to}`) ? hit : undefined;
+    }
+    case 'drop': {
+      const ns = `${db}.${String(command.drop)}`;
+      return seen.has(ns) && !judgedCommand('drop', ns) ? [ns] : undefined;
+    }
+    case 'dropDatabase': {
+      const hit = [...seen.keys()].filter((ns) => ns.startsWith(`${db}.`));
+      return hit.length > 0 && !judgedCommand('dropDatabase', db) ? hit : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
 /** Subscribes to the driver's command monitoring for write commands no known path made. */
 function watchDriver(collection: CollectionLike, judge: WriteJudge): void {
   const name = collection.collectionName ?? collection.name;
@@ -270,24 +350,28 @@ function watchDriver(collection: CollectionLike, judge: WriteJudge): void {
     let byCollection = watchedClients.get(client);
     if (!byCollection) {
       watchedClients.set(client, (byCollection = new Map()));
-      const pending = new Map<number, { collection: string; command: string }>();
+      const pending = new Map<number, { namespaces: string[]; command: string }>();
       const seen = byCollection;
       client.on('commandStarted', (event) => {
-        if (!WRITE_COMMANDS.has(event.commandName)) return;
-        const target = event.command?.[event.commandName];
-        if (typeof target !== 'string' || !seen.has(target) || madeThroughWatchedCollection(event.command)) return;
-        pending.set(event.requestId, { collection: target, command: event.commandName });
+        if (!MONITORED_COMMANDS.has(event.commandName)) return;
+        const namespaces = watchedCommand(event, seen);
+        if (namespaces) pending.set(event.requestId, { namespaces, command: event.commandName });
       });
       client.on('commandSucceeded', (event) => {
         const write = pending.get(event.requestId);
         if (!write) return;
         pending.delete(event.requestId);
-        for (const w of seen.get(write.collection) ?? []) w.unattributed(write.collection, write.command, 'command_monitoring');
+        for (const ns of write.namespaces) {
+          const collection = ns.slice(ns.indexOf('.') + 1);
+          for (const w of seen.get(ns) ?? []) w.unattributed(collection, write.command, 'command_monitoring');
+        }
       });
       client.on('commandFailed', (event) => void pending.delete(event.requestId));
     }
-    let judges = byCollection.get(name);
-    if (!judges) byCollection.set(name, (judges = new Set()));
+    // Matched by database and collection: `otherdb.accesstokens` is another collection.
+    const namespace = `${connection.name ?? ''}.${name}`;
+    let judges = byCollection.get(namespace);
+    if (!judges) byCollection.set(namespace, (judges = new Set()));
     judges.add(judge);
   };
   if (connection.getClient?.()) attach();

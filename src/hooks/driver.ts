@@ -54,8 +54,25 @@ function watchedTarget(collection: DriverCollection): WatchedCollection | undefi
   }
 }
 
+/** The registrations watching a collection of this name in any database (before the database is known). */
+export function judgesOfName(collectionName: string): WriteJudge[] {
+  const entries = watchedCollections.get(collectionName);
+  return entries === undefined ? [] : [...new Set(entries.map((entry) => entry.judge))];
+}
+
+/** The watched collections of a database (all of them: dropping it drops each). */
+export function watchedInDatabase(dbName: unknown): Array<WatchedCollection & { collection: string }> {
+  const found: Array<WatchedCollection & { collection: string }> = [];
+  if (typeof dbName !== 'string') return found;
+  for (const collection of watchedCollections.keys()) {
+    const entry = watchedIn(collection, dbName);
+    if (entry) found.push({ ...entry, collection });
+  }
+  return found;
+}
+
 /** The watched collection of this name in this database, if any. */
-function watchedIn(collectionName: string, dbName: string | undefined): WatchedCollection | undefined {
+export function watchedIn(collectionName: string, dbName: string | undefined): WatchedCollection | undefined {
   const entries = watchedCollections.get(collectionName);
   // One registration judges a write: two registrations watching one collection are not supported.
   return entries?.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
@@ -93,7 +110,7 @@ export function watchDriverCollection(
 }
 
 /** The prototype of one of the driver module's classes (`Collection`, `MongoClient`), if it has it. */
-export function driverPrototype(mongo: unknown, className: 'Collection' | 'MongoClient'): Record<string, unknown> | undefined {
+export function driverPrototype(mongo: unknown, className: 'Collection' | 'MongoClient' | 'Db'): Record<string, unknown> | undefined {
   const DriverClass = isObject(mongo) || typeof mongo === 'function' ? (mongo as Record<string, unknown>)[className] : undefined;
   const proto = typeof DriverClass === 'function' ? (DriverClass as { prototype?: unknown }).prototype : undefined;
   return isObject(proto) ? proto : undefined;

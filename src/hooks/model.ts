@@ -13,8 +13,10 @@
 import { learnMongooseFrom, toFilePath } from '../attribution/approval.js';
 import { readCallSites } from '../attribution/call-site.js';
 import type { WriteEvent, WriteJudge, WriteKind, WriteOutcome } from '../types.js';
+import { watchAggregates } from './aggregate.js';
 import { watchClientBulkWrite, watchConnectionBulkWrite } from './client-bulk-write.js';
 import { collectionOwner, instrumentCollection } from './collection.js';
+import { watchWholeCollectionWrites } from './destructive.js';
 import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
 import { instrumentQueries } from './query.js';
@@ -107,7 +109,10 @@ function instrumentModel(model: ModelLike, judge: WriteJudge): void {
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, judge);
   instrumentCollection(target, judge);
   markMongooseOwnWrites(model, reads);
-  const { base, db } = model as { base?: { mongo?: unknown }; db?: ConnectionLike };
+  const { base, db } = model as { base?: { mongo?: unknown; Model?: unknown }; db?: ConnectionLike };
+  instrumentBaseSave(base?.Model);
+  watchAggregates(base);
+  watchWholeCollectionWrites(base?.mongo);
   if (collectionName)
     judge.driverRoute(
       collectionName,
@@ -184,33 +189,87 @@ function instrumentAggregate(model: ModelLike, judge: WriteJudge): void {
   defineWrapper(model, 'aggregate', wrapper);
 }
 
+// Set while a watched model's own save wrapper runs Mongoose's save synchronously: the base
+// `Model.prototype.$save` wrapper (below) then leaves the save to it.
+let modelSaveDepth = 0;
+
+function runSave(original: AnyFunction, doc: DocumentLike, args: unknown[]): unknown {
+  modelSaveDepth++;
+  try {
+    return original.apply(doc, args);
+  } finally {
+    modelSaveDepth--;
+  }
+}
+
+/** A save of a watched document, judged where `entry` was called: refused in throw mode, else reported when it settles. */
+function judgedSave(doc: DocumentLike, judge: WriteJudge, original: AnyFunction, args: unknown[], entry: Function): unknown {
+  const model = doc.constructor;
+  if (doc.$isSubdocument === true || entryDepth > 0 || !judge.watches(model.modelName, model.baseModelName))
+    return runSave(original, doc, args);
+  // `Model.create([...], { ordered: true })` saves its documents after an await: Mongoose is the caller.
+  const capture = judge.captureUnlessMongoose(entry);
+  if (capture === undefined) return runSave(original, doc, args);
+  const kind: WriteKind = doc.isNew === false ? 'update' : 'create';
+  const event = (): WriteEvent => ({
+    model: model.modelName ?? '<unknown>',
+    operation: 'save',
+    kind,
+    capture,
+    ids: () => [doc._id],
+    outcome: () => ({}),
+  });
+  if (judge.refusesRogueWrites) {
+    const refusal = judge.refusal(event(), entry);
+    if (refusal) return Promise.reject(refusal);
+  }
+  return whenSettled(runSave(original, doc, args), () => judge.completed(event(), entry));
+}
+
+const baseSavesWrapped = new WeakSet<object>();
+
+/**
+ * `mongoose.Model.prototype.save.call(doc)` (or `$save`, `.apply`) skips the watched model's own
+ * prototype. Mongoose's base `Model.prototype.save` and `$save` (one function: mongoose 8 and 9
+ * lib/model.js) are wrapped in place, once per Mongoose package, with Mongoose's name, arity and
+ * property attributes. What every other save pays is one symbol lookup on the document's model.
+ * Not marked as our wrapper: the model wrappers' `inherited()` lookups reach Mongoose's save through it.
+ */
+function instrumentBaseSave(BaseModel: unknown): void {
+  const proto = typeof BaseModel === 'function' ? (BaseModel as { prototype?: unknown }).prototype : undefined;
+  if (!isObject(proto) || baseSavesWrapped.has(proto)) return;
+  baseSavesWrapped.add(proto);
+  const wrappers = new Map<unknown, Function>();
+  for (const name of ['$save', 'save']) {
+    const descriptor = Object.getOwnPropertyDescriptor(proto, name);
+    const original: unknown = descriptor?.value;
+    if (!descriptor || typeof original !== 'function') continue;
+    let wrapper = wrappers.get(original);
+    if (!wrapper) {
+      const made = function (this: DocumentLike, ...args: unknown[]): unknown {
+        const judge = modelSaveDepth > 0 || !isObject(this) ? undefined : watchedBy(this.constructor);
+        if (judge === undefined) return (original as AnyFunction).apply(this, args);
+        return judgedSave(this, judge, original as AnyFunction, args, made);
+      };
+      Object.defineProperty(made, 'name', { value: original.name, configurable: true });
+      Object.defineProperty(made, 'length', { value: original.length, configurable: true });
+      wrappers.set(original, (wrapper = made));
+    }
+    Object.defineProperty(proto, name, { ...descriptor, value: wrapper });
+  }
+}
+
+/** The registration watching a compiled model (set by `instrumentModel`). */
+function watchedBy(model: unknown): WriteJudge | undefined {
+  return typeof model === 'function' ? ((model as unknown as Record<symbol, unknown>)[INSTRUMENTED] as WriteJudge | undefined) : undefined;
+}
+
 function instrumentSave(model: ModelLike, judge: WriteJudge): void {
   const proto = model.prototype;
   if (!proto) return;
   const parent = Object.getPrototypeOf(proto) as object;
-  const throwMode = judge.refusesRogueWrites;
   const wrapper = function save(this: DocumentLike, ...args: unknown[]): unknown {
-    const original = inherited(parent, '$save');
-    const model = this.constructor;
-    if (this.$isSubdocument === true || entryDepth > 0 || !judge.watches(model.modelName, model.baseModelName))
-      return original.apply(this, args);
-    // `Model.create([...], { ordered: true })` saves its documents after an await: Mongoose is the caller.
-    const capture = judge.captureUnlessMongoose(wrapper);
-    if (capture === undefined) return original.apply(this, args);
-    const kind: WriteKind = this.isNew === false ? 'update' : 'create';
-    const event = (): WriteEvent => ({
-      model: model.modelName ?? '<unknown>',
-      operation: 'save',
-      kind,
-      capture,
-      ids: () => [this._id],
-      outcome: () => ({}),
-    });
-    if (throwMode) {
-      const refusal = judge.refusal(event(), wrapper);
-      if (refusal) return Promise.reject(refusal);
-    }
-    return whenSettled(original.apply(this, args), () => judge.completed(event(), wrapper));
+    return judgedSave(this, judge, inherited(parent, '$save'), args, wrapper);
   };
   // One function for both names, as in Mongoose (`doc.$save === doc.save`). A schema path named
   // `save` owns that name (Mongoose's gh-9010 option): then only `$save` is wrapped.

@@ -99,3 +99,39 @@ export function bulkKindOf(ops: unknown): WriteKind {
   }
   return kind;
 }
+
+/** Where an aggregation pipeline's final stage writes: `$out` or `$merge`, and into which namespace. */
+export interface WriteStage {
+  stage: '$out' | '$merge';
+  /** The stage object itself (the same object the driver puts in the command). */
+  object: Record<string, unknown>;
+  db: string | undefined;
+  collection: string;
+}
+
+/** `'name'` or `{ db, coll }` (`$out`), `{ into: 'name' | { db, coll } }` or `'name'` (`$merge`). */
+function stageNamespace(value: unknown, db: string | undefined): { db: string | undefined; collection: string } | undefined {
+  if (typeof value === 'string') return value === '' ? undefined : { db, collection: value };
+  if (!isObject(value) || typeof value.coll !== 'string') return undefined;
+  return { db: typeof value.db === 'string' ? value.db : db, collection: value.coll };
+}
+
+/**
+ * The final `$out`/`$merge` stage of a pipeline (only a final one writes: the server refuses it
+ * elsewhere), with the collection it writes to; `db` is the database the pipeline runs in.
+ */
+export function writeStageOf(pipeline: unknown, db: string | undefined): WriteStage | undefined {
+  if (!Array.isArray(pipeline) || pipeline.length === 0) return undefined;
+  const last: unknown = pipeline[pipeline.length - 1];
+  if (!isObject(last)) return undefined;
+  if ('$out' in last) {
+    const target = stageNamespace(last.$out, db);
+    return target && { stage: '$out', object: last, ...target };
+  }
+  if ('$merge' in last) {
+    const spec = last.$merge;
+    const target = stageNamespace(isObject(spec) ? spec.into : spec, db);
+    return target && { stage: '$merge', object: last, ...target };
+  }
+  return undefined;
+}

@@ -195,6 +195,16 @@ function outcomeText(report: BypassReport): string | undefined {
   return parts.length > 0 ? parts.join(', ') : undefined;
 }
 
+/** How a write that ran no Mongoose middleware was made, as the event says it. */
+function routeLine(operation: string): string {
+  if (operation.startsWith('collection.'))
+    return '- through `Model.collection`: the driver was called directly, no Mongoose middleware ran';
+  if (operation === 'connection.bulkWrite') return '- through `connection.bulkWrite`: no Mongoose middleware ran';
+  if (/^(?:driver\.|client\.|aggregate\.|renameCollection$|drop)/.test(operation))
+    return '- with the MongoDB driver directly: no Mongoose middleware ran';
+  return "- through a query built by hand on Mongoose's base `Query` class: no middleware of the model ran";
+}
+
 export function renderAlert(report: BypassReport, context: AlertContext): AlertContent {
   const site = report.callSite;
   const headLines: string[] = [];
@@ -205,7 +215,7 @@ export function renderAlert(report: BypassReport, context: AlertContext): AlertC
     `- call site: ${code(report.location)}${site.function ? ` in ${code(site.function)}` : ''}`,
   );
   if (report.trace) headLines.push(...traceLine(report.trace, context.appHost));
-  if (report.bypassedMiddleware) headLines.push('- through `Model.collection`: the driver was called directly, no Mongoose middleware ran');
+  if (report.bypassedMiddleware) headLines.push(routeLine(report.operation));
   if (report.documentIds.length > 0) {
     const more = report.documentIdsOmitted > 0 ? ` (+${report.documentIdsOmitted} more)` : '';
     headLines.push(`- documents: ${report.documentIds.map(code).join(', ')}${more}`);

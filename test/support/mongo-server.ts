@@ -383,9 +383,16 @@ export class MongoWireServer {
       case 'aggregate': {
         const collection = this.collection(db, target, false);
         const pipeline = (body.pipeline as Document[]) ?? [];
-        if (pipeline.some((stage) => '$out' in stage || '$merge' in stage))
-          throw new CommandError('$out and $merge are not supported by the test server', 115, 'CommandNotSupported');
-        const docs = aggregate(collection?.docs ?? [], pipeline) as Document[];
+        const writeAt = pipeline.findIndex((stage) => '$out' in stage || '$merge' in stage);
+        if (writeAt >= 0 && writeAt !== pipeline.length - 1) {
+          const stage = '$out' in pipeline[writeAt]! ? '$out' : '$merge';
+          throw new CommandError(`${stage} can only be the final stage in the pipeline`, 40601, 'Location40601');
+        }
+        const docs = aggregate(collection?.docs ?? [], writeAt >= 0 ? pipeline.slice(0, -1) : pipeline) as Document[];
+        if (writeAt >= 0) {
+          this.writeStage(db, pipeline[writeAt]!, docs);
+          return { cursor: { firstBatch: [], id: Long.ZERO, ns }, ok: 1 };
+        }
         return this.cursorReply(ns, docs, (body.cursor as Document | undefined)?.batchSize as number, false, 'firstBatch');
       }
       case 'count': {
@@ -488,14 +495,129 @@ export class MongoWireServer {
         if (this.collection(db, target, false)) throw new CommandError(`Collection ${ns} already exists.`, 48, 'NamespaceExists');
         this.collection(db, target, true);
         return { ok: 1 };
-      case 'drop':
-        if (!this.databases.get(db)?.delete(target)) throw new CommandError('ns not found', 26, 'NamespaceNotFound');
-        return { nIndexesWas: 1, ns, ok: 1 };
+      case 'drop': {
+        // MongoDB 7.0 (the version this server reports) answers ok for a collection that does not exist.
+        onlyFields(body, name, ['writeConcern', 'comment']);
+        const dropped = this.collection(db, target, false);
+        if (!dropped) return { ok: 1 };
+        this.databases.get(db)!.delete(target);
+        return { nIndexesWas: dropped.indexes.length, ns, ok: 1 };
+      }
       case 'dropDatabase':
+        onlyFields(body, name, ['writeConcern', 'comment']);
         this.databases.delete(db);
+        return { dropped: db, ok: 1 };
+      case 'renameCollection':
+        onlyFields(body, name, ['to', 'dropTarget', 'stayTemp', 'writeConcern', 'comment']);
+        this.rename(db, body);
         return { ok: 1 };
       default:
         throw new CommandError(`no such command: '${name}'`, 59, 'CommandNotFound');
+    }
+  }
+
+  /** A namespace (`db.collection`) split in two, or a MongoDB error for anything else. */
+  private static namespace(value: unknown, field: string): [string, string] {
+    const ns = typeof value === 'string' ? value : '';
+    const dot = ns.indexOf('.');
+    if (dot <= 0 || dot === ns.length - 1) throw new CommandError(`Invalid ${field} namespace: ${String(value)}`, 73, 'InvalidNamespace');
+    return [ns.slice(0, dot), ns.slice(dot + 1)];
+  }
+
+  /** `renameCollection` (an admin command): `dropTarget` replaces an existing target, else NamespaceExists. */
+  private rename(db: string, body: Document): void {
+    if (db !== 'admin') throw new CommandError('renameCollection may only be run against the admin database.', 13, 'Unauthorized');
+    const [fromDb, fromName] = MongoWireServer.namespace(body.renameCollection, 'source');
+    const [toDb, toName] = MongoWireServer.namespace(body.to, 'target');
+    if (fromDb === toDb && fromName === toName) throw new CommandError("Can't rename a collection to itself", 20, 'IllegalOperation');
+    const source = this.collection(fromDb, fromName, false);
+    if (!source) throw new CommandError(`Source collection ${fromDb}.${fromName} does not exist`, 26, 'NamespaceNotFound');
+    if (this.collection(toDb, toName, false)) {
+      if (body.dropTarget !== true) throw new CommandError('target namespace exists', 48, 'NamespaceExists');
+      this.databases.get(toDb)!.delete(toName);
+    }
+    this.databases.get(fromDb)!.delete(fromName);
+    this.collection(toDb, toName, true);
+    this.databases.get(toDb)!.set(toName, source);
+  }
+
+  /** The collection a `$out`/`$merge` stage writes to: a name in this database, or `{ db, coll }`. */
+  private static stageTarget(db: string, value: unknown, stage: string): [string, string] {
+    if (typeof value === 'string' && value !== '') return [db, value];
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const target = value as Document;
+      onlyFields(target, stage, ['db', 'coll']);
+      if (typeof target.coll === 'string' && target.coll !== '') return [typeof target.db === 'string' ? target.db : db, target.coll];
+    }
+    throw new CommandError(`${stage} requires a collection name or { db, coll }`, 13111, 'Location13111');
+  }
+
+  /** Runs the final `$out` (replaces the target whole, or not at all) or `$merge` (per document) stage. */
+  private writeStage(db: string, stage: Document, docs: Document[]): void {
+    if ('$out' in stage) {
+      const [outDb, outName] = MongoWireServer.stageTarget(db, stage.$out, '$out');
+      // The new collection is built aside, with the old one's indexes, and swapped in only when every document fits.
+      const old = this.collection(outDb, outName, false);
+      const next: Collection = {
+        docs: [],
+        indexes: (old?.indexes ?? [{ name: '_id_', key: { _id: 1 }, unique: true, entries: new Map() }]).map((index) => ({
+          ...index,
+          entries: new Map(),
+        })),
+      };
+      for (const raw of docs) {
+        const error = this.store(next, `${outDb}.${outName}`, undefined, raw._id === undefined ? { _id: new ObjectId(), ...raw } : raw);
+        if (error) throw duplicateKey(error);
+      }
+      this.collection(outDb, outName, true);
+      this.databases.get(outDb)!.set(outName, next);
+      return;
+    }
+    const spec: Document = typeof stage.$merge === 'string' ? { into: stage.$merge } : (stage.$merge as Document);
+    if (spec === null || typeof spec !== 'object') {
+      throw new CommandError('$merge requires a collection name or a document', 14, 'TypeMismatch');
+    }
+    onlyFields(spec, '$merge', ['into', 'on', 'whenMatched', 'whenNotMatched']);
+    const [intoDb, intoName] = MongoWireServer.stageTarget(db, spec.into, '$merge');
+    const on = spec.on === undefined ? ['_id'] : typeof spec.on === 'string' ? [spec.on] : (spec.on as string[]);
+    const whenMatched = spec.whenMatched ?? 'merge';
+    const whenNotMatched = spec.whenNotMatched ?? 'insert';
+    if (Array.isArray(whenMatched)) {
+      throw new CommandError('$merge with a whenMatched pipeline is not supported by the test server', 115, 'CommandNotSupported');
+    }
+    const matchedModes = ['merge', 'replace', 'keepExisting', 'fail'];
+    if (!matchedModes.includes(String(whenMatched)) || !['insert', 'discard', 'fail'].includes(String(whenNotMatched))) {
+      const given = `${String(whenMatched)} / ${String(whenNotMatched)}`;
+      throw new CommandError(`Enumeration value for $merge is not valid: ${given}`, 2, 'BadValue');
+    }
+    const target = this.collection(intoDb, intoName, true)!;
+    const ns = `${intoDb}.${intoName}`;
+    const onId = on.length === 1 && on[0] === '_id';
+    const covered = target.indexes.some(
+      (index) => index.unique && Object.keys(index.key).length === on.length && on.every((field) => field in index.key),
+    );
+    if (!onId && !covered) throw new CommandError('Cannot find index to verify that join fields will be unique', 51183, 'Location51183');
+    for (const raw of docs) {
+      const filter = Object.fromEntries(on.map((field) => [field, getPath(raw, field) ?? null]));
+      const found = this.matching(target, filter)[0];
+      let next: Document | undefined;
+      if (!found) {
+        if (whenNotMatched === 'fail') {
+          const message = '$merge could not find a matching document in the target collection';
+          throw new CommandError(message, 13113, 'MergeStageNoMatchingDocument');
+        }
+        if (whenNotMatched === 'discard') continue;
+        next = raw._id === undefined ? { _id: new ObjectId(), ...raw } : raw;
+      } else if (whenMatched === 'fail') {
+        throw duplicateKey({ index: 0, code: 11000, errmsg: `E11000 duplicate key error collection: ${ns}`, keyValue: filter });
+      } else if (whenMatched === 'keepExisting') {
+        continue;
+      } else {
+        const { _id: _ignored, ...fields } = raw;
+        next = whenMatched === 'replace' ? { _id: found._id, ...fields } : { ...found, ...fields };
+      }
+      const error = this.store(target, ns, found, next);
+      if (error) throw duplicateKey(error);
     }
   }
 
@@ -593,6 +715,29 @@ function indexKey(index: IndexSpec, doc: Document): string {
     Object.keys(index.key).map((field) => getPath(doc, field) ?? null),
     { relaxed: false },
   );
+}
+
+// Fields the driver may put on any command.
+const GENERIC_FIELDS = new Set([
+  '$db',
+  'lsid',
+  '$clusterTime',
+  '$readPreference',
+  'apiVersion',
+  'apiStrict',
+  'apiDeprecationErrors',
+  'maxTimeMS',
+]);
+
+/** mongod (5.0+) refuses a field a command does not know, rather than ignoring it. */
+function onlyFields(body: Document, command: string, known: string[]): void {
+  const first = Object.keys(body)[0];
+  for (const key of Object.keys(body)) {
+    if (key === first && key === command) continue;
+    if (!known.includes(key) && !GENERIC_FIELDS.has(key)) {
+      throw new CommandError(`BSON field '${command}.${key}' is an unknown field.`, 40415, 'Location40415');
+    }
+  }
 }
 
 function pick(source: Document, keys: string[]): Document {

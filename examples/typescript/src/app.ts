@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import mongoose from 'mongoose';
 import { close, tripwire, type BypassReport, type TripwireOptions } from 'mongoose-tripwire';
 import { issueToken, type AccessTokenFields } from './auth/tokens.js';
+import { dropExampleDatabase } from './cleanup.js';
 
 async function main(): Promise<void> {
   const uri = process.env.MONGODB_URI;
@@ -15,7 +16,8 @@ async function main(): Promise<void> {
     // Run with source maps on, the compiled dist/auth/*.js files are approved through their
     // sources (src/auth/*.ts), and reports show src/*.ts paths and lines. Without source maps,
     // approve the compiled files too: ['src/auth/**', 'dist/auth/**'].
-    approved: ['src/auth/**'],
+    // The example's cleanup too: dropping the database drops the tokens collection.
+    approved: ['src/auth/**', 'src/cleanup.ts'],
     root: fileURLToPath(new URL('..', import.meta.url)), // examples/typescript/, from src/ or dist/
     statsd: false, // no Datadog here: onBypass only
     onBypass: (report: BypassReport) => {
@@ -33,7 +35,7 @@ async function main(): Promise<void> {
   await issueToken(AccessToken, 'user-1'); // approved: the call stack passes through src/auth/tokens.ts
   await AccessToken.deleteMany({ userId: 'user-1' }); // @site rogue-delete
 
-  await connection.dropDatabase();
+  await dropExampleDatabase(connection);
   await connection.close();
   await close(); // flushes and closes what the plugin opened
 }

@@ -1,0 +1,7 @@
+// Drops this example's database when it is done. Dropping the database drops the tokens collection
+// with it, a write like any other: this file is approved code too (see app.cjs).
+async function dropExampleDatabase(connection) {
+  await connection.dropDatabase();
+}
+
+module.exports = { dropExampleDatabase };

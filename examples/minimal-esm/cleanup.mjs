@@ -1,0 +1,5 @@
+// Drops this example's database when it is done. Dropping the database drops the tokens collection
+// with it, a write like any other: this file is approved code too (see app.mjs).
+export async function dropExampleDatabase(connection) {
+  await connection.dropDatabase();
+}
