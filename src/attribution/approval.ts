@@ -200,10 +200,14 @@ const DECLARATION_FILE = /\.d\.[cm]?ts$/;
 /** Shortest tree on which approving more than half of the files is worth a warning. */
 export const BROAD_MIN_FILES = 10;
 
-/** The application's code files under `root`: node_modules and .git excluded, at most MAX_FILES_SCANNED entries walked. */
-export function applicationFiles(root: string): { files: string[]; truncated: boolean } {
-  const files: string[] = [];
+/**
+ * Walks the files under `start` (`.git` skipped, `node_modules` too unless `dependencies`), at most
+ * MAX_FILES_SCANNED entries; `visit` returning false stops the walk. True when the limit cut it short.
+ */
+// biome-ignore lint/suspicious/noConfusingVoidType: a visitor that returns nothing walks on
+function walkTree(start: string, dependencies: boolean, visit: (path: string, entry: Dirent) => boolean | void): boolean {
   let scanned = 0;
+  let stopped = false;
   let truncated = false;
   const walk = (dir: string): void => {
     let entries: Dirent[];
@@ -213,19 +217,29 @@ export function applicationFiles(root: string): { files: string[]; truncated: bo
       return;
     }
     for (const entry of entries) {
+      if (stopped) return;
       if (++scanned > MAX_FILES_SCANNED) {
-        truncated = true;
+        truncated = stopped = true;
         return;
       }
       const path = `${dir}${sep}${entry.name}`;
       if (entry.isDirectory()) {
-        if (entry.name !== '.git' && entry.name !== 'node_modules') walk(path);
-      } else if (entry.isFile() && CODE_FILE.test(entry.name) && !DECLARATION_FILE.test(entry.name)) {
-        files.push(path);
+        if (entry.name !== '.git' && (dependencies || entry.name !== 'node_modules')) walk(path);
+      } else if (visit(path, entry) === false) {
+        stopped = true;
       }
     }
   };
-  walk(root);
+  walk(start);
+  return truncated;
+}
+
+/** The application's code files under `root`: node_modules and .git excluded, at most MAX_FILES_SCANNED entries walked. */
+export function applicationFiles(root: string): { files: string[]; truncated: boolean } {
+  const files: string[] = [];
+  const truncated = walkTree(root, false, (path, entry) => {
+    if (entry.isFile() && CODE_FILE.test(entry.name) && !DECLARATION_FILE.test(entry.name)) files.push(path);
+  });
   return { files, truncated };
 }
 
@@ -433,26 +447,6 @@ export function walkMatches(pattern: string | RegExp, root: string, visit: (path
       return;
     }
   }
-  let scanned = 0;
-  let stopped = false;
-  const walk = (dir: string, insideDependencies: boolean): void => {
-    let entries: Dirent[];
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
-      if (stopped || ++scanned > MAX_FILES_SCANNED) return;
-      const path = `${dir}${sep}${entry.name}`;
-      if (entry.isDirectory()) {
-        // Dependencies are walked only when the pattern itself starts inside them.
-        if (entry.name === '.git' || (entry.name === 'node_modules' && !insideDependencies)) continue;
-        walk(path, insideDependencies);
-      } else if (test(path) && visit(path) === false) {
-        stopped = true;
-      }
-    }
-  };
-  walk(start, start.includes(`${sep}node_modules`));
+  // Dependencies are walked only when the pattern itself starts inside them.
+  walkTree(start, start.includes(`${sep}node_modules`), (path) => (test(path) ? visit(path) : undefined));
 }
