@@ -78,7 +78,8 @@ const SITES = [
     status: 'seen',
     via: 'repositories/token-repository.ts:6:23',
   },
-  { file: 'reports/rollup.ts', line: 5, column: 17, operation: 'aggregate', function: 'rollup', status: 'unseen' },
+  { file: 'reports/reset.ts', line: 5, column: 32, operation: 'drop', function: 'resetTokens', status: 'unseen' },
+  { file: 'reports/rollup.ts', line: 5, column: 17, operation: 'aggregate.$out', function: 'rollup', status: 'unseen' },
   {
     file: 'repositories/token-repository.ts',
     line: 11,
@@ -116,7 +117,7 @@ describe('mongoose-tripwire audit', () => {
       expect(JSON.parse(run.stdout)).toEqual({ sites: SITES, runtimeOnly: RUNTIME_ONLY });
       // What ran is in the baseline; what never ran cannot be, and is named.
       expect(run.code).toBe(1);
-      expect(run.stderr).toContain(`5 write site(s) of AccessToken not approved nor in baseline ${baseline}:`);
+      expect(run.stderr).toContain(`6 write site(s) of AccessToken not approved nor in baseline ${baseline}:`);
       for (const site of SITES.filter((s) => s.status === 'unseen' || s.status === 'pass-through')) {
         expect(run.stderr).toContain(
           `${site.status} ${site.file}:${site.line}:${site.column} AccessToken.${site.operation} in ${site.function}`,
@@ -133,18 +134,18 @@ describe('mongoose-tripwire audit', () => {
       const run = await audit([...APP_ARGS, '--records', record, '--check']);
       expect(run.code).toBe(1);
       const lines = run.stdout.split('\n');
-      expect(lines[0]).toBe('AccessToken: 12 write site(s): 4 unseen, 4 seen, 1 pass-through, 3 approved; 1 runtime-only');
+      expect(lines[0]).toBe('AccessToken: 13 write site(s): 5 unseen, 4 seen, 1 pass-through, 3 approved; 1 runtime-only');
       expect(lines[1]).toMatch(
-        /^ {2}12 file\(s\) read; collection "access_tokens" \(the schema's collection option\); 5 record\(s\) read$/,
+        /^ {2}13 file\(s\) read; collection "access_tokens" \(the schema's collection option\); 5 record\(s\) read$/,
       );
       const headings = lines.filter((line) => /^[A-Z-]+ \(\d+\)/.test(line)).map((line) => line.slice(0, line.indexOf(':')));
-      expect(headings).toEqual(['UNSEEN (4)', 'SEEN (4)', 'PASS-THROUGH (1)', 'APPROVED (3)', 'RUNTIME-ONLY (1)']);
+      expect(headings).toEqual(['UNSEEN (5)', 'SEEN (4)', 'PASS-THROUGH (1)', 'APPROVED (3)', 'RUNTIME-ONLY (1)']);
       const unseen = run.stdout.slice(run.stdout.indexOf('UNSEEN'), run.stdout.indexOf('\nSEEN (4)'));
       expect(unseen).toMatch(/legacy\/login\.ts:15:61 +driver\.updateOne +nativeRefresh/);
       expect(run.stdout).toMatch(/legacy\/profile\.ts:5:25 +updateOne +renameUser {2}\(via repositories\/token-repository\.ts:6:23\)/);
       expect(run.stdout).toMatch(/legacy\/dynamic\.ts:5:27 +updateMany +touchAll {2}\(1 write\(s\)\)/);
       expect(run.stdout).not.toContain('other/sessions.ts');
-      expect(run.stderr).toContain('10 write site(s) of AccessToken not approved (no --baseline given):');
+      expect(run.stderr).toContain('11 write site(s) of AccessToken not approved (no --baseline given):');
       for (const status of ['unseen', 'seen', 'pass-through', 'runtime-only']) expect(run.stderr).toContain(`\n  ${status} `);
     },
     TIMEOUT,

@@ -52,6 +52,8 @@ const COLLECTION_WRITES = new Set([
   'initializeOrderedBulkOp',
   'initializeUnorderedBulkOp',
 ]);
+/** Calls that drop or replace the whole collection, by the operation the plugin reports them as. */
+const WHOLE_COLLECTION_WRITES: Readonly<Record<string, string>> = { drop: 'drop', rename: 'renameCollection' };
 /** Document methods that write (`doc.deleteOne()`/`doc.updateOne()` run model queries of those names). */
 const DOCUMENT_WRITES: Readonly<Record<string, string>> = { save: 'save', $save: 'save', deleteOne: 'deleteOne', updateOne: 'updateOne' };
 /** Model statics that give a document, for the untyped heuristic (`const t = await Model.findById(id); t.save()`). */
@@ -164,7 +166,10 @@ export function findWriteSites(ts: Typescript, files: readonly string[], model: 
         if (!list) callsByName.set(name, (list = []));
         list.push(node);
         if (name === 'model' && node.arguments.length >= 2 && literalText(node.arguments[0]) === model) declarationCalls.push(node);
-        if (ts.isPropertyAccessExpression(callee) && (name in MODEL_WRITES || COLLECTION_WRITES.has(name) || name in DOCUMENT_WRITES))
+        if (
+          ts.isPropertyAccessExpression(callee) &&
+          (name in MODEL_WRITES || COLLECTION_WRITES.has(name) || name in WHOLE_COLLECTION_WRITES || name in DOCUMENT_WRITES)
+        )
           candidates.push(node);
         else if (name === 'aggregate') candidates.push(node);
       }
@@ -347,9 +352,10 @@ export function findWriteSites(ts: Typescript, files: readonly string[], model: 
   }
 
   /** `[..., { $out: '<collection>' }]` / `{ $merge: ... }` into the model's collection, in a literal pipeline. */
-  function writesIntoCollection(pipeline: TS.Expression | undefined): boolean {
+  /** The writing stage (`$out`, `$merge`) of a literal pipeline that writes into the watched collection. */
+  function writesIntoCollection(pipeline: TS.Expression | undefined): '$out' | '$merge' | undefined {
     const list = pipeline && unwrap(pipeline);
-    if (!list || !ts.isArrayLiteralExpression(list)) return false;
+    if (!list || !ts.isArrayLiteralExpression(list)) return undefined;
     const names = (value: TS.Expression): Array<string | undefined> => {
       const v = unwrap(value);
       if (!ts.isObjectLiteralExpression(v)) return [literalText(v)];
@@ -363,10 +369,10 @@ export function findWriteSites(ts: Typescript, files: readonly string[], model: 
       for (const property of s.properties) {
         if (!ts.isPropertyAssignment(property)) continue;
         const key = property.name.getText().replace(/['"]/g, '');
-        if ((key === '$out' || key === '$merge') && names(property.initializer).includes(collection)) return true;
+        if ((key === '$out' || key === '$merge') && names(property.initializer).includes(collection)) return key;
       }
     }
-    return false;
+    return undefined;
   }
 
   // The name node of each site, to find its enclosing function again when following callers.
@@ -379,7 +385,10 @@ export function findWriteSites(ts: Typescript, files: readonly string[], model: 
     const method = callee.name.text;
     const receiver = callee.expression;
     let operation: string | undefined;
-    if (method === 'aggregate') operation = writesIntoCollection(call.arguments[0]) ? 'aggregate' : undefined;
+    if (method === 'aggregate') {
+      const stage = writesIntoCollection(call.arguments[0]);
+      operation = stage && `aggregate.${stage}`;
+    } else if (method in WHOLE_COLLECTION_WRITES && collectionKind(receiver)) operation = WHOLE_COLLECTION_WRITES[method];
     else if (method in MODEL_WRITES && isModel(receiver)) operation = MODEL_WRITES[method];
     else if (COLLECTION_WRITES.has(method) && collectionKind(receiver)) operation = `${collectionKind(receiver)}.${method}`;
     else if (method in DOCUMENT_WRITES && !isModel(receiver) && isDocument(receiver, call)) operation = DOCUMENT_WRITES[method];
