@@ -3,7 +3,7 @@
  * recorded, checked against the baseline and reported — off the write's path (its report is built
  * after the app got its result), or in throw mode as the error that refuses it.
  */
-import { isAbsolute, relative, sep } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { traceContextOf } from '../attribution/trace-context.js';
 import { RogueWriteError } from '../errors.js';
 import { type BaselineMatcher, DEFAULT_RECORD_FILE } from '../ratchet/baseline.js';
@@ -24,14 +24,13 @@ import type {
   WriteEvent,
   WriteListener,
 } from '../types.js';
+import { displayPath } from '../util/paths.js';
 import { rogueWriteCompleted } from './lifecycle.js';
 import type { Verdicts } from './verdicts.js';
 
 /** `file` as the working directory reaches it: relative inside it, absolute (as the option gave it, if so) outside. */
 function fromWorkingDirectory(file: string, given: string): string {
-  if (isAbsolute(given)) return given;
-  const rel = relative(process.cwd(), file);
-  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? file : rel.split(sep).join('/');
+  return isAbsolute(given) ? given : displayPath(file, process.cwd());
 }
 
 /** A path as one shell word: as is when it has only safe characters, single-quoted otherwise. */

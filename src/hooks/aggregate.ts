@@ -17,7 +17,7 @@ import type { Capture, WriteJudge } from '../types.js';
 import { aggregateWrite, judgedStages, judgeWhole } from './destructive.js';
 import { judgesOfName, watchedIn } from './driver.js';
 import { whenSettled } from './settle.js';
-import type { AnyFunction } from './wrap.js';
+import { wrapInPlace } from './wrap.js';
 import { isObject, writeStageOf } from './write-shapes.js';
 
 interface AggregateLike {
@@ -75,15 +75,4 @@ export function watchAggregates(mongoose: unknown): void {
     };
     return wrapper;
   });
-}
-
-/** Replaces a method in place: same property attributes, and the wrapper shows Mongoose's name and arity. */
-function wrapInPlace(proto: Record<string, unknown>, name: string, make: (original: AnyFunction) => Function): void {
-  const descriptor = Object.getOwnPropertyDescriptor(proto, name);
-  const original: unknown = descriptor?.value;
-  if (!descriptor || typeof original !== 'function') return;
-  const wrapper = make(original as AnyFunction);
-  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
-  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
-  Object.defineProperty(proto, name, { ...descriptor, value: wrapper });
 }

@@ -69,25 +69,12 @@ function eventOf(write: WholeWrite, capture: Capture): WriteEvent {
 export function judgeWhole(write: WholeWrite, entry: Function, call: () => unknown, captured?: Capture): unknown {
   const { judge } = write.target;
   const release = expectCommand(write.command, write.commandKey);
-  const settle = (result: unknown, done: () => void): unknown =>
-    whenSettled(
-      result,
-      () => {
-        release();
-        done();
-      },
-      () => release(),
-    );
-  if (!judge.operations.has(write.kind)) return settle(runReleasing(call, release), () => undefined);
+  const run = () => handOver(call);
+  if (!judge.operations.has(write.kind)) return runReleasing(run, release);
   const capture = captured ?? judge.capture(entry);
   if (capture.approved === false && capture.undecided) {
     // No application frame on the stack (a library after its own awaits): counted when it landed.
-    return countedWhenLanded(
-      judge,
-      write.collection,
-      write.command,
-      settle(runReleasing(call, release), () => undefined),
-    );
+    return countedWhenLanded(judge, write.collection, write.command, runReleasing(run, release));
   }
   if (judge.refusesRogueWrites) {
     const refusal = judge.refusal(eventOf(write, capture), entry);
@@ -96,16 +83,29 @@ export function judgeWhole(write: WholeWrite, entry: Function, call: () => unkno
       return Promise.reject(refusal);
     }
   }
-  return settle(runReleasing(call, release), () => judge.completed(eventOf(write, capture), entry));
+  return runReleasing(run, release, () => judge.completed(eventOf(write, capture), entry));
 }
 
-function runReleasing(call: () => unknown, release: () => void): unknown {
+/**
+ * Runs the write, and releases the command monitoring's expectation however it ends (a throw, a
+ * rejection, a result); `landed` runs once it settled with a result.
+ */
+function runReleasing(run: () => unknown, release: () => void, landed?: () => void): unknown {
+  let result: unknown;
   try {
-    return handOver(call);
+    result = run();
   } catch (error) {
     release();
     throw error;
   }
+  return whenSettled(
+    result,
+    () => {
+      release();
+      landed?.();
+    },
+    () => release(),
+  );
 }
 
 // ---- The driver's Collection and Db ----
@@ -151,7 +151,7 @@ export function watchWholeCollectionWrites(mongo: unknown): void {
     wrapWhole(dbProto, 'renameCollection', function (this: DriverDb, args) {
       const db = read(() => this.databaseName);
       if (typeof db !== 'string' || typeof args[0] !== 'string' || typeof args[1] !== 'string') return undefined;
-      return renameWrite(`${db}.${args[0]}`, `${db}.${args[1]}`, 'renameCollection');
+      return renameWrite(`${db}.${args[0]}`, `${db}.${args[1]}`);
     });
     wrapWhole(dbProto, 'dropCollection', function (this: DriverDb, args) {
       return dropWrite(
@@ -178,7 +178,7 @@ export function watchWholeCollectionWrites(mongo: unknown): void {
 }
 
 /** A rename onto a watched collection, or away from one (the target first: it loses every document). */
-function renameWrite(from: string, to: string, operation: WriteOperation = 'renameCollection'): WholeWrite | undefined {
+function renameWrite(from: string, to: string): WholeWrite | undefined {
   const onto = watchedNamespace(to);
   const target = onto ?? watchedNamespace(from);
   if (!target) return undefined;
@@ -186,7 +186,7 @@ function renameWrite(from: string, to: string, operation: WriteOperation = 'rena
   return {
     target,
     collection: ns.slice(ns.indexOf('.') + 1),
-    operation,
+    operation: 'renameCollection',
     kind: 'delete',
     command: 'renameCollection',
     commandKey: `${from} ${to}`,
@@ -300,20 +300,12 @@ function judgeCursor(write: WholeWrite, entry: Function, original: AnyFunction, 
       first = false;
       if (refusal) return Promise.reject(refusal);
       const release = expectCommand(write.command, write.commandKey);
-      let result: unknown;
-      try {
-        result = Reflect.apply(initialize, this, initArgs);
-      } catch (error) {
-        release();
-        throw error;
-      }
-      const settled = whenSettled(
-        result,
+      const settled = runReleasing(
+        () => Reflect.apply(initialize, this, initArgs),
+        release,
         () => {
-          release();
           if (capture && !undecided) judge.completed(eventOf(write, capture), entry);
         },
-        () => release(),
       );
       return undecided ? countedWhenLanded(judge, write.collection, write.command, settled) : settled;
     },

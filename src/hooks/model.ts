@@ -21,7 +21,7 @@ import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
 import { instrumentQueries } from './query.js';
 import { whenSettled } from './settle.js';
-import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper } from './wrap.js';
+import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper, wrapInPlace } from './wrap.js';
 import { bulkKindOf, type ConnectionLike, isObject, resultCounts, resultIds } from './write-shapes.js';
 export const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
 type EntryStatic = (typeof ENTRY_STATICS)[number];
@@ -239,23 +239,21 @@ function instrumentBaseSave(BaseModel: unknown): void {
   const proto = typeof BaseModel === 'function' ? (BaseModel as { prototype?: unknown }).prototype : undefined;
   if (!isObject(proto) || baseSavesWrapped.has(proto)) return;
   baseSavesWrapped.add(proto);
-  const wrappers = new Map<unknown, Function>();
+  // `$save` and `save` are one function: one wrapper serves both names.
+  const wrappers = new Map<AnyFunction, Function>();
   for (const name of ['$save', 'save']) {
-    const descriptor = Object.getOwnPropertyDescriptor(proto, name);
-    const original: unknown = descriptor?.value;
-    if (!descriptor || typeof original !== 'function') continue;
-    let wrapper = wrappers.get(original);
-    if (!wrapper) {
-      const made = function (this: DocumentLike, ...args: unknown[]): unknown {
-        const judge = modelSaveDepth > 0 || !isObject(this) ? undefined : watchedBy(this.constructor);
-        if (judge === undefined) return (original as AnyFunction).apply(this, args);
-        return judgedSave(this, judge, original as AnyFunction, args, made);
-      };
-      Object.defineProperty(made, 'name', { value: original.name, configurable: true });
-      Object.defineProperty(made, 'length', { value: original.length, configurable: true });
-      wrappers.set(original, (wrapper = made));
-    }
-    Object.defineProperty(proto, name, { ...descriptor, value: wrapper });
+    wrapInPlace(proto, name, (original) => {
+      let wrapper = wrappers.get(original);
+      if (!wrapper) {
+        const made = function (this: DocumentLike, ...args: unknown[]): unknown {
+          const judge = modelSaveDepth > 0 || !isObject(this) ? undefined : watchedBy(this.constructor);
+          if (judge === undefined) return original.apply(this, args);
+          return judgedSave(this, judge, original, args, made);
+        };
+        wrappers.set(original, (wrapper = made));
+      }
+      return wrapper;
+    });
   }
 }
 

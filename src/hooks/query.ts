@@ -15,7 +15,7 @@
 import type { Capture, WriteEvent, WriteJudge, WriteKind, WriteOperation, WriteOutcome } from '../types.js';
 import { type CollectionOwner, collectionOwner } from './collection.js';
 import { whenSettled } from './settle.js';
-import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited } from './wrap.js';
+import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, wrapInPlace } from './wrap.js';
 import { filterId, foundDocument, isObject, resultCounts, resultIds } from './write-shapes.js';
 
 const QUERY_WRITES = {
@@ -214,13 +214,5 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
 }
 
 function wrapBase(base: object, wrapped: Set<string>, name: string, make: (original: AnyFunction) => Function): void {
-  if (wrapped.has(name)) return;
-  const descriptor = Object.getOwnPropertyDescriptor(base, name);
-  const original: unknown = descriptor?.value;
-  if (!descriptor || typeof original !== 'function') return;
-  wrapped.add(name);
-  const wrapper = make(original as AnyFunction);
-  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
-  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
-  Object.defineProperty(base, name, { ...descriptor, value: wrapper });
+  if (!wrapped.has(name) && wrapInPlace(base, name, make)) wrapped.add(name);
 }

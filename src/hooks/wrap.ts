@@ -28,3 +28,20 @@ export function defineWrapper(target: object, name: string, wrapper: (this: neve
 export function isOurWrapper(value: unknown): boolean {
   return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
 }
+
+/**
+ * Replaces Mongoose's own `name` on a shared prototype in place: the wrapper `make` builds from the
+ * original shows Mongoose's name and arity and keeps the property's attributes. Not marked as ours:
+ * `inherited()` must still reach Mongoose's implementation through it. Undefined when there is no
+ * such method (another Mongoose version).
+ */
+export function wrapInPlace(target: object, name: string, make: (original: AnyFunction) => Function): Function | undefined {
+  const descriptor = Object.getOwnPropertyDescriptor(target, name);
+  const original: unknown = descriptor?.value;
+  if (!descriptor || typeof original !== 'function') return undefined;
+  const wrapper = make(original as AnyFunction);
+  Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
+  Object.defineProperty(target, name, { ...descriptor, value: wrapper });
+  return wrapper;
+}

@@ -4,13 +4,12 @@
  * (shown as U+FFFD) and no combining mark or ZWJ sequence cut from the character it belongs to.
  */
 
-type Segments = (text: string) => string[];
-
 // Intl.Segmenter is in every Node with full ICU (the default build); without it, a character is a
 // code point with its combining marks, joined to the next one by a ZWJ.
 const FALLBACK = /\P{M}\p{M}*(?:\u200D\P{M}\p{M}*)*|\p{M}+/gsu;
 
-const segments: Segments = (() => {
+/** The grapheme clusters of `text`, in order. */
+export const graphemes: (text: string) => string[] = (() => {
   if (typeof Intl === 'object' && typeof Intl.Segmenter === 'function') {
     const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
     return (text: string) => Array.from(segmenter.segment(text), (part) => part.segment);
@@ -18,17 +17,12 @@ const segments: Segments = (() => {
   return (text: string) => text.match(FALLBACK) ?? [];
 })();
 
-/** The grapheme clusters of `text`, in order. */
-export function graphemes(text: string): string[] {
-  return segments(text);
-}
-
 /** The longest prefix of `text` made of whole characters and at most `max` UTF-16 units long. */
 export function cutStart(text: string, max: number): string {
   if (text.length <= max) return text;
   if (max <= 0) return '';
   let end = 0;
-  for (const part of segments(text.slice(0, max + 256))) {
+  for (const part of graphemes(text.slice(0, max + 256))) {
     if (end + part.length > max) break;
     end += part.length;
   }
@@ -39,7 +33,7 @@ export function cutStart(text: string, max: number): string {
 export function cutEnd(text: string, max: number): string {
   if (text.length <= max) return text;
   if (max <= 0) return '';
-  const parts = segments(text.slice(Math.max(0, text.length - max - 256)));
+  const parts = graphemes(text.slice(Math.max(0, text.length - max - 256)));
   let start = text.length;
   for (let i = parts.length - 1; i >= 0; i--) {
     const length = parts[i]!.length;
