@@ -1,9 +1,9 @@
-import { closeSync, constants, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BaselineError } from '../errors.js';
 import type { BaselineEntry, LoadedBaseline } from '../types.js';
-import { lookAt, NONBLOCK, notAFileDescriptor, readAtMost } from '../util/files.js';
+import { type FileRead, readRegularFile } from '../util/files.js';
 import { clip } from '../util/text.js';
 import type { RecordLine } from './recorder.js';
 import { describeKey, isBaselinable, keyOf, type SiteKey } from './site-key.js';
@@ -93,29 +93,17 @@ export function parseBaseline(text: string, source: string): BaselineEntry[] {
  * reading /dev/zero never ends), and so is a file over `MAX_BASELINE_BYTES`.
  */
 export function readBaseline(file: string, shown = file): BaselineEntry[] {
-  const cannotRead = (error: unknown) => new BaselineError(`baseline ${shown} cannot be read (${(error as Error).message})`);
-  let look: ReturnType<typeof lookAt>;
+  let read: FileRead;
   try {
-    look = lookAt(file);
+    read = readRegularFile(file, MAX_BASELINE_BYTES);
   } catch (error) {
-    throw cannotRead(error);
+    throw new BaselineError(`baseline ${shown} cannot be read (${(error as Error).message})`);
   }
-  if (!look.exists) throw new BaselineError(`baseline ${shown} does not exist`);
-  if (look.notAFile) throw new BaselineError(`baseline ${shown} is ${look.notAFile}, not a file: name the baseline's JSON file`);
-  if (look.size > MAX_BASELINE_BYTES) throw tooLarge(shown, look.size);
-  let data: Buffer | undefined;
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, constants.O_RDONLY | NONBLOCK);
-    const kind = notAFileDescriptor(fd);
-    if (kind) throw new BaselineError(`baseline ${shown} is ${kind}, not a file: name the baseline's JSON file`);
-    data = readAtMost(fd, MAX_BASELINE_BYTES);
-  } catch (error) {
-    throw error instanceof BaselineError ? error : cannotRead(error);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-  if (data === undefined) throw tooLarge(shown, undefined); // it grew while being read
+  if (read.kind === 'missing') throw new BaselineError(`baseline ${shown} does not exist`);
+  if (read.kind === 'notAFile') throw new BaselineError(`baseline ${shown} is ${read.what}, not a file: name the baseline's JSON file`);
+  const { data } = read;
+  // Over the limit when looked at, or grown past it while being read.
+  if (data === undefined) throw tooLarge(shown, read.size > MAX_BASELINE_BYTES ? read.size : undefined);
   return parseBaseline(data.toString('utf8'), shown);
 }
 

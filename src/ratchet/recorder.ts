@@ -15,7 +15,7 @@ import { closeSync, constants, futimesSync, mkdirSync, openSync, readFileSync, s
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BaselineError } from '../errors.js';
 import type { FaultReporter, Frame } from '../types.js';
-import { lookAt, NONBLOCK, notAFileDescriptor, readAtMost } from '../util/files.js';
+import { type FileRead, lookAt, NONBLOCK, notAFileDescriptor, readRegularFile } from '../util/files.js';
 import { isBaselinable, siteOf, sourceHash } from './site-key.js';
 
 export const RECORD_VERSION = 1;
@@ -202,32 +202,23 @@ export function readRecords(path: string): ParsedRecord[] {
 
 /** A record file's records and its modification time (when a recording run last started or wrote to it). */
 export function readRecordFile(path: string): { records: ParsedRecord[]; mtimeMs: number } {
-  let text: string;
-  let mtimeMs: number;
+  let read: FileRead;
   try {
-    const look = lookAt(path);
-    if (!look.exists) {
-      throw new BaselineError(
-        `record ${path} does not exist: run the app or its tests with ${RECORD_ENV}=${path} first (the plugin creates the file when it ` +
-          `is registered)`,
-      );
-    }
-    if (look.notAFile) throw new BaselineError(`record ${path} is ${look.notAFile}, not a file: name the file written with ${RECORD_ENV}`);
-    const fd = openSync(path, constants.O_RDONLY | NONBLOCK);
-    try {
-      const kind = notAFileDescriptor(fd);
-      if (kind) throw new BaselineError(`record ${path} is ${kind}, not a file: name the file written with ${RECORD_ENV}`);
-      mtimeMs = statSync(path).mtimeMs;
-      const data = readAtMost(fd, MAX_RECORD_BYTES);
-      if (!data) throw new BaselineError(`record ${path} is more than ${MAX_RECORD_BYTES / 2 ** 20} MB: is this a ${RECORD_ENV} file?`);
-      text = data.toString('utf8');
-    } finally {
-      closeSync(fd);
-    }
+    read = readRegularFile(path, MAX_RECORD_BYTES);
   } catch (error) {
-    if (error instanceof BaselineError) throw error;
     throw new BaselineError(`record ${path} cannot be read (${(error as Error).message})`);
   }
+  if (read.kind === 'missing') {
+    throw new BaselineError(
+      `record ${path} does not exist: run the app or its tests with ${RECORD_ENV}=${path} first (the plugin creates the file when it ` +
+        `is registered)`,
+    );
+  }
+  if (read.kind === 'notAFile')
+    throw new BaselineError(`record ${path} is ${read.what}, not a file: name the file written with ${RECORD_ENV}`);
+  if (!read.data) throw new BaselineError(`record ${path} is more than ${MAX_RECORD_BYTES / 2 ** 20} MB: is this a ${RECORD_ENV} file?`);
+  const text = read.data.toString('utf8');
+  const { mtimeMs } = read;
   return { records: parseRecords(text, path), mtimeMs };
 }
 

@@ -4,7 +4,7 @@
  * /dev/zero never ends. Only a regular file is opened, and then without blocking (O_NONBLOCK), so a
  * file swapped for a FIFO between the look and the open still cannot hang the process.
  */
-import { constants, fstatSync, readSync, type Stats, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats, statSync } from 'node:fs';
 
 /** What a path is when it is not a regular file ("a FIFO (named pipe)", "a directory"…), or undefined for a regular file. */
 export function notAFile(stats: Stats): string | undefined {
@@ -50,5 +50,31 @@ export function readAtMost(fd: number, max: number): Buffer | undefined {
     chunks.push(read === chunk.length ? chunk : chunk.subarray(0, read));
     total += read;
     if (total > max) return undefined;
+  }
+}
+
+/** What reading a path as a regular file found. `data` is undefined when the file holds more than the limit. */
+export type FileRead =
+  | { kind: 'missing' }
+  | { kind: 'notAFile'; what: string }
+  | { kind: 'file'; data: Buffer | undefined; size: number; mtimeMs: number };
+
+/**
+ * Reads a regular file of at most `max` bytes without ever blocking: looked at first, opened without
+ * blocking, looked at again through the descriptor, read with the limit. Throws only I/O errors.
+ */
+export function readRegularFile(path: string, max: number): FileRead {
+  const look = lookAt(path);
+  if (!look.exists) return { kind: 'missing' };
+  if (look.notAFile) return { kind: 'notAFile', what: look.notAFile };
+  if (look.size > max) return { kind: 'file', data: undefined, size: look.size, mtimeMs: Number.NaN };
+  const fd = openSync(path, constants.O_RDONLY | NONBLOCK);
+  try {
+    const stats = fstatSync(fd);
+    const kind = notAFile(stats);
+    if (kind) return { kind: 'notAFile', what: kind };
+    return { kind: 'file', data: readAtMost(fd, max), size: stats.size, mtimeMs: stats.mtimeMs };
+  } finally {
+    closeSync(fd);
   }
 }
