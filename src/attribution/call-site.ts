@@ -11,7 +11,7 @@
  * a shallow look first, the full depth only when nothing decided within it, or for a rogue trace.
  */
 import { findSourceMap } from 'node:module';
-import { runInNewContext } from 'node:vm';
+import { runInNewContext, runInThisContext } from 'node:vm';
 import { parse as parseStackString } from 'stacktrace-parser';
 import type { ActiveTrace, ApprovedCapture, Capture, Frame, RogueCapture } from '../types.js';
 import { type Approval, type FileKind, isMongooseFile, NODE_MODULES, toFilePath } from './approval.js';
@@ -96,10 +96,32 @@ export function readCallSites(depth: number, entry: Function): NodeJS.CallSite[]
   return undefined;
 }
 
-/** The app's own `Error.prepareStackTrace` (vitest, jest, source-map-support install one); read defensively. */
-function appFormatter(): StackFormatter | undefined {
+/**
+ * The realm Node itself runs in. Under jest this module runs in a `vm` context of the test file, and
+ * jest installs its source-mapping formatter on the main realm's `Error` only: Node formats an error of
+ * any realm with its own realm's `prepareStackTrace`, else the main realm's (node 20-24
+ * lib/internal/errors.js, maybeOverridePrepareStackTrace). `runInThisContext` runs there.
+ */
+const mainRealmError: ErrorConstructor | undefined = (() => {
   try {
-    const format: unknown = Error.prepareStackTrace;
+    const found: unknown = runInThisContext('Error', { filename: 'mongoose-tripwire:main-realm' });
+    return typeof found === 'function' && found !== Error ? (found as ErrorConstructor) : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * The formatter Node would use for the app's errors, read defensively: the app realm's
+ * `Error.prepareStackTrace` (vitest, source-map-support install one), else the main realm's (jest).
+ */
+function appFormatter(): StackFormatter | undefined {
+  return formatterOf(Error) ?? (mainRealmError && formatterOf(mainRealmError));
+}
+
+function formatterOf(realmError: ErrorConstructor): StackFormatter | undefined {
+  try {
+    const format: unknown = realmError.prepareStackTrace;
     return typeof format === 'function' ? (format as StackFormatter) : undefined;
   } catch {
     return undefined; // a throwing getter: raw positions, then
