@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     globalSetup: ['./test/support/global-setup.ts'],
     include: ['test/**/*.test.ts'],
+    // The fixtures are apps with test suites of their own (test/fixtures/jest is run by jest).
+    exclude: ['test/fixtures/**', '**/node_modules/**'],
     // Generous bounds for bounded work (a loaded machine is slower, not stuck); waits inside tests
     // are condition-based (test/support/wait.ts), so a passing test never sits out its timeout.
     testTimeout: 60_000,

@@ -5,6 +5,7 @@
  */
 
 import { mongooseBundle } from './attribution/approval.js';
+import { applicationFilesIn, ownedFiles, unjudgedBuilds } from './attribution/builds.js';
 import { callerStack, sourcesNotRun, typescriptEvidence } from './attribution/typescript-sources.js';
 import { registrations as allRegistrations, type Registration } from './core/registration.js';
 import { ENTRY_STATICS } from './hooks/model.js';
@@ -84,7 +85,14 @@ function checkModel(model: CompiledModel): string[] {
   return missing;
 }
 
-function checkRegistration(registration: Registration, problems: string[], runsTypeScript: string | undefined): RegistrationCheck {
+interface Running {
+  /** Why stacks can name .ts files, if anything says so. */
+  typescript: string | undefined;
+  /** The application files running verify()'s caller. */
+  files: string[];
+}
+
+function checkRegistration(registration: Registration, problems: string[], running: Running): RegistrationCheck {
   const models: ModelCheck[] = [];
   for (const [name, ref] of registration.scope.compiledModels) {
     const model = ref.deref() as CompiledModel | undefined;
@@ -128,7 +136,9 @@ function checkRegistration(registration: Registration, problems: string[], runsT
           `mongoose.mongo)`,
       );
   }
-  problems.push(...sourcesNotRun(registration.options.approved, registration.options.root, runsTypeScript));
+  const { approved, passThrough, root } = registration.options;
+  problems.push(...sourcesNotRun(approved, root, running.typescript));
+  problems.push(...unjudgedBuilds(running.files, ownedFiles([...approved, ...passThrough], root), root));
   return {
     mode: registration.options.mode,
     root: registration.options.root,
@@ -175,11 +185,12 @@ function bundleProblems(): string[] {
 /** Checks every registration in this process; call it at boot, after the models are compiled. */
 export function verify(): VerifyResult {
   const problems: string[] = [];
-  // Can the stacks of this process name .ts files? Read once, with the stack of verify()'s caller.
-  const runsTypeScript = typescriptEvidence(callerStack());
+  // Can the stacks of this process name .ts files, and which files run? Read once, with the stack of verify()'s caller.
+  const stack = callerStack();
+  const running: Running = { typescript: typescriptEvidence(stack), files: applicationFilesIn(stack) };
   const registrations = [...allRegistrations].map((registration) => {
     const before = problems.length;
-    const check = checkRegistration(registration, problems, runsTypeScript);
+    const check = checkRegistration(registration, problems, running);
     for (const problem of problems.slice(before)) registration.reportFault('verify', problem);
     return check;
   });

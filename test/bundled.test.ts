@@ -21,9 +21,9 @@ interface Result {
   verify: { ok: boolean; problems: string[] };
 }
 
-async function runApp(args: string[]): Promise<Result> {
-  const { stdout } = await run(process.execPath, args, { cwd: app, env: { ...process.env, APP_ROOT: app }, timeout: 60_000 });
-  return JSON.parse(stdout.trim().split('\n').pop()!) as Result;
+async function runApp(args: string[]): Promise<Result & { stderr: string }> {
+  const { stdout, stderr } = await run(process.execPath, args, { cwd: app, env: { ...process.env, APP_ROOT: app }, timeout: 60_000 });
+  return { ...(JSON.parse(stdout.trim().split('\n').pop()!) as Result), stderr };
 }
 
 beforeAll(async () => {
@@ -97,10 +97,49 @@ describe('a bundled app', () => {
     expect(result.sites).toEqual(expected);
   });
 
+  it('with source maps not enabled: verify() and a boot warning name the bundle, its sources and --enable-source-maps', async () => {
+    const result = await runApp([bundle]);
+    const problem = /^out\/app\.mjs is built from approved or pass-through sources \(.*src\/auth\/tokens\.ts.*--enable-source-maps$/;
+    expect(result.verify.ok).toBe(false);
+    // Next to the older, vaguer problem that the approved .ts sources do not run.
+    expect(result.verify.problems).toEqual([
+      expect.stringMatching(/^approved pattern src\/auth\/\*\* matches only/),
+      expect.stringMatching(problem),
+    ]);
+    expect(result.stderr).toMatch(/out\/app\.mjs is built from approved or pass-through sources/);
+    // What that costs, and why it is a problem: every write from the bundle is judged as the bundle's own.
+    expect(result.sites.map((site) => site.operation)).toEqual(['create', 'deleteOne', 'updateOne', 'create']);
+  });
+
+  it('bundled without a source map: verify() and a boot warning say so and how to build it', async () => {
+    const bare = join(app, 'out', 'bare.mjs');
+    await build({
+      entryPoints: [join(app, 'src', 'main.ts')],
+      outfile: bare,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      tsconfig: join(app, 'tsconfig.json'),
+      logLevel: 'silent',
+    });
+    const result = await runApp(['--enable-source-maps', bare]);
+    expect(result.verify.ok).toBe(false);
+    expect(result.verify.problems).toEqual([
+      expect.stringMatching(
+        /^out\/bare\.mjs is a bundle of approved or pass-through sources \(src\/.*without a source map.*esbuild --sourcemap/,
+      ),
+    ]);
+    expect(result.stderr).toMatch(/out\/bare\.mjs is a bundle of approved or pass-through sources/);
+  });
+
   it('is judged exactly as the same app run from its sources', async () => {
     const bundled = await runApp(['--enable-source-maps', bundle]);
     const sources = await runApp(['--import', 'tsx', join(app, 'src', 'main.ts')]);
     expect(bundled.sites).toEqual(sources.sites);
     expect(sources.sites).toEqual(expected);
+    expect(sources.verify).toEqual(bundled.verify);
+    expect(sources.verify.ok).toBe(true);
   });
 });

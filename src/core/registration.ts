@@ -6,6 +6,8 @@
 
 import { performance } from 'node:perf_hooks';
 import { type Approval, BROAD_MIN_FILES, compileApproval, countApprovedFiles } from '../attribution/approval.js';
+import { applicationFilesIn, ownedFiles, unjudgedBuilds } from '../attribution/builds.js';
+import { callerStack } from '../attribution/typescript-sources.js';
 import { BaselineMatcher } from '../ratchet/baseline.js';
 import { RECORD_ENV, type Recorder } from '../ratchet/recorder.js';
 import { EventRateLimiter } from '../report/rate-limit.js';
@@ -130,6 +132,9 @@ export class Registration implements WriteJudge, Deliverable {
           `never says)`,
       );
     }
+    // The app's files registering the plugin: a bundle of approved code run without source maps is judged as one file.
+    const owned = ownedFiles([...this.options.approved, ...this.options.passThrough], root);
+    for (const problem of unjudgedBuilds(applicationFilesIn(callerStack()), owned, root)) this.reportFault('verify', problem);
     if (BUNDLED_INTO) {
       this.reportFault(
         'verify',
