@@ -54,7 +54,9 @@ function sharedApi(file: string): typeof own {
 
 const api = sharedApi(import.meta.url);
 
-export const { close, flush, tripwire, verify, ROGUE_WRITE_CHANNEL, RogueWriteError, TripwireConfigError, TripwireFault } = api;
+export const { close, flush, tripwire, verify, RogueWriteError, TripwireConfigError, TripwireFault } = api;
+// A name, the same in every copy.
+export { ROGUE_WRITE_CHANNEL } from './report/rogue-write-channel.js';
 export type RogueWriteError = RogueWriteErrorClass;
 export type TripwireConfigError = ConfigErrorClass;
 export type TripwireFault = FaultClass;
