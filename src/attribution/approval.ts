@@ -40,6 +40,8 @@ export interface Approval {
   frameKind(frame: Frame): FileKind;
   /** Frames that are never shown: Node internals, Mongoose and its driver, this plugin. */
   isInternalFile(path: string): boolean;
+  /** A source map's name for an original source, as a path (`sourcePath` against this registration's root). */
+  sourcePath(source: string): string;
   /** How many of the application files under `root` the `approved` paths approve, at registration. */
   readonly breadth: ApprovalBreadth;
 }
@@ -63,6 +65,23 @@ const urlToPath = memoize(fileURLToPath, 10_000);
 /** V8 reports ESM files as `file://` URLs and CommonJS files as paths; patterns see paths. */
 export function toFilePath(fileName: string): string {
   return fileName.startsWith('file://') ? urlToPath(fileName) : fileName;
+}
+
+// webpack names an original source `webpack://<namespace>/<resource path>?<loaders>` (its default
+// devtoolModuleFilenameTemplate; the namespace is the package name, or empty): the resource path is
+// relative to webpack's context, the project's folder unless configured otherwise.
+const WEBPACK_SOURCE = /^webpack:\/\/[^/]*\/([^?]*)/;
+
+/**
+ * A source map's name for an original source, as a path patterns can match: `file://` URLs and paths
+ * as they are; webpack's `webpack://` names resolved against `root` (the app's folder, where webpack
+ * runs by default), so `approved: ['src/auth/**']` means the same files bundled or not.
+ */
+export function sourcePath(source: string, root: string): string {
+  const webpack = WEBPACK_SOURCE.exec(source);
+  if (!webpack) return toFilePath(source);
+  const resource = decodeURIComponent(webpack[1]!);
+  return isAbsolute(resource) ? resource : resolve(root, resource);
 }
 
 // Mongoose (and the driver it resolves) wherever it is loaded from: a vendored, bundled or symlinked
@@ -264,20 +283,26 @@ function checkBreadth(patterns: readonly ApprovedPattern[], tests: readonly Path
 }
 
 /** The original sources of a generated file, from its source map (none when it has no map). */
-function sourcesOf(fileName: string, path: string): string[] {
+function sourcesOf(fileName: string, path: string, appRoot: string): string[] {
   try {
     const map = findSourceMap(fileName) ?? findSourceMap(path);
-    const payload = map?.payload as { sources?: unknown; sourceRoot?: unknown } | undefined;
-    if (!payload || !Array.isArray(payload.sources)) return [];
-    const base = pathToFileURL(path);
-    const root =
-      typeof payload.sourceRoot === 'string' && payload.sourceRoot !== '' ? new URL(payload.sourceRoot.replace(/\/?$/, '/'), base) : base;
-    return payload.sources
-      .filter((source): source is string => typeof source === 'string')
-      .map((source) => toFilePath(new URL(source, root).href));
+    return map ? sourcesOfMap(map.payload, pathToFileURL(path), appRoot) : [];
   } catch {
     return [];
   }
+}
+
+/**
+ * The original sources a source map names, as paths: relative names against its `sourceRoot` and the
+ * map's own URL, webpack's `webpack://` names against the app's root.
+ */
+export function sourcesOfMap(payload: { sources?: unknown; sourceRoot?: unknown }, mapUrl: URL, appRoot: string): string[] {
+  if (!Array.isArray(payload.sources)) return [];
+  const base =
+    typeof payload.sourceRoot === 'string' && payload.sourceRoot !== '' ? new URL(payload.sourceRoot.replace(/\/?$/, '/'), mapUrl) : mapUrl;
+  return payload.sources
+    .filter((source): source is string => typeof source === 'string')
+    .map((source) => (WEBPACK_SOURCE.test(source) ? sourcePath(source, appRoot) : toFilePath(new URL(source, base).href)));
 }
 
 interface CompiledPatterns {
@@ -374,7 +399,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
     const path = toFilePath(fileName);
     const kind = kindOfPath(path);
     if (kind !== 'application' || !process.sourceMapsEnabled) return kind;
-    const kinds = new Set(sourcesOf(fileName, path).map(kindOfPath));
+    const kinds = new Set(sourcesOf(fileName, path, root).map(kindOfPath));
     if (kinds.size === 0) return 'application';
     return kinds.size === 1 ? [...kinds][0]! : 'byPosition';
   };
@@ -384,7 +409,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
       const map = findSourceMap(fileName) ?? findSourceMap(toFilePath(fileName));
       const entry = map?.findEntry(Number(line) - 1, Number(column) - 1) as { originalSource?: string } | undefined;
       // Bundler glue (module wrappers, helpers) maps to no source: it runs code for its caller, which decides.
-      return entry?.originalSource ? kindOfPath(toFilePath(entry.originalSource)) : 'passThrough';
+      return entry?.originalSource ? kindOfPath(sourcePath(entry.originalSource, root)) : 'passThrough';
     } catch {
       return 'application';
     }
@@ -411,6 +436,7 @@ export function compileApproval(options: ApprovalOptions): Approval {
       return 'application';
     },
     isInternalFile,
+    sourcePath: (source) => sourcePath(source, root),
     breadth,
   };
 }

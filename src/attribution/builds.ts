@@ -15,7 +15,7 @@ import type { ApprovedPattern } from '../types.js';
 import { readRegularFile } from '../util/files.js';
 import { firstOf } from '../util/list.js';
 import { displayPath } from '../util/paths.js';
-import { isInternalFile, NODE_MODULES, toFilePath, walkMatches } from './approval.js';
+import { isInternalFile, NODE_MODULES, sourcesOfMap, toFilePath, walkMatches } from './approval.js';
 
 // A bundle is read whole once at boot; a file larger than this is left unchecked.
 const MAX_BUILD_BYTES = 64 * 1024 * 1024;
@@ -81,7 +81,7 @@ function unjudgedBuild(file: string, owned: ReadonlySet<string>, root: string): 
   }
   const shown = displayPath(file, root);
   const names = (paths: string[]): string => firstOf(paths.map((path) => displayPath(path, root)));
-  const sources = mapSources(text, file);
+  const sources = mapSources(text, file, root);
   if (sources) {
     const held = sources.filter((source) => owned.has(source));
     if (held.length === 0) return undefined;
@@ -129,7 +129,7 @@ function ownedSuffix(marked: string, byRelative: ReadonlyMap<string, string>): s
 const SOURCE_MAPPING_URL = /\/[/*][#@]\s*sourceMappingURL=(\S+?)\s*(?:\*\/)?\s*$/;
 
 /** The sources a generated file's own source map names (inline or beside it); undefined when it has none. */
-function mapSources(text: string, file: string): string[] | undefined {
+function mapSources(text: string, file: string, root: string): string[] | undefined {
   const tail = text.slice(text.lastIndexOf('sourceMappingURL=') - 4);
   const url = SOURCE_MAPPING_URL.exec(tail)?.[1];
   if (!url) return undefined;
@@ -138,14 +138,8 @@ function mapSources(text: string, file: string): string[] | undefined {
       ? Buffer.from(url.slice(url.indexOf(',') + 1), url.includes(';base64,') ? 'base64' : 'utf8').toString('utf8')
       : readMapFile(new URL(url, pathToFileURL(file)));
     if (payload === undefined) return [];
-    const map = JSON.parse(payload) as { sources?: unknown; sourceRoot?: unknown };
-    if (!Array.isArray(map.sources)) return [];
     const mapUrl = url.startsWith('data:') ? pathToFileURL(file) : new URL(url, pathToFileURL(file));
-    const base =
-      typeof map.sourceRoot === 'string' && map.sourceRoot !== '' ? new URL(map.sourceRoot.replace(/\/?$/, '/'), mapUrl) : mapUrl;
-    return map.sources
-      .filter((source): source is string => typeof source === 'string')
-      .map((source) => toFilePath(new URL(source, base).href));
+    return sourcesOfMap(JSON.parse(payload) as { sources?: unknown; sourceRoot?: unknown }, mapUrl, root);
   } catch {
     return [];
   }

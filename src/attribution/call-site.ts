@@ -255,7 +255,7 @@ function decideSites(sites: readonly NodeJS.CallSite[], from: number, approval: 
     if (kind === 'internal' || kind === 'passThrough') continue;
     if (kind === 'application' && approval.needsFrames) {
       const frame = siteToFrame(site);
-      if (frame) kind = approval.frameKind(sourceMapped(frame));
+      if (frame) kind = approval.frameKind(sourceMapped(frame, approval));
       if (kind === 'passThrough') continue;
     }
     return kind === 'approved' ? 'approved' : i;
@@ -304,7 +304,7 @@ function typeName(site: NodeJS.CallSite, fn: string): string {
 // (A WeakSet, not a marker property: a symbol-keyed property, and taking it off again, cost more than the rest of a frame.)
 const MAPPED = new WeakSet<Frame>();
 
-function sourceMapped(frame: Frame): Frame {
+function sourceMapped(frame: Frame, approval: Approval): Frame {
   if (MAPPED.has(frame)) return frame;
   if (!process.sourceMapsEnabled || frame.file === '<anonymous>') return frame;
   try {
@@ -313,7 +313,7 @@ function sourceMapped(frame: Frame): Frame {
       | { originalSource?: string; originalLine?: number; originalColumn?: number }
       | undefined;
     if (!entry?.originalSource || entry.originalLine === undefined || entry.originalColumn === undefined) return frame;
-    return { ...frame, file: toFilePath(entry.originalSource), line: entry.originalLine + 1, column: entry.originalColumn + 1 };
+    return { ...frame, file: approval.sourcePath(entry.originalSource), line: entry.originalLine + 1, column: entry.originalColumn + 1 };
   } catch {
     return frame;
   }
@@ -329,7 +329,7 @@ function applicationFrames(
   for (const frame of frames) {
     if (!frame) continue;
     // Mapped first: in a bundle, Mongoose's and this plugin's frames are known by their sources.
-    const mapped = sourceMapped(frame);
+    const mapped = sourceMapped(frame, approval);
     if (approval.isInternalFile(mapped.file)) continue;
     if (kept.length < maxFrames) kept.push(mapped);
     else omitted++;
@@ -385,7 +385,7 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
     approved: false,
     frames,
     framesOmitted: omitted,
-    callSite: deciding && sourceMapped(deciding),
+    callSite: deciding && sourceMapped(deciding, approval),
     undecided: deciding === undefined,
     trace: activeTrace(),
     degraded:
@@ -512,10 +512,10 @@ class LazyRogueCapture implements RogueCapture {
   private findCallSite(): Frame | undefined {
     const site = this.sites[this.deciding];
     const frame = site && this.frameOf(site);
-    if (frame) return sourceMapped(frame);
+    if (frame) return sourceMapped(frame, this.approval);
     for (const other of this.sites) {
       const shown = this.frameOf(other);
-      if (shown && !this.approval.isInternalFile(shown.file)) return sourceMapped(shown);
+      if (shown && !this.approval.isInternalFile(shown.file)) return sourceMapped(shown, this.approval);
     }
     return undefined;
   }
