@@ -97,6 +97,34 @@ describe('a bundled app', () => {
     expect(result.sites).toEqual(expected);
   });
 
+  it('everything bundled, without source maps: no write is lost (all four reported, from the bundle), verify() says why', async () => {
+    const bare = join(app, 'out', 'all-bare.mjs');
+    await build({
+      entryPoints: [join(app, 'src', 'main.ts')],
+      outfile: bare,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'silent',
+      external: NOT_BUNDLED,
+      banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
+    });
+    const result = await runApp([bare]);
+    // Nothing can be approved in one unmapped file: all four writes are reported, from the bundle.
+    expect(result.sites.map((site) => [site.operation, site.file])).toEqual(
+      ['create', 'deleteOne', 'updateOne', 'create'].map((operation) => [operation, bare]),
+    );
+    expect(result.verify.ok).toBe(false);
+    expect(result.verify.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^out\/all-bare\.mjs is a bundle of approved or pass-through sources .*without a source map/),
+        expect.stringMatching(/^mongoose-tripwire is bundled into .*all-bare\.mjs/),
+        expect.stringMatching(/^mongoose is bundled into .*all-bare\.mjs/),
+      ]),
+    );
+  });
+
   it('with source maps not enabled: verify() and a boot warning name the bundle, its sources and --enable-source-maps', async () => {
     const result = await runApp([bundle]);
     const problem = /^out\/app\.mjs is built from approved or pass-through sources \(.*src\/auth\/tokens\.ts.*--enable-source-maps$/;
