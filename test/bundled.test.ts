@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const run = promisify(execFile);
 const app = fileURLToPath(new URL('./fixtures/bundled/', import.meta.url));
 const bundle = join(app, 'out', 'app.mjs');
-const everything = join(app, 'out', 'all.mjs');
+const allInOne = join(app, 'out', 'all.mjs');
 
 interface Result {
   sites: Array<{ operation: string; file: string; line: number; function?: string }>;
@@ -26,21 +26,7 @@ async function runApp(args: string[]): Promise<Result & { stderr: string }> {
   return { ...(JSON.parse(stdout.trim().split('\n').pop()!) as Result), stderr };
 }
 
-beforeAll(async () => {
-  await build({
-    entryPoints: [join(app, 'src', 'main.ts')],
-    outfile: bundle,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    // The fixture's own tsconfig: the project's maps `mongoose-tripwire` to its sources, which would bundle it.
-    tsconfig: join(app, 'tsconfig.json'),
-    sourcemap: true,
-    logLevel: 'silent',
-  });
-});
+beforeAll(() => bundleApp(bundle));
 
 /** Optional dependencies of the driver and the plugin's own packages that an app would not bundle either. */
 const NOT_BUNDLED = [
@@ -58,6 +44,34 @@ const NOT_BUNDLED = [
   'picomatch',
 ];
 
+/**
+ * The fixture app bundled by esbuild into `outfile`: its own code only (packages external), or
+ * everything but NOT_BUNDLED; with a source map or without.
+ */
+async function bundleApp(outfile: string, { everything = false, sourcemap = true } = {}): Promise<void> {
+  await build({
+    entryPoints: [join(app, 'src', 'main.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap,
+    logLevel: 'silent',
+    ...(everything
+      ? {
+          external: NOT_BUNDLED,
+          // Mongoose is CommonJS: its requires need a require in the ESM bundle.
+          banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
+        }
+      : {
+          packages: 'external' as const,
+          // The fixture's own tsconfig: the project's maps `mongoose-tripwire` to its sources, which would bundle it.
+          tsconfig: join(app, 'tsconfig.json'),
+        }),
+  });
+}
+
 afterAll(() => rmSync(join(app, 'out'), { recursive: true, force: true }));
 
 describe('a bundled app', () => {
@@ -74,20 +88,8 @@ describe('a bundled app', () => {
   });
 
   it('with mongoose and mongoose-tripwire bundled in: verify() names the bundle and the remedy', async () => {
-    await build({
-      entryPoints: [join(app, 'src', 'main.ts')],
-      outfile: everything,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      sourcemap: true,
-      logLevel: 'silent',
-      external: NOT_BUNDLED,
-      // Mongoose is CommonJS: its requires need a require in the ESM bundle.
-      banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
-    });
-    const result = await runApp(['--enable-source-maps', everything]);
+    await bundleApp(allInOne, { everything: true });
+    const result = await runApp(['--enable-source-maps', allInOne]);
     expect(result.verify.ok).toBe(false);
     expect(result.verify.problems).toEqual([
       expect.stringMatching(/^mongoose-tripwire is bundled into .*all\.mjs: .*keep mongoose and mongoose-tripwire external/),
@@ -99,17 +101,7 @@ describe('a bundled app', () => {
 
   it('everything bundled, without source maps: no write is lost (all four reported, from the bundle), verify() says why', async () => {
     const bare = join(app, 'out', 'all-bare.mjs');
-    await build({
-      entryPoints: [join(app, 'src', 'main.ts')],
-      outfile: bare,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'silent',
-      external: NOT_BUNDLED,
-      banner: { js: "import { createRequire as bundleRequire } from 'node:module'; const require = bundleRequire(import.meta.url);" },
-    });
+    await bundleApp(bare, { everything: true, sourcemap: false });
     const result = await runApp([bare]);
     // Nothing can be approved in one unmapped file: all four writes are reported, from the bundle.
     expect(result.sites.map((site) => [site.operation, site.file])).toEqual(
@@ -141,17 +133,7 @@ describe('a bundled app', () => {
 
   it('bundled without a source map: verify() and a boot warning say so and how to build it', async () => {
     const bare = join(app, 'out', 'bare.mjs');
-    await build({
-      entryPoints: [join(app, 'src', 'main.ts')],
-      outfile: bare,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      tsconfig: join(app, 'tsconfig.json'),
-      logLevel: 'silent',
-    });
+    await bundleApp(bare, { sourcemap: false });
     const result = await runApp(['--enable-source-maps', bare]);
     expect(result.verify.ok).toBe(false);
     expect(result.verify.problems).toEqual([
