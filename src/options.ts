@@ -9,6 +9,7 @@ import type { ClientOptions, StatsD } from 'hot-shots';
 import { BaselineError, TripwireConfigError } from './errors.js';
 import { loadBaseline } from './ratchet/baseline.js';
 import { RECORD_ENV } from './ratchet/recorder.js';
+import { LONGEST_METRIC_NAME, MAX_METRIC_NAME_CHARS } from './report/datadog-sink.js';
 import type { ApprovedPattern, LoadedBaseline, RateLimitOptions, RateWindow, ResolvedOptions, TripwireOptions } from './types.js';
 import { clip } from './util/text.js';
 
@@ -339,6 +340,13 @@ export function resolveOptions(raw: unknown): ResolvedOptions {
   const metricPrefix = raw.metricPrefix ?? 'tripwire.';
   if (typeof metricPrefix !== 'string' || !/^[A-Za-z][\w.]*$/.test(metricPrefix)) {
     fail(`option "metricPrefix" must be letters, digits, _ and . starting with a letter, got ${describe(metricPrefix)}`);
+  }
+  const maxPrefix = MAX_METRIC_NAME_CHARS - LONGEST_METRIC_NAME.length;
+  if (metricPrefix.length > maxPrefix) {
+    fail(
+      `option "metricPrefix" is ${metricPrefix.length} characters; at most ${maxPrefix}, so that ${LONGEST_METRIC_NAME} after it stays ` +
+        `within Datadog's ${MAX_METRIC_NAME_CHARS}-character metric names`,
+    );
   }
 
   const documentIds = raw.documentIds ?? true;

@@ -197,6 +197,14 @@ describe('every option is range-checked', () => {
     expect(resolveWith({})().heartbeatMs).toBe(60_000);
   });
 
+  it("metricPrefix keeps every metric name within Datadog's 200 characters", () => {
+    const longest = 'a'.repeat(200 - 'unattributed_writes'.length);
+    expect(resolveWith({ metricPrefix: longest })().metricPrefix).toBe(longest);
+    expect(resolveWith({ metricPrefix: `${longest}b` })).toThrow(
+      /option "metricPrefix" is 182 characters; at most 181, so that unattributed_writes after it stays within Datadog's 200-character/,
+    );
+  });
+
   it('statsd client options hot-shots would ignore or replace with a default are errors naming the option', () => {
     const cases: Array<[Record<string, unknown>, RegExp]> = [
       [{ port: 'abc' }, /option "statsd\.port" must be an integer from 1 to 65535 \(a number, not a string\), got "abc"/],

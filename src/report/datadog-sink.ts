@@ -24,6 +24,10 @@ import { type EventFields, fitTag, formatCount, formatEvent, formatGauge, MAX_TA
 
 /** The agent's default read buffer (`dogstatsd_buffer_size`): a larger datagram is dropped whole. */
 export const MAX_DATAGRAM_BYTES = 8192;
+
+// Datadog keeps metric names up to 200 characters; the longest name the plugin sends after its prefix.
+export const MAX_METRIC_NAME_CHARS = 200;
+export const LONGEST_METRIC_NAME = 'unattributed_writes';
 // Counters are summed in memory and sent this often (and on close): exact, and no syscall per write.
 const COUNTER_FLUSH_MS = 2_000;
 
