@@ -32,11 +32,16 @@ interface DriverCollection {
 export interface WatchedCollection {
   judge: WriteJudge;
   model: string;
-  connection: ConnectionLike | undefined;
+}
+
+interface WatchEntry extends WatchedCollection {
+  // Weakly: an app that opens and destroys connections (one per tenant, per test) must not keep them
+  // alive through the plugin. No connection (a model compiled on no connection): every database.
+  connection: WeakRef<ConnectionLike> | undefined;
 }
 
 /** Watched collections by name; a write matches one when its database is the watched connection's. */
-const watchedCollections = new Map<string, WatchedCollection[]>();
+const watchedCollections = new Map<string, WatchEntry[]>();
 
 const BULK_BUILDERS = ['initializeOrderedBulkOp', 'initializeUnorderedBulkOp'] as const;
 type BulkBuilder = (typeof BULK_BUILDERS)[number];
@@ -74,8 +79,27 @@ export function watchedInDatabase(dbName: unknown): Array<WatchedCollection & { 
 /** The watched collection of this name in this database, if any. */
 export function watchedIn(collectionName: string, dbName: string | undefined): WatchedCollection | undefined {
   const entries = watchedCollections.get(collectionName);
+  if (entries === undefined) return undefined;
   // One registration judges a write: two registrations watching one collection are not supported.
-  return entries?.find((entry) => entry.connection?.name === undefined || entry.connection.name === dbName);
+  let found: WatchedCollection | undefined;
+  let collected = false;
+  for (const entry of entries) {
+    if (entry.connection === undefined) return entry;
+    const connection = entry.connection.deref();
+    if (connection === undefined) collected = true;
+    else if (connection.name === undefined || connection.name === dbName) {
+      found = entry;
+      break;
+    }
+  }
+  if (collected) forgetCollected(collectionName, entries);
+  return found;
+}
+
+function forgetCollected(collectionName: string, entries: WatchEntry[]): void {
+  const live = entries.filter((entry) => entry.connection === undefined || entry.connection.deref() !== undefined);
+  if (live.length > 0) watchedCollections.set(collectionName, live);
+  else watchedCollections.delete(collectionName);
 }
 
 /** The watched collection a namespace (`db.collection`; a database name has no dot) names, if any. */
@@ -100,7 +124,9 @@ export function watchDriverCollection(
   if (!proto) return false;
   let entries = watchedCollections.get(collectionName);
   if (!entries) watchedCollections.set(collectionName, (entries = []));
-  if (!entries.some((entry) => entry.judge === judge && entry.connection === connection)) entries.push({ judge, model, connection });
+  if (!entries.some((entry) => entry.judge === judge && entry.connection?.deref() === connection)) {
+    entries.push({ judge, model, connection: connection && new WeakRef(connection) });
+  }
   const reads = judge.operations.has('read');
   for (const method of Object.keys(KINDS) as CollectionMethod[]) {
     if (KINDS[method] !== 'read' || reads) wrapDriverMethod(proto, method);
