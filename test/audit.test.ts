@@ -136,7 +136,10 @@ describe('mongoose-tripwire audit', () => {
       const lines = run.stdout.split('\n');
       expect(lines[0]).toBe('AccessToken: 13 write site(s): 5 unseen, 4 seen, 1 pass-through, 3 approved; 1 runtime-only');
       expect(lines[1]).toMatch(
-        /^ {2}13 file\(s\) read; collection "access_tokens" \(the schema's collection option\); 5 record\(s\) read$/,
+        new RegExp(
+          String.raw`^ {2}13 file\(s\) read with default compiler settings \(no tsconfig\.json or jsconfig\.json here\); ` +
+            String.raw`collection "access_tokens" \(the schema's collection option\); 5 record\(s\) read$`,
+        ),
       );
       const headings = lines.filter((line) => /^[A-Z-]+ \(\d+\)/.test(line)).map((line) => line.slice(0, line.indexOf(':')));
       expect(headings).toEqual(['UNSEEN (5)', 'SEEN (4)', 'PASS-THROUGH (1)', 'APPROVED (3)', 'RUNTIME-ONLY (1)']);

@@ -14,10 +14,18 @@ import { readBaseline } from '../ratchet/baseline.js';
 import { type ParsedRecord, RECORD_ENV, readRecords } from '../ratchet/recorder.js';
 import { isBaselinable, keyOf, sourceHash } from '../ratchet/site-key.js';
 import type { BaselineEntry } from '../types.js';
-import { findWriteSites, type StaticSite, sourceFilesUnder, type Typescript } from './write-sites.js';
+import {
+  findWriteSites,
+  ProjectConfigError,
+  projectCompilerOptions,
+  type StaticSite,
+  sourceFilesUnder,
+  type Typescript,
+} from './write-sites.js';
 
 export const AUDIT_USAGE = `Usage: mongoose-tripwire audit --model <Name> --approved <glob> [--approved <glob>...]
-         [--pass-through <glob>...] [--records <file>...] [--baseline <file>] [--root <dir>] [--json] [--check] [paths...]
+         [--pass-through <glob>...] [--records <file>...] [--baseline <file>] [--root <dir>] [--tsconfig <file>]
+         [--json] [--check] [paths...]
 
 Lists every place in the code (paths; default: the current directory, node_modules and dist left out)
 that can write to the model, found with the TypeScript compiler in .ts, .tsx, .mts, .cts, .js, .jsx,
@@ -37,6 +45,8 @@ Records no site accounts for (dynamic code) are listed apart, as runtime-only.
   --records <file>       a ${RECORD_ENV} file, from any environment (repeat the flag)
   --baseline <file>      the baseline (mongoose-tripwire baseline) that --check accepts
   --root <dir>           the plugin's root: record and baseline paths are relative to it (default: .)
+  --tsconfig <file>      the project's compiler settings, for its import aliases (paths, baseUrl) and module
+                         resolution (default: tsconfig.json, else jsconfig.json, in the current directory)
   --json                 { sites: [{ file, line, column, operation, function, status }], runtimeOnly: [...] }
   --check                exit 1, naming them, while a site that is not approved is not in the baseline
 
@@ -50,6 +60,7 @@ const AUDIT_OPTIONS = {
   records: { type: 'string', multiple: true },
   baseline: { type: 'string' },
   root: { type: 'string' },
+  tsconfig: { type: 'string' },
   json: { type: 'boolean', default: false },
   check: { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
@@ -86,6 +97,16 @@ export interface RuntimeOnlySite {
 }
 
 const notFound = (error: unknown) => ['ERR_MODULE_NOT_FOUND', 'MODULE_NOT_FOUND'].includes((error as NodeJS.ErrnoException)?.code ?? '');
+
+/** The project's compiler settings file: `--tsconfig`, else tsconfig.json or jsconfig.json in `dir`, if any. */
+function projectConfig(given: string | undefined, dir: string): string | undefined {
+  if (given !== undefined) {
+    const file = resolve(dir, given);
+    if (!existsSync(file)) throw new AuditError(`--tsconfig ${given} does not exist`);
+    return file;
+  }
+  return ['tsconfig.json', 'jsconfig.json'].map((name) => join(dir, name)).find((file) => existsSync(file));
+}
 
 /** Where the TypeScript compiler is: beside this package (a peer dependency), else in the project audited. */
 async function loadTypescript(projectDir: string): Promise<Typescript | undefined> {
@@ -173,7 +194,15 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
   const isPassThrough = passThrough.length > 0 ? matcher(passThrough) : () => false;
 
   const files = sourceFilesUnder(paths);
-  const inventory = findWriteSites(ts, files, model, root);
+  const config = projectConfig(values.tsconfig, cwd);
+  let projectOptions: Parameters<typeof findWriteSites>[4];
+  try {
+    projectOptions = config ? projectCompilerOptions(ts, config) : undefined;
+  } catch (error) {
+    if (!(error instanceof ProjectConfigError)) throw error;
+    throw new AuditError(`${relative(cwd, config!) || config}: ${error.message}`);
+  }
+  const inventory = findWriteSites(ts, files, model, root, projectOptions);
   if (inventory.declarations.length === 0) {
     throw new AuditError(
       `no mongoose.model('${model}', ...) (or connection.model) found in ${files.length} file(s) under ${paths.join(' ')}: ` +
@@ -297,7 +326,8 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
     const list = extra.map(({ baselined: _, ...rest }) => rest);
     process.stdout.write(`${JSON.stringify({ sites: ordered, runtimeOnly: list }, null, 2)}\n`);
   } else {
-    process.stdout.write(renderTable(model, inventory, ordered, extra, records.length));
+    const settings = config ? toPosix(relative(cwd, config)) : 'default compiler settings (no tsconfig.json or jsconfig.json here)';
+    process.stdout.write(renderTable(model, { ...inventory, settings }, ordered, extra, records.length));
   }
 
   if (!values.check) return 0;
@@ -323,7 +353,7 @@ async function audit(values: AuditValues, positionals: string[]): Promise<number
 
 function renderTable(
   model: string,
-  inventory: { files: number; collection: string; collectionSource: string; declarations: string[] },
+  inventory: { files: number; collection: string; collectionSource: string; declarations: string[]; settings: string },
   sites: readonly AuditSite[],
   runtimeOnly: readonly RuntimeOnlySite[],
   records: number,
@@ -333,7 +363,7 @@ function renderTable(
   const counts = STATUS_ORDER.map((status) => `${count(status)} ${status}`).join(', ');
   lines.push(`${model}: ${sites.length} write site(s): ${counts}; ${runtimeOnly.length} runtime-only`);
   lines.push(
-    `  ${inventory.files} file(s) read; collection "${inventory.collection}" (${inventory.collectionSource}); ` +
+    `  ${inventory.files} file(s) read with ${inventory.settings}; collection "${inventory.collection}" (${inventory.collectionSource}); ` +
       `${records} record(s) read`,
   );
   const row = (s: { file: string; line: number; column: number; operation: string; function: string }) =>

@@ -131,21 +131,48 @@ export function defaultCollectionName(model: string, projectDir: string): { name
   };
 }
 
-/** The static inventory of `model`'s write sites in `files`. */
-export function findWriteSites(ts: Typescript, files: readonly string[], model: string, projectDir: string): Inventory {
+/** A tsconfig that cannot be read or parsed: the message TypeScript gives. */
+export class ProjectConfigError extends Error {}
+
+/**
+ * The compiler options of the project's own tsconfig (or jsconfig): its `paths`, `baseUrl` and module
+ * resolution decide which declaration an import names. Without them an aliased import
+ * (`import { AccessToken } from '@models/token'`) resolves to nothing and every write through it is
+ * missed. `undefined` when there is no config; a config that cannot be parsed is an error.
+ */
+export function projectCompilerOptions(ts: Typescript, configFile: string): TS.CompilerOptions {
+  const read = ts.readConfigFile(configFile, ts.sys.readFile);
+  if (read.error) throw new ProjectConfigError(ts.flattenDiagnosticMessageText(read.error.messageText, '\n'));
+  const parsed = ts.parseJsonConfigFileContent(read.config, ts.sys, dirname(configFile), undefined, configFile);
+  // "No inputs were found" (TS18003) is no problem here: the files come from the command line.
+  const errors = parsed.errors.filter((error) => error.code !== 18003);
+  if (errors.length > 0) throw new ProjectConfigError(ts.flattenDiagnosticMessageText(errors[0]!.messageText, '\n'));
+  return parsed.options;
+}
+
+/** The static inventory of `model`'s write sites in `files`, resolved with `projectOptions` (the project's tsconfig) when given. */
+export function findWriteSites(
+  ts: Typescript,
+  files: readonly string[],
+  model: string,
+  projectDir: string,
+  projectOptions: TS.CompilerOptions = {},
+): Inventory {
   const program = ts.createProgram({
     rootNames: files,
     options: {
-      allowJs: true,
-      checkJs: false,
-      noEmit: true,
-      skipLibCheck: true,
       target: ts.ScriptTarget.ES2022,
       module: ts.ModuleKind.Preserve,
       moduleResolution: ts.ModuleResolutionKind.Bundler,
       esModuleInterop: true,
       resolveJsonModule: true,
       jsx: ts.JsxEmit.Preserve,
+      ...projectOptions,
+      // Read every file as it is, fast, without emitting or loading the project's global types.
+      allowJs: true,
+      checkJs: false,
+      noEmit: true,
+      skipLibCheck: true,
       types: [],
     },
   });
