@@ -108,6 +108,12 @@ export function stackReadCount(): number {
   return stackReads;
 }
 
+/** How many CallSites those reads returned: a read costs by the frame (test/read-depth.test.ts). */
+let framesRead = 0;
+export function stackFramesRead(): number {
+  return framesRead;
+}
+
 /** Why CallSites could not be read, for the warning: the real cause, not a guess. */
 let unreadableBecause = readInRealm ? '' : 'no private realm could be created for reading stacks';
 
@@ -117,7 +123,10 @@ export function readCallSites(depth: number, entry: Function): NodeJS.CallSite[]
   if (!readInRealm) return undefined;
   try {
     const sites = readInRealm(entry, depth);
-    if (Array.isArray(sites)) return sites as NodeJS.CallSite[];
+    if (Array.isArray(sites)) {
+      framesRead += sites.length;
+      return sites as NodeJS.CallSite[];
+    }
     unreadableBecause = 'the private realm returned no CallSites';
   } catch (error) {
     unreadableBecause = `reading the stack threw (${error instanceof Error ? error.message : String(error)})`;
