@@ -122,15 +122,23 @@ export function readCallSites(depth: number, entry: Function): NodeJS.CallSite[]
   stackReads++;
   if (!readInRealm) return undefined;
   try {
-    const sites = readInRealm(entry, depth);
-    if (Array.isArray(sites)) {
-      framesRead += sites.length;
-      return sites as NodeJS.CallSite[];
-    }
-    unreadableBecause = 'the private realm returned no CallSites';
+    return sitesOf(readInRealm(entry, depth));
   } catch (error) {
-    unreadableBecause = `reading the stack threw (${error instanceof Error ? error.message : String(error)})`;
+    return unreadable(error);
   }
+}
+
+function sitesOf(read: unknown): NodeJS.CallSite[] | undefined {
+  if (Array.isArray(read)) {
+    framesRead += read.length;
+    return read as NodeJS.CallSite[];
+  }
+  unreadableBecause = 'the private realm returned no CallSites';
+  return undefined;
+}
+
+function unreadable(error: unknown): undefined {
+  unreadableBecause = `reading the stack threw (${error instanceof Error ? error.message : String(error)})`;
   return undefined;
 }
 
@@ -436,7 +444,17 @@ export function captureCallSite(
 ): Capture | undefined {
   const learned = firstDepths.get(entry);
   const depth = firstDepthOf(learned);
-  const shallow = readCallSites(depth, entry);
+  // Read here rather than through readCallSites: V8 walks every frame between the read and `entry`
+  // (measured: about 0.7 us each on Node 20), so the wrappers call this with as few frames between as they can.
+  let shallow: NodeJS.CallSite[] | undefined;
+  stackReads++;
+  if (readInRealm) {
+    try {
+      shallow = sitesOf(readInRealm(entry, depth));
+    } catch (error) {
+      shallow = unreadable(error);
+    }
+  }
   if (shallow === undefined) {
     if (unlessMongoose && calledByMongoose(entry)) return undefined;
     return captureFromStackString(entry, approval, maxFrames);
