@@ -23,18 +23,17 @@ for (const mode of ['noIo', 'io']) {
   for (const op of ops) {
     const cells = depths.map((d) => {
       const x = r.approved.find((a) => a.op === op && a.depth === d)[mode];
-      return `floor ${added(x.floorAddedUs)}, plugin ${added(x.pluginAddedUs)}: **${fmt(x.pluginOverFloor, 2)}×** (bare ${fmt(x.bareCpuUs, 0)})`;
+      const ratio = `**${fmt(x.pluginOverFloor, 2)}×**`;
+      return `floor ${added(x.floorAddedUs)}, plugin ${added(x.pluginAddedUs)}: ${ratio} (bare ${fmt(x.bareCpuUs, 0)})`;
     });
     say(`| \`${op}\` | ${cells.join(' | ')} |`);
   }
   say();
 }
-say(
-  `Stack reads per approved write: ${ops.map((op) => `${op} ${[...new Set(r.approved.filter((a) => a.op === op).map((a) => a.stackReads))].join('/')}`).join(', ')}`,
-);
-say(
-  `Pooled plain-vs-plain control: ${fmt(r.controlAll.median, 3)}× [${fmt(r.controlAll.p25, 2)}–${fmt(r.controlAll.p75, 2)}] over ${r.controlAll.n} rounds`,
-);
+const readsOf = (op) => [...new Set(r.approved.filter((a) => a.op === op).map((a) => a.stackReads))].join('/');
+say(`Stack reads per approved write: ${ops.map((op) => `${op} ${readsOf(op)}`).join(', ')}`);
+const control = r.controlAll;
+say(`Pooled plain-vs-plain control: ${fmt(control.median, 3)}× [${fmt(control.p25, 2)}–${fmt(control.p75, 2)}] over ${control.n} rounds`);
 say();
 say('| Rogue `updateOne` held back, extra µs over approved | ' + depths.map((d) => `depth ${d}`).join(' | ') + ' |');
 say(`| --- | ${depths.map(() => '---').join(' | ')} |`);
@@ -67,7 +66,8 @@ if (s.plugin) {
     `Storm (${s.plugin.writes} writes, medians of ${s.rounds.plain.length} rounds): p99 plain ${fmt(s.plain.p99Ms)} ms, floor ` +
       `${fmt(s.floor.p99Ms)} ms, plugin ${fmt(s.plugin.p99Ms)} ms; added p99 floor ${added(s.floorAddedP99Ms)} ms, plugin ` +
       `${added(s.pluginAddedP99Ms)} ms = ${fmt(s.addedOverFloor, 2)}× the floor's; RSS ${fmt(s.plugin.rssGrowthMb)} MB (plain ` +
-      `${fmt(s.plain.rssGrowthMb)}); events ${s.events}, bypasses ${s.bypassesCounted}/${s.expectedBypasses}, suppressed ${s.suppressedCounted}`,
+      `${fmt(s.plain.rssGrowthMb)}); events ${s.events}, bypasses ${s.bypassesCounted}/${s.expectedBypasses}, ` +
+      `suppressed ${s.suppressedCounted}`,
   );
 }
 say();
