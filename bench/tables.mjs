@@ -16,9 +16,8 @@ say(
 );
 say();
 for (const mode of ['noIo', 'io']) {
-  say(
-    `| Approved write, ${mode === 'noIo' ? 'no I/O' : 'with I/O'}: µs of client CPU added | ${depths.map((d) => `depth ${d}`).join(' | ')} |`,
-  );
+  const title = `Approved write, ${mode === 'noIo' ? 'no I/O' : 'with I/O'}: µs of client CPU added`;
+  say(`| ${title} | ${depths.map((d) => `depth ${d}`).join(' | ')} |`);
   say(`| --- | ${depths.map(() => '---').join(' | ')} |`);
   for (const op of ops) {
     const cells = depths.map((d) => {
