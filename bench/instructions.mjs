@@ -4,7 +4,7 @@
 // answers at once); (instructions(N2) − instructions(N1)) / (N2 − N1) is the per-write count, free of
 // the setup's. Variants: a plain model; the watched model (approved writes); a plain model in a
 // process where another model is watched and all its entry points ran (Mongoose's own functions
-// there). Slow: about a minute per op and variant. INSTR_N1 / INSTR_N2 / INSTR_VARIANTS override.
+// there: `beside`), against the same process with that model not watched (`beside-plain`). Slow: about a minute per op and variant. INSTR_N1 / INSTR_N2 / INSTR_VARIANTS override.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,8 +17,8 @@ const PROFILE = fileURLToPath(new URL('./profile.mjs', import.meta.url));
 const N1 = Number(process.env.INSTR_N1 ?? 500);
 const N2 = Number(process.env.INSTR_N2 ?? 2500);
 const ops = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['updateOne'];
-const VARIANTS = { plain: '', plugin: '1', beside: 'beside' };
-const variants = (process.env.INSTR_VARIANTS ?? 'plain,plugin,beside').split(',');
+const VARIANTS = { plain: '', plugin: '1', 'beside-plain': 'beside-plain', beside: 'beside' };
+const variants = (process.env.INSTR_VARIANTS ?? 'plain,plugin,beside-plain,beside').split(',');
 const dir = mkdtempSync(join(tmpdir(), 'tripwire-callgrind-'));
 
 async function instructions(op, plugin, n) {
@@ -38,7 +38,7 @@ for (const op of ops) {
     const plugin = VARIANTS[variant];
     const perWrite = ((await instructions(op, plugin, N2)) - (await instructions(op, plugin, N1))) / (N2 - N1);
     results[`${op} ${variant}`] = Math.round(perWrite);
-    process.stdout.write(`${op.padEnd(16)} ${variant.padEnd(7)} ${Math.round(perWrite).toLocaleString('en')} instructions per write\n`);
+    process.stdout.write(`${op.padEnd(16)} ${variant.padEnd(12)} ${Math.round(perWrite).toLocaleString('en')} instructions per write\n`);
   }
 }
 rmSync(dir, { recursive: true, force: true });

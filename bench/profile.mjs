@@ -2,8 +2,9 @@
 // measures). 5,000 writes at stack depth 30 after 500 to warm up, client CPU per write printed.
 //   node --cpu-prof --cpu-prof-interval 50 bench/profile.mjs            # a plain model
 //   PLUGIN=1 node --cpu-prof --cpu-prof-interval 50 bench/profile.mjs   # the watched model
-//   PLUGIN=beside node ... bench/profile.mjs   # a plain model, in a process where another model is watched
-//                                              # (every entry point of it run first): Mongoose's own cost there
+//   PLUGIN=beside node ... bench/profile.mjs         # a plain model, in a process where another model is watched
+//                                                    # (every entry point of it run first): Mongoose's own cost there
+//   PLUGIN=beside-plain node ... bench/profile.mjs   # the same with that other model not watched: what to compare with
 // OP=save|create|insertMany(10)|findOneAndUpdate|deleteOne picks another write (default updateOne).
 // NOIO=1: the driver collection answers at once (bench/no-io.mjs), so the profile is the client's alone.
 // N=5000 writes (more for a steadier profile).
@@ -23,11 +24,11 @@ const connection = await mongoose.createConnection(mongo.uri, { dbName: `prof_${
 const schema = () => new mongoose.Schema({ token: { type: String, required: true, unique: true }, user: String, scopes: [String] });
 const s = schema();
 const options = { approved: ['auth/**'], passThrough: ['ops.mjs'], root: ROOT, statsd: false, onError: () => {} };
-const beside = process.env.PLUGIN === 'beside';
+const beside = process.env.PLUGIN?.startsWith('beside');
 if (process.env.PLUGIN && !beside) s.plugin(tripwire, options);
 if (beside) {
   const watched = schema();
-  watched.plugin(tripwire, options);
+  if (process.env.PLUGIN === 'beside') watched.plugin(tripwire, options);
   const W = connection.model('Watched', watched);
   await W.init();
   const { everyEntryPoint } = await import('./app/auth/entry-points.mjs');
