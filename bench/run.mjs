@@ -46,7 +46,7 @@ const BLOCK = Number(process.env.BENCH_BLOCK ?? 30);
 const NOIO_ROUNDS = Number(process.env.BENCH_NOIO_ROUNDS ?? (FULL ? 21 : 11));
 const NOIO_BLOCK = Number(process.env.BENCH_NOIO_BLOCK ?? (FULL ? 200 : 100));
 const PROC_ROUNDS = Number(process.env.BENCH_PROC_ROUNDS ?? (FULL ? 3 : 1));
-const STORM_WRITES = Number(process.env.BENCH_STORM ?? (FULL ? 100_000 : 20_000));
+const STORM_WRITES = Number(process.env.BENCH_STORM ?? (FULL ? 100_000 : 10_000));
 const STORM_ROUNDS = Number(process.env.BENCH_STORM_ROUNDS ?? (FULL ? 5 : 3));
 const DEPTHS = [10, 30, 60];
 // BENCH_SECTIONS=1,3 runs only those sections (results.json then holds only them).
@@ -56,6 +56,16 @@ const OPS = ['updateOne', 'create', 'save', 'findOneAndUpdate', 'deleteOne', 'in
 const started = Date.now();
 const loadBefore = loadavg();
 const say = (text = '') => process.stdout.write(`${text}\n`);
+let lapStarted = Date.now();
+/** Seconds a section took, printed after it and kept in results.json. */
+const lap = (n) => {
+  const seconds = (Date.now() - lapStarted) / 1000;
+  lapStarted = Date.now();
+  if (section(n)) {
+    results.sectionSeconds[n] = seconds;
+    say(`   (section ${n}: ${fmt(seconds, 0)} s)`);
+  }
+};
 
 // ---- statistics ----
 const quantile = (values, q) => {
@@ -193,12 +203,15 @@ const results = {
   asyncContext: {},
   storm: {},
   targets: [],
+  sectionSeconds: {},
 };
 const target = (name, value, limit, unit, pass) => results.targets.push({ name, value, limit, unit, pass: pass ?? value <= limit });
 
 // Warm-up: every model and every path for a while, so the first section measured is not the JIT's.
 for (const M of models) for (const op of OPS) for (let i = 0; i < 60; i++) await atDepth(30, () => approvedOps[op](M, contexts.get(M)));
 for (const M of [RogueLimited, noIo.rogue]) for (let i = 0; i < 60; i++) await atDepth(30, () => legacyOps.updateOne(M, contexts.get(M)));
+results.warmUpSeconds = (Date.now() - started) / 1000;
+lapStarted = Date.now();
 
 say(
   `Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ` +
@@ -268,6 +281,7 @@ if (section(1)) {
   target('plain-vs-plain control within ±3 %', Math.abs(control.median - 1) * 100, 3, '%');
 }
 
+lap(1);
 // ---- 2. Rogue writes held back by the rate limit ----
 if (section(2)) {
   say('\n2. Rogue updateOne held back by the rate limit vs the same write approved (extra CPU per write)');
@@ -296,6 +310,7 @@ if (section(2)) {
   }
 }
 
+lap(2);
 // Sanity: the approved variants were judged approved and the rogue one rogue (under the rule of
 // who decides, a write call made outside the auth module is rogue): else the figures above measure another path.
 if (section(1) || section(2)) {
@@ -396,6 +411,7 @@ if (section(3)) {
   }
 }
 
+lap(3);
 // ---- 4. Process-wide: after every entry point has run (reads on, monitorCommands on); dd-trace ----
 const child = async (args, env = {}) => {
   const { stdout } = await run(process.execPath, ['--expose-gc', PROC, ...args], {
@@ -448,6 +464,7 @@ if (section(4)) {
   }
 }
 
+lap(4);
 // ---- 5. What an active AsyncLocalStorage costs every `await`, per Node version ----
 if (section(5)) {
   say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
@@ -470,6 +487,7 @@ if (section(5)) {
   }
 }
 
+lap(5);
 // ---- 6. Storm ----
 if (section(6)) {
   say(
@@ -551,6 +569,7 @@ if (section(6)) {
   }
 }
 
+lap(6);
 say('\nTargets:');
 for (const t of results.targets)
   say(
