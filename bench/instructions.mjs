@@ -1,10 +1,13 @@
-// Instructions per write, counted by valgrind's callgrind (repeatable on a loaded machine, where CPU
-// time is not): `node bench/instructions.mjs [op...]` after `npm run build`. For each op and variant,
-// bench/profile.mjs runs twice under callgrind, with N1 and N2 measured writes (no I/O: the driver
-// answers at once); (instructions(N2) − instructions(N1)) / (N2 − N1) is the per-write count, free of
-// the setup's. Variants: a plain model; the watched model (approved writes); a plain model in a
-// process where another model is watched and all its entry points ran (Mongoose's own functions
-// there: `beside`), against the same process with that model not watched (`beside-plain`). Slow: about a minute per op and variant. INSTR_N1 / INSTR_N2 / INSTR_VARIANTS override.
+// Instructions per write, counted by valgrind's callgrind: `node bench/instructions.mjs [op...]` after
+// `npm run build`. For each op and variant, bench/profile.mjs runs twice under callgrind, with N1 and N2
+// measured writes (no I/O: the driver answers at once); (instructions(N2) − instructions(N1)) / (N2 − N1)
+// is the per-write count, free of the setup's. Variants: a plain model; the watched model (approved
+// writes); a plain model in a process where another model is watched and all its entry points ran
+// (`beside`: Mongoose's own functions there), against the same with that model not watched
+// (`beside-plain`). Slow: about a minute per op and variant. INSTR_N1 / INSTR_N2 / INSTR_VARIANTS override.
+// Measured on Node 20 (docs/benchmarks.md): the same variant varied by 30 % and more from run to run
+// (V8 compiles and collects on its own threads and timers, which valgrind slows unevenly), so these
+// counts resolve large differences only.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
