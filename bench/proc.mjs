@@ -161,25 +161,13 @@ if (mode === 'storm') {
   }
   await M.init();
   const { id } = await seed(M);
-  // 'floor': no plugin, but each write preceded by the one stack read (8 CallSites) every watched
-  // write needs to know its caller: what the plugin cannot go below.
-  const returnSites = (_e, callSites) => callSites;
-  const oneCapture = () => {
-    const prepare = Error.prepareStackTrace;
-    const limit = Error.stackTraceLimit;
-    Error.prepareStackTrace = returnSites;
-    Error.stackTraceLimit = 8;
-    const holder = {};
-    Error.captureStackTrace(holder, oneCapture);
-    const read = holder.stack;
-    Error.prepareStackTrace = prepare;
-    Error.stackTraceLimit = limit;
-    return read;
-  };
+  // 'floor': no plugin, but each write preceded by the floor's read (bench/floor.mjs): the fewest
+  // frames that know the caller, read without touching the app's Error: what the plugin cannot go below.
+  const { floorRead } = await import('./floor.mjs');
   const write =
     variant === 'floor'
       ? (site, ...args) => {
-          oneCapture();
+          floorRead();
           return site(...args);
         }
       : (site, ...args) => site(...args);

@@ -31,6 +31,8 @@ import { seedToken } from './app/auth/seed.mjs';
 import { ops as approvedOps } from './app/auth/tokens.mjs';
 import { ops as legacyOps } from './app/legacy/tokens.mjs';
 import { atDepth } from './app/stack.mjs';
+import { FLOOR_FRAMES, floorRead, floorReader, floorReaders } from './floor.mjs';
+import { answerAtOnce } from './no-io.mjs';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('./app/', import.meta.url));
@@ -40,16 +42,30 @@ const PROC = fileURLToPath(new URL('./proc.mjs', import.meta.url));
 const FULL = process.argv.includes('--full');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (FULL ? 15 : 7));
 const BLOCK = Number(process.env.BENCH_BLOCK ?? 30);
+// Without I/O a write costs tens of µs: more rounds and longer blocks for the same time.
+const NOIO_ROUNDS = Number(process.env.BENCH_NOIO_ROUNDS ?? (FULL ? 21 : 11));
+const NOIO_BLOCK = Number(process.env.BENCH_NOIO_BLOCK ?? (FULL ? 200 : 100));
 const PROC_ROUNDS = Number(process.env.BENCH_PROC_ROUNDS ?? (FULL ? 3 : 1));
-const STORM_WRITES = Number(process.env.BENCH_STORM ?? (FULL ? 100_000 : 20_000));
+const STORM_WRITES = Number(process.env.BENCH_STORM ?? (FULL ? 100_000 : 10_000));
+const STORM_ROUNDS = Number(process.env.BENCH_STORM_ROUNDS ?? (FULL ? 5 : 3));
 const DEPTHS = [10, 30, 60];
 // BENCH_SECTIONS=1,3 runs only those sections (results.json then holds only them).
 const SECTIONS = process.env.BENCH_SECTIONS?.split(',').map(Number);
 const section = (n) => !SECTIONS || SECTIONS.includes(n);
-const OPS = ['updateOne', 'save', 'create', 'insertMany(10)', 'findOneAndUpdate'];
+const OPS = ['updateOne', 'create', 'save', 'findOneAndUpdate', 'deleteOne', 'insertMany(10)'];
 const started = Date.now();
 const loadBefore = loadavg();
 const say = (text = '') => process.stdout.write(`${text}\n`);
+let lapStarted = Date.now();
+/** Seconds a section took, printed after it and kept in results.json. */
+const lap = (n) => {
+  const seconds = (Date.now() - lapStarted) / 1000;
+  lapStarted = Date.now();
+  if (section(n)) {
+    results.sectionSeconds[n] = seconds;
+    say(`   (section ${n}: ${fmt(seconds, 0)} s)`);
+  }
+};
 
 // ---- statistics ----
 const quantile = (values, q) => {
@@ -62,6 +78,7 @@ const quantile = (values, q) => {
 const stat = (values) => ({ median: quantile(values, 0.5), p25: quantile(values, 0.25), p75: quantile(values, 0.75), n: values.length });
 const fmt = (n, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
 const showRatio = (s) => `${fmt(s.median, 3)}× [${fmt(s.p25, 2)}–${fmt(s.p75, 2)}]`;
+const showMs = (s) => `${s.median >= 0 ? '+' : ''}${fmt(s.median, 2)} ms [${fmt(s.p25, 2)}–${fmt(s.p75, 2)}]`;
 const showUs = (s) => `${s.median >= 0 ? '+' : ''}${fmt(s.median)} µs [${fmt(s.p25)}–${fmt(s.p75)}]`;
 
 // ---- setup ----
@@ -76,12 +93,22 @@ function instrumented(name, options) {
   return connection.model(name, s);
 }
 // Plain models compiled before and after the instrumented ones: later-compiled models measured slower on their own.
-const PlainBefore = connection.model('PlainBefore', schema());
-const Tripwired = instrumented('Tripwired', {});
-const RogueLimited = instrumented('RogueLimited', {});
-const PlainAfter = connection.model('PlainAfter', schema());
-const models = [PlainBefore, Tripwired, RogueLimited, PlainAfter];
+// Two sets: one on the server (with I/O), one whose driver collections answer at once (no I/O).
+function modelSet(prefix) {
+  const set = {
+    plainBefore: connection.model(`${prefix}PlainBefore`, schema()),
+    tripwired: instrumented(`${prefix}Tripwired`, {}),
+    rogue: instrumented(`${prefix}RogueLimited`, {}),
+    plainAfter: connection.model(`${prefix}PlainAfter`, schema()),
+  };
+  return set;
+}
+const io = modelSet('');
+const noIo = modelSet('NoIo');
+const RogueLimited = io.rogue;
+const models = [...Object.values(io), ...Object.values(noIo)];
 await Promise.all(models.map((M) => M.init()));
+for (const M of Object.values(noIo)) answerAtOnce(M);
 // What the collection caller check costs (a variant without the collection wrappers no longer
 // measures it: Mongoose's own writes would then be judged at the driver) is section 3's figure.
 
@@ -93,8 +120,8 @@ async function seed(M) {
 const contexts = new Map();
 for (const M of models) contexts.set(M, await seed(M));
 
-// The floor: the one stack read an approved write needs (the same 8 CallSites the plugin reads
-// first), done by the caller itself, before a plain model's write.
+// The floor (bench/floor.mjs): the cheapest read that knows the deciding caller of these writes
+// (FLOOR_FRAMES frames, the app's Error untouched), done by the caller before a plain model's write.
 const returnSites = (_e, sites) => sites;
 function oneCapture() {
   const prepare = Error.prepareStackTrace;
@@ -109,7 +136,7 @@ function oneCapture() {
   return sites;
 }
 const floorCaller = (write) => {
-  oneCapture();
+  floorRead();
   return write();
 };
 
@@ -159,7 +186,15 @@ const results = {
     mongoose: mongoose.version,
     loadAverageAtStart: loadBefore.map((x) => Number(x.toFixed(2))),
   },
-  method: { rounds: ROUNDS, writesPerBlock: BLOCK, processRounds: PROC_ROUNDS },
+  method: {
+    rounds: ROUNDS,
+    writesPerBlock: BLOCK,
+    noIoRounds: NOIO_ROUNDS,
+    noIoWritesPerBlock: NOIO_BLOCK,
+    processRounds: PROC_ROUNDS,
+    full: FULL,
+  },
+  floor: { frames: FLOOR_FRAMES, reader: floorReader, usPerRead: floorReaders },
   control: [],
   approved: [],
   rogue: [],
@@ -168,59 +203,76 @@ const results = {
   asyncContext: {},
   storm: {},
   targets: [],
+  sectionSeconds: {},
 };
 const target = (name, value, limit, unit, pass) => results.targets.push({ name, value, limit, unit, pass: pass ?? value <= limit });
 
 // Warm-up: every model and every path for a while, so the first section measured is not the JIT's.
 for (const M of models) for (const op of OPS) for (let i = 0; i < 60; i++) await atDepth(30, () => approvedOps[op](M, contexts.get(M)));
-for (let i = 0; i < 60; i++) await atDepth(30, () => legacyOps.updateOne(RogueLimited, contexts.get(RogueLimited)));
+for (const M of [RogueLimited, noIo.rogue]) for (let i = 0; i < 60; i++) await atDepth(30, () => legacyOps.updateOne(M, contexts.get(M)));
+results.warmUpSeconds = (Date.now() - started) / 1000;
+lapStarted = Date.now();
 
 say(
   `Machine: ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}, Mongoose ${mongoose.version}, load average ` +
     `${loadBefore.map((x) => x.toFixed(1)).join(' ')} at start`,
 );
 say(
-  `Method: ${ROUNDS} paired rounds × ${BLOCK} writes per variant, rotated; median [p25–p75] of per-round figures; CPU = client process ` +
-    `CPU per write\n`,
+  `Method: paired rounds, rotated (with I/O ${ROUNDS} × ${BLOCK} writes per variant, without I/O ${NOIO_ROUNDS} × ${NOIO_BLOCK}); ` +
+    `median [p25–p75] of per-round figures; CPU = client process CPU per write${FULL ? ' (--full)' : ''}`,
+);
+say(
+  `Floor: ${FLOOR_FRAMES} frames read by the caller, the app's Error untouched, with the cheaper reader here: ` +
+    `${Object.entries(floorReaders)
+      .map(([name, us]) => `${name} ${fmt(us, 2)} µs`)
+      .join(', ')} → ${floorReader}\n`,
 );
 
-// ---- 1. Approved writes, and the floor ----
+// ---- 1. Approved writes: what the plugin adds vs what the floor adds, without and with I/O ----
 const c = (M) => contexts.get(M);
+const showAdded = (s) => `${s.median >= 0 ? '+' : ''}${fmt(s.median)} [${fmt(s.p25)}–${fmt(s.p75)}]`;
+async function approvedCell(set, op, depth, options) {
+  const write = approvedOps[op];
+  const r = await paired(
+    {
+      plainBefore: () => atDepth(depth, () => write(set.plainBefore, c(set.plainBefore))),
+      floor: () => atDepth(depth, () => floorCaller(() => write(set.plainAfter, c(set.plainAfter)))),
+      tripwired: () => atDepth(depth, () => write(set.tripwired, c(set.tripwired))),
+      plainAfter: () => atDepth(depth, () => write(set.plainAfter, c(set.plainAfter))),
+    },
+    options,
+  );
+  results.control.push(...r.rounds.map((x) => x.plainAfter / x.plainBefore));
+  return {
+    bareCpuUs: r.bareUs.median,
+    control: r.control,
+    floorAddedUs: r.floor.addedUs,
+    pluginAddedUs: r.tripwired.addedUs,
+    plugin: r.tripwired.ratio,
+    pluginOverFloor: r.tripwired.addedUs.median / r.floor.addedUs.median,
+  };
+}
 if (section(1)) {
-  say('1. Approved writes (the auth module calls Mongoose): CPU per write vs a plain model');
-  say('   columns: plain-vs-plain control | one capture + plain write (the floor) | the plugin');
+  say('1. Approved writes (the auth module calls Mongoose through a pass-through helper): client CPU µs a write adds over a plain model');
+  say('   per mode: bare write | floor added | plugin added | plugin added / floor added (target ≤ 1.25); then the stack reads per write');
   for (const depth of DEPTHS) {
     for (const op of OPS) {
-      const write = approvedOps[op];
-      const r = await paired({
-        plainBefore: () => atDepth(depth, () => write(PlainBefore, c(PlainBefore))),
-        floor: () => atDepth(depth, () => floorCaller(() => write(PlainAfter, c(PlainAfter)))),
-        tripwired: () => atDepth(depth, () => write(Tripwired, c(Tripwired))),
-        plainAfter: () => atDepth(depth, () => write(PlainAfter, c(PlainAfter))),
-      });
+      const none = await approvedCell(noIo, op, depth, { rounds: NOIO_ROUNDS, n: NOIO_BLOCK });
+      const withIo = await approvedCell(io, op, depth);
       // How many times the plugin read the stack per write (the write's own call, Mongoose's calls back).
       const readsBefore = stackReadCount();
-      for (let i = 0; i < 10; i++) await atDepth(depth, () => write(Tripwired, c(Tripwired)));
+      for (let i = 0; i < 10; i++) await atDepth(depth, () => approvedOps[op](noIo.tripwired, c(noIo.tripwired)));
       const stackReads = (stackReadCount() - readsBefore) / 10;
-      const row = {
-        op,
-        depth,
-        bareCpuUs: r.bareUs.median,
-        control: r.control,
-        floor: r.floor.ratio,
-        plugin: r.tripwired.ratio,
-        pluginAddedUs: r.tripwired.addedUs,
-        stackReads,
-      };
-      results.approved.push(row);
-      results.control.push(...r.rounds.map((x) => x.plainAfter / x.plainBefore));
-      say(
-        `   ${op.padEnd(16)} @${String(depth).padStart(2)}: bare ${fmt(row.bareCpuUs, 0)} µs | control ${showRatio(row.control)} | floor ` +
-          `${showRatio(row.floor)} | plugin ${showRatio(row.plugin)} ${showUs(row.pluginAddedUs)} | stack reads ${row.stackReads}`,
-      );
-      target(`approved ${op} @${depth}: plugin vs plain write`, row.plugin.median, 1.2, '×');
+      results.approved.push({ op, depth, noIo: none, io: withIo, stackReads });
+      const cell = (x) =>
+        `${fmt(x.bareCpuUs, 0)} | ${showAdded(x.floorAddedUs)} | ${showAdded(x.pluginAddedUs)} | ${fmt(x.pluginOverFloor, 2)}×`;
+      say(`   ${op.padEnd(16)} @${String(depth).padStart(2)}  no I/O: ${cell(none)}  ‖ I/O: ${cell(withIo)}  ‖ reads ${stackReads}`);
+      // Only a floor that resolved (added > 0) can be compared with.
+      const vsFloor = (x) => x.floorAddedUs.median > 0 && x.pluginOverFloor <= 1.25;
+      target(`approved ${op} @${depth}, no I/O: plugin added / floor added`, none.pluginOverFloor, 1.25, '×', vsFloor(none));
+      target(`approved ${op} @${depth}, I/O: plugin added / floor added`, withIo.pluginOverFloor, 1.25, '×', vsFloor(withIo));
       // insertMany: Mongoose calls the collection after validating, with documents it built then: one frame is read there.
-      target(`approved ${op} @${depth}: stack reads per write`, row.stackReads, op.startsWith('insertMany') ? 2 : 1, 'reads');
+      target(`approved ${op} @${depth}: stack reads per write`, stackReads, op.startsWith('insertMany') ? 2 : 1, 'reads');
     }
   }
   const control = stat(results.control);
@@ -229,26 +281,36 @@ if (section(1)) {
   target('plain-vs-plain control within ±3 %', Math.abs(control.median - 1) * 100, 3, '%');
 }
 
+lap(1);
 // ---- 2. Rogue writes held back by the rate limit ----
 if (section(2)) {
   say('\n2. Rogue updateOne held back by the rate limit vs the same write approved (extra CPU per write)');
-  await legacyOps.updateOne(RogueLimited, c(RogueLimited)); // its call site's one event is long spent
-  for (const depth of DEPTHS) {
-    const r = await paired({
-      plainBefore: () => atDepth(depth, () => approvedOps.updateOne(PlainBefore, c(PlainBefore))),
-      approved: () => atDepth(depth, () => approvedOps.updateOne(Tripwired, c(Tripwired))),
-      rogue: () => atDepth(depth, () => legacyOps.updateOne(RogueLimited, c(RogueLimited))),
-      plainAfter: () => atDepth(depth, () => approvedOps.updateOne(PlainAfter, c(PlainAfter))),
-    });
-    const extra = stat(r.rounds.map((x) => x.rogue - x.approved));
-    results.rogue.push({ depth, approved: r.approved.ratio, rogue: r.rogue.ratio, extraUs: extra, control: r.control });
-    say(
-      `   @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; rogue − approved ` +
-        `${showUs(extra)} (control ${showRatio(r.control)})`,
-    );
+  for (const [mode, set, options] of [
+    ['no I/O', noIo, { rounds: NOIO_ROUNDS, n: NOIO_BLOCK }],
+    ['I/O', io, {}],
+  ]) {
+    await legacyOps.updateOne(set.rogue, c(set.rogue)); // its call site's one event is long spent
+    for (const depth of DEPTHS) {
+      const r = await paired(
+        {
+          plainBefore: () => atDepth(depth, () => approvedOps.updateOne(set.plainBefore, c(set.plainBefore))),
+          approved: () => atDepth(depth, () => approvedOps.updateOne(set.tripwired, c(set.tripwired))),
+          rogue: () => atDepth(depth, () => legacyOps.updateOne(set.rogue, c(set.rogue))),
+          plainAfter: () => atDepth(depth, () => approvedOps.updateOne(set.plainAfter, c(set.plainAfter))),
+        },
+        options,
+      );
+      const extra = stat(r.rounds.map((x) => x.rogue - x.approved));
+      results.rogue.push({ mode, depth, approved: r.approved.ratio, rogue: r.rogue.ratio, extraUs: extra, control: r.control });
+      say(
+        `   ${mode.padEnd(6)} @${String(depth).padStart(2)}: approved ${showRatio(r.approved.ratio)}, rogue ${showRatio(r.rogue.ratio)}; ` +
+          `rogue − approved ${showUs(extra)} (control ${showRatio(r.control)})`,
+      );
+    }
   }
 }
 
+lap(2);
 // Sanity: the approved variants were judged approved and the rogue one rogue (under the rule of
 // who decides, a write call made outside the auth module is rogue): else the figures above measure another path.
 if (section(1) || section(2)) {
@@ -258,7 +320,10 @@ if (section(1) || section(2)) {
       .filter(([key]) => key.startsWith('tripwire.bypasses|') && key.split(/[|,]/).includes(`model:${model}`))
       .reduce((n, [, v]) => n + v, 0);
   await listener.waitFor(() => bypassesOf('RogueLimited') > 0, 3_000).catch(() => undefined);
-  const v = { Tripwired: bypassesOf('Tripwired'), RogueLimited: bypassesOf('RogueLimited') };
+  const v = {
+    Tripwired: bypassesOf('Tripwired') + bypassesOf('NoIoTripwired'),
+    RogueLimited: bypassesOf('RogueLimited') + bypassesOf('NoIoRogueLimited'),
+  };
   results.verdicts = v;
   say(`   verdicts: rogue writes counted on the approved model ${v.Tripwired}, on the rogue model ${v.RogueLimited}`);
   target('approved variant: no write judged rogue', v.Tripwired, 0, 'writes', v.Tripwired === 0);
@@ -308,13 +373,14 @@ if (section(3)) {
   if (fromMongoose(mongooseCheck) !== true) throw new Error('the Mongoose-caller check did not recognise Mongoose');
   const getCallSites = typeof util.getCallSites === 'function' ? util.getCallSites : undefined;
   const variants = {
-    'one capture (8 CallSites)': (d) => atDepth(d, oneCapture),
+    [`the floor (${FLOOR_FRAMES} frames, ${floorReader})`]: (d) => atDepth(d, floorRead),
+    'one capture (8 CallSites, main realm)': (d) => atDepth(d, oneCapture),
     'plugin, approved': (d) => atDepth(d, () => fromAuth(approved)),
     'plugin, rogue (call site built)': (d) => atDepth(d, rogue),
     'plugin, rogue held back when called': (d) => atDepth(d, rogueHeldBack),
     'full-depth read': (d) => atDepth(d, fullRead),
     'caller check on a Mongoose-internal collection call': (d) => atDepth(d, () => fromMongoose(mongooseCheck)),
-    ...(getCallSites ? { 'util.getCallSites(8)': (d) => atDepth(d, () => getCallSites(8)) } : {}),
+    ...(getCallSites ? { 'util.getCallSites(3)': (d) => atDepth(d, () => getCallSites(3)) } : {}),
   };
   const names = Object.keys(variants);
   for (const depth of DEPTHS) {
@@ -338,13 +404,14 @@ if (section(3)) {
     rogue.fullReadUs = full;
     rogue.extraInFullReads = rogue.extraUs.median / full;
     say(
-      `   rogue held back @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ${fmt(rogue.extraInFullReads, 2)} ` +
-        `full-depth reads (${fmt(full, 1)} µs each)`,
+      `   rogue held back, ${rogue.mode} @${rogue.depth}: ${fmt(rogue.extraUs.median)} µs more than approved = ` +
+        `${fmt(rogue.extraInFullReads, 2)} full-depth reads (${fmt(full, 1)} µs each)`,
     );
-    target(`rogue held back @${rogue.depth}: extra vs approved, in full-depth reads`, rogue.extraInFullReads, 1, 'reads');
+    target(`rogue held back, ${rogue.mode} @${rogue.depth}: extra vs approved, in full-depth reads`, rogue.extraInFullReads, 1, 'reads');
   }
 }
 
+lap(3);
 // ---- 4. Process-wide: after every entry point has run (reads on, monitorCommands on); dd-trace ----
 const child = async (args, env = {}) => {
   const { stdout } = await run(process.execPath, ['--expose-gc', PROC, ...args], {
@@ -397,6 +464,7 @@ if (section(4)) {
   }
 }
 
+lap(4);
 // ---- 5. What an active AsyncLocalStorage costs every `await`, per Node version ----
 if (section(5)) {
   say('\n5. An active AsyncLocalStorage: ns per `await` in the whole process');
@@ -419,24 +487,34 @@ if (section(5)) {
   }
 }
 
+lap(5);
 // ---- 6. Storm ----
 if (section(6)) {
   say(
     `\n6. Storm: ${STORM_WRITES.toLocaleString('en')} rogue writes from 50 call sites, 500 in flight, each in its own process (after a ` +
-      `20,000-write warm-up storm)`,
+      `warm-up storm), ${STORM_ROUNDS} rotated rounds`,
   );
   {
     await close();
     listener.datagrams.length = 0;
-    const plain = await child(['storm', 'plain', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-    const floor = await child(['storm', 'floor', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-    const plugin = await child(['storm', 'plugin', mongo.uri, String(STORM_WRITES), String(listener.port)]);
-    const warm = Math.min(20_000, STORM_WRITES);
+    // Rotated rounds of one process per variant; the figures are medians over rounds (p99 per process).
+    const storms = { plain: [], floor: [], plugin: [] };
+    const kinds = Object.keys(storms);
+    for (let round = 0; round < STORM_ROUNDS; round++) {
+      for (const v of kinds.map((_, i) => kinds[(i + round) % kinds.length]))
+        storms[v].push(await child(['storm', v, mongo.uri, String(STORM_WRITES), String(listener.port)]));
+    }
+    const middle = (runs) => [...runs].sort((a, b) => a.p99Ms - b.p99Ms)[(runs.length - 1) >> 1];
+    const plain = middle(storms.plain);
+    const floor = middle(storms.floor);
+    const plugin = middle(storms.plugin);
+    const addedP99 = (v) => stat(storms[v].map((x, i) => x.p99Ms - storms.plain[i].p99Ms));
+    const warm = Math.min(20_000, STORM_WRITES) * STORM_ROUNDS;
     const sum = (name) =>
       [...listener.counters()]
         .filter(([key]) => key.startsWith(`tripwire.${name}|`) && key.split(/[|,]/).includes('model:Storm'))
         .reduce((n, [, v]) => n + v, 0);
-    await listener.waitFor(() => sum('bypasses') >= STORM_WRITES + warm, 5_000).catch(() => undefined);
+    await listener.waitFor(() => sum('bypasses') >= STORM_WRITES * STORM_ROUNDS + warm, 5_000).catch(() => undefined);
     const events = listener.datagrams.filter((d) => d.type === 'event' && d.tags.includes('model:Storm')).length;
     const s = {
       plain,
@@ -447,14 +525,18 @@ if (section(6)) {
       cap: plugin.cap,
       bypassesCounted: sum('bypasses'),
       suppressedCounted: sum('events_suppressed'),
-      expectedBypasses: STORM_WRITES + warm,
+      expectedBypasses: STORM_WRITES * STORM_ROUNDS + warm,
+      floorAddedP99Ms: addedP99('floor'),
+      pluginAddedP99Ms: addedP99('plugin'),
+      rounds: storms,
       p99Ratio: plugin.p99Ms / plain.p99Ms,
       malformed: listener.malformed.length,
     };
     results.storm = s;
     say(`   without the plugin: ${fmt(plain.seconds)} s, event-loop p99 ${fmt(plain.p99Ms)} ms, RSS ${fmt(plain.rssGrowthMb)} MB`);
     say(
-      `   the floor (no plugin, one 8-CallSite read per write): ${fmt(floor.seconds)} s, event-loop p99 ${fmt(floor.p99Ms)} ms ` +
+      `   the floor (no plugin, one ${FLOOR_FRAMES}-frame read per write): ${fmt(floor.seconds)} s, event-loop p99 ` +
+        `${fmt(floor.p99Ms)} ms ` +
         `(${fmt(s.floorP99Ratio, 2)}×)`,
     );
     say(
@@ -462,14 +544,21 @@ if (section(6)) {
         `${fmt(plugin.rssGrowthMb)} MB (heap after GC ${fmt(plugin.heapGrowthMb)} MB)`,
     );
     say(
-      `   events sent ${events} (cap ${s.cap}); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ` +
+      `   events sent ${events} (cap ${s.cap} per process); bypasses counted ${s.bypassesCounted} of ${s.expectedBypasses}; suppressed ` +
         `${s.suppressedCounted}; malformed datagrams ${s.malformed}`,
     );
+    s.addedOverFloor = s.pluginAddedP99Ms.median / s.floorAddedP99Ms.median;
+    say(
+      `   added event-loop p99 over the plain storm (median [p25–p75] of ${STORM_ROUNDS} rounds): floor ${showMs(s.floorAddedP99Ms)}, ` +
+        `plugin ${showMs(s.pluginAddedP99Ms)}: ${fmt(s.addedOverFloor, 2)}× the floor's`,
+    );
+    target("storm: plugin's added event-loop p99 / the floor's", s.addedOverFloor, 1.5, '×');
     target('storm: event-loop p99 vs no plugin', s.p99Ratio, 1.25, '×');
     target('storm: RSS growth', plugin.rssGrowthMb, 10, 'MB');
     // The plain storm grows RSS too (Mongoose, the driver, the allocator keeping pages): what is the plugin's is the difference.
     target("storm: RSS growth over the plain storm's", plugin.rssGrowthMb - plain.rssGrowthMb, 10, 'MB');
-    target('storm: events == rate-limit cap', events, s.cap, 'events', events === s.cap);
+    // Each plugin process has its own rate limiter: cap events each.
+    target('storm: events == rate-limit cap per process', events, s.cap * STORM_ROUNDS, 'events', events === s.cap * STORM_ROUNDS);
     target(
       'storm: counters exact',
       s.bypassesCounted,
@@ -480,6 +569,7 @@ if (section(6)) {
   }
 }
 
+lap(6);
 say('\nTargets:');
 for (const t of results.targets)
   say(

@@ -13,6 +13,8 @@ export function makeOps(caller) {
     create: (M) => caller(() => M.create({ token: token(), user: 'bench' })),
     'insertMany(10)': (M) => caller(() => M.insertMany(Array.from({ length: 10 }, () => ({ token: token() })))),
     findOneAndUpdate: (M, c) => caller(() => M.findOneAndUpdate({ _id: c.id }, { $set: { user: `f${counter++ % 7}` } })),
+    // A token that is not there: the seeded document every other write uses stays.
+    deleteOne: (M) => caller(() => M.deleteOne({ token: `missing_${counter++}` })),
   };
 }
 

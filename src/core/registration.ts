@@ -56,6 +56,8 @@ export class Registration implements WriteJudge, Deliverable {
   readonly refusesRogueWrites: boolean;
   private readonly listeners: readonly WriteListener[];
   private readonly verdicts: Verdicts;
+  readonly capture: (entry: Function) => Capture;
+  readonly captureUnlessMongoose: (entry: Function) => Capture | undefined;
   private readonly delivery: Delivery;
 
   constructor({ options, reportFault, listeners, statsdTarget, recorder }: RegistrationParts) {
@@ -81,6 +83,9 @@ export class Registration implements WriteJudge, Deliverable {
     const limiter = new EventRateLimiter(options.rateLimit);
     this.baseline = options.baseline ? new BaselineMatcher(options.baseline) : undefined;
     this.verdicts = new Verdicts(this.approval, options, limiter, reportFault);
+    // Bound, not delegating methods: a bound function adds no frame between a wrapper and its stack read.
+    this.capture = this.verdicts.capture.bind(this.verdicts);
+    this.captureUnlessMongoose = this.verdicts.captureUnlessMongoose.bind(this.verdicts);
     this.delivery = new Delivery({ options, listeners, limiter, verdicts: this.verdicts, reportFault, baseline: this.baseline, recorder });
     this.approvedFiles = options.approved.map((pattern) => ({
       pattern: String(pattern),
@@ -189,14 +194,6 @@ export class Registration implements WriteJudge, Deliverable {
 
   driverRoute(collection: string, route: 'driverCalls' | 'rawCommands', covered: boolean): void {
     this.driverRoutes[route].set(collection, covered);
-  }
-
-  capture(entry: Function): Capture {
-    return this.verdicts.capture(entry);
-  }
-
-  captureUnlessMongoose(entry: Function): Capture | undefined {
-    return this.verdicts.captureUnlessMongoose(entry);
   }
 
   completed(event: WriteEvent, entry: Function): void {

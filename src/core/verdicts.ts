@@ -36,22 +36,27 @@ export class Verdicts {
     this.spentCheck = this.createSpentCheck();
   }
 
+  // Both call captureCallSite themselves: every frame between a wrapper and the stack read costs (call-site.ts).
   capture(entry: Function): Capture {
-    return this.guarded(entry, false)!;
+    try {
+      return captureCallSite(entry, this.approval, this.options.maxFrames, false, this.spentCheck)!;
+    } catch (error) {
+      return this.lost(error);
+    }
   }
 
   captureUnlessMongoose(entry: Function): Capture | undefined {
-    return this.guarded(entry, true);
+    try {
+      return captureCallSite(entry, this.approval, this.options.maxFrames, true, this.spentCheck);
+    } catch (error) {
+      return this.lost(error);
+    }
   }
 
-  private guarded(entry: Function, unlessMongoose: boolean): Capture | undefined {
-    try {
-      return captureCallSite(entry, this.approval, this.options.maxFrames, unlessMongoose, this.spentCheck);
-    } catch (error) {
-      // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
-      this.reportFault('capture_failed', 'could not read the call site of a write', error);
-      return { ...LOST_CALL_SITE, degraded: 'call site capture failed', trace: activeTrace() };
-    }
+  private lost(error: unknown): Capture {
+    // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
+    this.reportFault('capture_failed', 'could not read the call site of a write', error);
+    return { ...LOST_CALL_SITE, degraded: 'call site capture failed', trace: activeTrace() };
   }
 
   /**

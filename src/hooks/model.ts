@@ -12,7 +12,7 @@
  */
 import { learnMongooseFrom, toFilePath } from '../attribution/approval.js';
 import { readCallSites } from '../attribution/call-site.js';
-import type { WriteEvent, WriteJudge, WriteKind, WriteOutcome } from '../types.js';
+import type { Capture, WriteEvent, WriteJudge, WriteKind, WriteOutcome } from '../types.js';
 import { watchAggregates } from './aggregate.js';
 import { watchClientBulkWrite, watchConnectionBulkWrite } from './client-bulk-write.js';
 import { collectionOwner, instrumentCollection } from './collection.js';
@@ -202,14 +202,27 @@ function runSave(original: AnyFunction, doc: DocumentLike, args: unknown[]): unk
   }
 }
 
-/** A save of a watched document, judged where `entry` was called: refused in throw mode, else reported when it settles. */
-function judgedSave(doc: DocumentLike, judge: WriteJudge, original: AnyFunction, args: unknown[], entry: Function): unknown {
+/** Is this save one to judge (not a subdocument's, not one a wrapped `create` makes, of a watched model)? */
+function judgesSave(doc: DocumentLike, judge: WriteJudge): boolean {
   const model = doc.constructor;
-  if (doc.$isSubdocument === true || entryDepth > 0 || !judge.watches(model.modelName, model.baseModelName))
-    return runSave(original, doc, args);
-  // `Model.create([...], { ordered: true })` saves its documents after an await: Mongoose is the caller.
-  const capture = judge.captureUnlessMongoose(entry);
+  return doc.$isSubdocument !== true && entryDepth === 0 && judge.watches(model.modelName, model.baseModelName);
+}
+
+/**
+ * A save of a watched document, judged where `entry` was called (`capture`, read by the wrapper itself:
+ * each frame between it and the read costs): refused in throw mode, else reported when it settles.
+ * `capture` undefined: Mongoose is the caller (`Model.create([...], { ordered: true })` saves after an await).
+ */
+function judgedSave(
+  doc: DocumentLike,
+  judge: WriteJudge,
+  original: AnyFunction,
+  args: unknown[],
+  entry: Function,
+  capture: Capture | undefined,
+): unknown {
   if (capture === undefined) return runSave(original, doc, args);
+  const model = doc.constructor;
   const kind: WriteKind = doc.isNew === false ? 'update' : 'create';
   const event = (): WriteEvent => ({
     model: model.modelName ?? '<unknown>',
@@ -248,7 +261,8 @@ function instrumentBaseSave(BaseModel: unknown): void {
         const made = function (this: DocumentLike, ...args: unknown[]): unknown {
           const judge = modelSaveDepth > 0 || !isObject(this) ? undefined : watchedBy(this.constructor);
           if (judge === undefined) return original.apply(this, args);
-          return judgedSave(this, judge, original, args, made);
+          if (!judgesSave(this, judge)) return runSave(original, this, args);
+          return judgedSave(this, judge, original, args, made, judge.captureUnlessMongoose(made));
         };
         wrappers.set(original, (wrapper = made));
       }
@@ -267,7 +281,9 @@ function instrumentSave(model: ModelLike, judge: WriteJudge): void {
   if (!proto) return;
   const parent = Object.getPrototypeOf(proto) as object;
   const wrapper = function save(this: DocumentLike, ...args: unknown[]): unknown {
-    return judgedSave(this, judge, inherited(parent, '$save'), args, wrapper);
+    const original = inherited(parent, '$save');
+    if (!judgesSave(this, judge)) return runSave(original, this, args);
+    return judgedSave(this, judge, original, args, wrapper, judge.captureUnlessMongoose(wrapper));
   };
   // One function for both names, as in Mongoose (`doc.$save === doc.save`). A schema path named
   // `save` owns that name (Mongoose's gh-9010 option): then only `$save` is wrapped.

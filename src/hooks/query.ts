@@ -73,13 +73,13 @@ function queryIds(operation: string, query: QueryLike, result: unknown): unknown
 }
 
 /**
- * Judges a query where the app called one of its building methods. Each application call judges
+ * Keeps the verdict on a query judged where the app called one of its building methods (the wrapper
+ * reads the stack itself: each frame between it and the read costs). Each application call judges
  * the query anew (rogue code may reuse a query approved code built). Mongoose calls the method
  * again on the same query from its own middleware (`doc.updateOne()` does, in a pre hook), where no
  * application frame is left: that keeps the verdict.
  */
-function judgeQuery(query: object, judge: WriteJudge, entry: Function): void {
-  const capture = judge.capture(entry);
+function keepVerdict(query: object, capture: Capture): void {
   if (!(capture.approved === false && capture.undecided && queryCaptures.has(query))) queryCaptures.set(query, capture);
 }
 
@@ -133,7 +133,7 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
       if (!(name === 'find' && underConstruction(this)) && judge.watches(this.model?.modelName, this.model?.baseModelName))
-        judgeQuery(this, judge, wrapper);
+        keepVerdict(this, judge.capture(wrapper));
       return inherited(parent, name).apply(this, args);
     };
     defineWrapper(proto, name, wrapper);
@@ -152,7 +152,7 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
     const model = this.model;
     if (!model || !judge.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
     // Built with `new Model.Query(filter)` and no building call since: judged where it is run.
-    if (!queryCaptures.has(this)) judgeQuery(this, judge, exec);
+    if (!queryCaptures.has(this)) keepVerdict(this, judge.capture(exec));
     return execWatched(this, args, original, judge, model.modelName ?? '<unknown>', exec, false);
   });
   watchHandBuiltQueries(parent, names);
@@ -188,7 +188,7 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
     wrapBase(base, wrapped, name, (original) => {
       const wrapper = function (this: QueryLike): unknown {
         const target = handBuiltTarget(this);
-        if (target !== undefined) judgeQuery(this, target.judge, wrapper);
+        if (target !== undefined) keepVerdict(this, target.judge.capture(wrapper));
         return Reflect.apply(original, this, arguments);
       };
       return wrapper;

@@ -10,8 +10,19 @@ export const INSTRUMENTED = Symbol('mongoose-tripwire.instrumented');
 export type AnyFunction = (this: unknown, ...args: unknown[]) => unknown;
 type Wrapper = AnyFunction & { [WRAPPER]?: true };
 
-/** The nearest implementation from `start` up the prototype chain that is not one of our wrappers. */
+/**
+ * The nearest implementation from `start` up the prototype chain that is not one of our wrappers.
+ * Called on every wrapped call (an app may replace a method after the plugin wrapped it): a plain
+ * property read answers it whenever the nearest method is not a wrapper of ours (Mongoose's methods
+ * are data properties), without allocating a descriptor per prototype level.
+ */
 export function inherited(start: object | null, name: string): AnyFunction {
+  const nearest: unknown = start === null ? undefined : (start as Record<string, unknown>)[name];
+  if (typeof nearest === 'function' && (nearest as Wrapper)[WRAPPER] !== true) return nearest as AnyFunction;
+  return inheritedPastWrappers(start, name);
+}
+
+function inheritedPastWrappers(start: object | null, name: string): AnyFunction {
   for (let holder = start; holder !== null; holder = Object.getPrototypeOf(holder) as object | null) {
     const value: unknown = Object.getOwnPropertyDescriptor(holder, name)?.value;
     if (typeof value === 'function' && !(value as Wrapper)[WRAPPER]) return value as AnyFunction;
