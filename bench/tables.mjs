@@ -70,5 +70,8 @@ if (s.plugin) {
   );
 }
 say();
-say(`Targets: ${r.targets.filter((t) => t.pass).length} PASS, ${r.targets.filter((t) => !t.pass).length} FAIL`);
-for (const t of r.targets.filter((t) => !t.pass)) say(`- FAIL ${t.name}: ${fmt(t.value, 2)} (≤ ${t.limit})`);
+const unresolved = r.targets.filter((t) => t.pass === 'unresolved');
+const failed = r.targets.filter((t) => t.pass === false);
+say(`Targets: ${r.targets.filter((t) => t.pass === true).length} PASS, ${failed.length} FAIL, ${unresolved.length} not resolved`);
+for (const t of failed) say(`- FAIL ${t.name}: ${fmt(t.value, 2)} (≤ ${t.limit})`);
+for (const t of unresolved) say(`- not resolved ${t.name}: ${fmt(t.value, 2)} (≤ ${t.limit})`);
