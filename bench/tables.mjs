@@ -22,7 +22,9 @@ for (const mode of ['noIo', 'io']) {
   for (const op of ops) {
     const cells = depths.map((d) => {
       const x = r.approved.find((a) => a.op === op && a.depth === d)[mode];
-      const ratio = `**${fmt(x.pluginOverFloor, 2)}×**`;
+      // A ratio of two added costs says something only when both resolved (each one's [p25–p75] above zero).
+      const resolved = x.floorAddedUs.p25 > 0 && x.pluginAddedUs.p25 > 0;
+      const ratio = resolved ? `**${fmt(x.pluginOverFloor, 2)}×**` : 'n/r';
       return `floor ${added(x.floorAddedUs)}, plugin ${added(x.pluginAddedUs)}: ${ratio} (bare ${fmt(x.bareCpuUs, 0)})`;
     });
     say(`| \`${op}\` | ${cells.join(' | ')} |`);
@@ -34,7 +36,7 @@ say(`Stack reads per approved write: ${ops.map((op) => `${op} ${readsOf(op)}`).j
 const control = r.controlAll;
 say(`Pooled plain-vs-plain control: ${fmt(control.median, 3)}× [${fmt(control.p25, 2)}–${fmt(control.p75, 2)}] over ${control.n} rounds`);
 say();
-say('| Rogue `updateOne` held back, extra µs over approved | ' + depths.map((d) => `depth ${d}`).join(' | ') + ' |');
+say(`| Rogue \`updateOne\` held back, extra µs over approved | ${depths.map((d) => `depth ${d}`).join(' | ')} |`);
 say(`| --- | ${depths.map(() => '---').join(' | ')} |`);
 for (const mode of [...new Set(r.rogue.map((x) => x.mode))]) {
   const cells = depths.map((d) => {
@@ -67,6 +69,12 @@ if (s.plugin) {
       `${added(s.pluginAddedP99Ms)} ms = ${fmt(s.addedOverFloor, 2)}× the floor's; RSS ${fmt(s.plugin.rssGrowthMb)} MB (plain ` +
       `${fmt(s.plain.rssGrowthMb)}); events ${s.events}, bypasses ${s.bypassesCounted}/${s.expectedBypasses}, ` +
       `suppressed ${s.suppressedCounted}`,
+  );
+}
+for (const x of r.bundled ?? []) {
+  say(
+    `Bundled app (esbuild, source maps on), approved \`${x.op}\` @30, no I/O: adds ${added(x.bundledAddedUs)} µs from the bundle, ` +
+      `${added(x.unbundledAddedUs)} µs from the same modules unbundled`,
   );
 }
 say();
