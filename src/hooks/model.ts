@@ -19,7 +19,7 @@ import { collectionOwner, instrumentCollection } from './collection.js';
 import { watchWholeCollectionWrites } from './destructive.js';
 import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
-import { instrumentQueries } from './query.js';
+import { buildingWithVerdict, buildWithVerdict, instrumentQueries } from './query.js';
 import { whenSettled } from './settle.js';
 import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper, wrapInPlace } from './wrap.js';
 import { bulkKindOf, type ConnectionLike, isObject, resultCounts, resultIds } from './write-shapes.js';
@@ -105,6 +105,7 @@ function instrumentModel(model: ModelLike, judge: WriteJudge): void {
   instrumentQueries(model, judge);
   if (reads) instrumentAggregate(model, judge);
   instrumentStatics(model, judge);
+  instrumentQueryStatics(model, judge);
   // A discriminator's prototype inherits from its base model's: the base's save wrapper serves both.
   if (!isOurWrapper((model.prototype as Record<string, unknown> | undefined)?.$save)) instrumentSave(model, judge);
   instrumentCollection(target, judge);
@@ -290,6 +291,37 @@ function instrumentSave(model: ModelLike, judge: WriteJudge): void {
   defineWrapper(proto, '$save', wrapper);
   const path = (model as { schema?: { path?(name: string): unknown } }).schema?.path?.('save');
   if (path === undefined || path === null) defineWrapper(proto, 'save', wrapper);
+}
+
+/**
+ * Statics that build one write query and call its method (mongoose 8.24 and 9.12 lib/model.js:
+ * `_update`, `deleteOne`, `deleteMany`, `findOneAnd*`, `findByIdAnd*` build `new this.Query(...)` and
+ * return `mq[op](...)` synchronously). Their verdict is read above them and handed to that query.
+ */
+export const QUERY_STATICS = [
+  'updateOne',
+  'updateMany',
+  'replaceOne',
+  'deleteOne',
+  'deleteMany',
+  'findOneAndUpdate',
+  'findOneAndReplace',
+  'findOneAndDelete',
+  'findByIdAndUpdate',
+  'findByIdAndDelete',
+] as const;
+
+function instrumentQueryStatics(model: ModelLike, judge: WriteJudge): void {
+  const parent = Object.getPrototypeOf(model) as object;
+  for (const name of QUERY_STATICS) {
+    if (typeof (model as Record<string, unknown>)[name] !== 'function') continue;
+    const wrapper = function (this: ModelLike, ...args: unknown[]): unknown {
+      const original = inherited(parent, name);
+      if (buildingWithVerdict() || !judge.watches(this.modelName, this.baseModelName)) return original.apply(this, args);
+      return buildWithVerdict(this, judge.capture(wrapper), () => original.apply(this, args));
+    };
+    defineWrapper(model, name, wrapper);
+  }
 }
 
 function instrumentStatics(model: ModelLike, judge: WriteJudge): void {

@@ -57,6 +57,37 @@ interface QueryLike {
 /** Each query's verdict, taken when the app called the method that built it. */
 const queryCaptures = new WeakMap<object, Capture>();
 
+/**
+ * A verdict taken by a watched model's static that builds a write query (`Model.updateOne(...)`), for
+ * the query it builds. Read above the static, the stack starts at the app's frame, not at Mongoose's
+ * `Model.updateOne` and `_update` above the query's own method: each frame read costs. Set only while
+ * the static runs, synchronously; the first building call of a query of that model takes it.
+ */
+let staticVerdict: { capture: Capture; model: object } | undefined;
+
+/** Runs a query-building static of `model` with its verdict already taken (see `staticVerdict`). */
+export function buildWithVerdict(model: object, capture: Capture, build: () => unknown): unknown {
+  staticVerdict = { capture, model };
+  try {
+    return build();
+  } finally {
+    staticVerdict = undefined;
+  }
+}
+
+/** True while a static's verdict waits for its query: a static it calls (findByIdAndUpdate's findOneAndUpdate) takes none. */
+export function buildingWithVerdict(): boolean {
+  return staticVerdict !== undefined;
+}
+
+/** The verdict of the static building this query of `model`, taken once; undefined: read the stack. */
+function takeStaticVerdict(model: unknown): Capture | undefined {
+  const pending = staticVerdict;
+  if (pending === undefined || pending.model !== model) return undefined;
+  staticVerdict = undefined;
+  return pending.capture;
+}
+
 function queryOutcome(operation: string, result: unknown): WriteOutcome {
   if (QUERY_OPS[operation] === 'read') return {};
   if (operation.startsWith('findOneAnd')) {
@@ -133,7 +164,7 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
   for (const name of names) {
     const wrapper = function (this: QueryLike, ...args: unknown[]): unknown {
       if (!(name === 'find' && underConstruction(this)) && judge.watches(this.model?.modelName, this.model?.baseModelName))
-        keepVerdict(this, judge.capture(wrapper));
+        keepVerdict(this, takeStaticVerdict(this.model) ?? judge.capture(wrapper));
       return inherited(parent, name).apply(this, args);
     };
     defineWrapper(proto, name, wrapper);
