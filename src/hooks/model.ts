@@ -21,7 +21,7 @@ import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
 import { buildingWithVerdict, buildWithVerdict, instrumentQueries } from './query.js';
 import { whenSettled } from './settle.js';
-import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper, wrapInPlace } from './wrap.js';
+import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper, ownMethod, wrapInPlace } from './wrap.js';
 import { bulkKindOf, type ConnectionLike, isObject, resultCounts, resultIds } from './write-shapes.js';
 export const ENTRY_STATICS = ['create', 'insertOne', 'insertMany', 'bulkWrite', 'bulkSave'] as const;
 type EntryStatic = (typeof ENTRY_STATICS)[number];
@@ -315,6 +315,9 @@ function instrumentQueryStatics(model: ModelLike, judge: WriteJudge): void {
   const parent = Object.getPrototypeOf(model) as object;
   for (const name of QUERY_STATICS) {
     if (typeof (model as Record<string, unknown>)[name] !== 'function') continue;
+    // A schema static of that name (mongoose's gh-7698) is the app's code: left as it is, so that the
+    // query it builds is judged by the query's own method, where that static is the innermost app frame.
+    if (ownMethod(model, name)) continue;
     const wrapper = function (this: ModelLike, ...args: unknown[]): unknown {
       const original = inherited(parent, name);
       if (buildingWithVerdict() || !judge.watches(this.modelName, this.baseModelName)) return original.apply(this, args);
@@ -329,8 +332,11 @@ function instrumentStatics(model: ModelLike, judge: WriteJudge): void {
   const throwMode = judge.refusesRogueWrites;
   for (const name of ENTRY_STATICS) {
     if (typeof (model as Record<string, unknown>)[name] !== 'function') continue; // bulkSave/insertOne are newer than some 8.x
+    // A schema static of that name is the app's code and must still run: the wrapper calls it (its
+    // caller decides, as for Mongoose's own: docs/attribution.md, limits).
+    const own = ownMethod(model, name);
     const wrapper = function (this: ModelLike, ...args: unknown[]): unknown {
-      const original = inherited(parent, name);
+      const original = own ?? inherited(parent, name);
       if (entryDepth > 0 || !judge.watches(this.modelName, this.baseModelName)) return original.apply(this, args);
       // `bulkSave` calls `bulkWrite` after an await: Mongoose is the caller, the outer call reports.
       const capture = judge.captureUnlessMongoose(wrapper);

@@ -36,6 +36,15 @@ export function defineWrapper(target: object, name: string, wrapper: (this: neve
   Object.defineProperty(target, name, { value: wrapper, writable: true, configurable: true, enumerable: false });
 }
 
+/**
+ * The app's own method on `target` (a schema static Mongoose copied onto the model, say), if any: an own
+ * data property holding a function that is not one of our wrappers.
+ */
+export function ownMethod(target: object, name: string): AnyFunction | undefined {
+  const value: unknown = Object.getOwnPropertyDescriptor(target, name)?.value;
+  return typeof value === 'function' && !(value as Wrapper)[WRAPPER] ? (value as AnyFunction) : undefined;
+}
+
 export function isOurWrapper(value: unknown): boolean {
   return typeof value === 'function' && (value as Wrapper)[WRAPPER] === true;
 }
