@@ -298,7 +298,7 @@ function instrumentSave(model: ModelLike, judge: WriteJudge): void {
  * `_update`, `deleteOne`, `deleteMany`, `findOneAnd*`, `findByIdAnd*` build `new this.Query(...)` and
  * return `mq[op](...)` synchronously). Their verdict is read above them and handed to that query.
  */
-export const QUERY_STATICS = [
+const QUERY_STATICS = [
   'updateOne',
   'updateMany',
   'replaceOne',
