@@ -14,6 +14,7 @@ import { parse as parseStackString } from 'stacktrace-parser';
 import type { ApprovedPattern } from '../types.js';
 import { readRegularFile } from '../util/files.js';
 import { firstOf } from '../util/list.js';
+import { memoize } from '../util/memo.js';
 import { displayPath } from '../util/paths.js';
 import { isInternalFile, NODE_MODULES, sourcesOfMap, toFilePath, walkMatches } from './approval.js';
 
@@ -71,36 +72,50 @@ function unjudgedBuild(file: string, owned: ReadonlySet<string>, root: string): 
   } catch {
     /* no map loaded: read the file */
   }
-  let text: string;
-  try {
-    const read = readRegularFile(file, MAX_BUILD_BYTES);
-    if (read.kind !== 'file' || !read.data) return undefined;
-    text = read.data.toString('utf8');
-  } catch {
-    return undefined;
-  }
+  const held = heldSources(file, root);
+  if (held === null) return undefined;
   const shown = displayPath(file, root);
   const names = (paths: string[]): string => firstOf(paths.map((path) => displayPath(path, root)));
-  const sources = mapSources(text, file, root);
-  if (sources) {
-    const held = sources.filter((source) => owned.has(source));
-    if (held.length === 0) return undefined;
+  if ('sources' in held) {
+    const owns = held.sources.filter((source) => owned.has(source));
+    if (owns.length === 0) return undefined;
     return (
-      `${shown} is built from approved or pass-through sources (${names(held)}) and carries a source map, but source maps are not ` +
+      `${shown} is built from approved or pass-through sources (${names(owns)}) and carries a source map, but source maps are not ` +
       `enabled: its writes are judged as ${shown} itself, so approved writes are reported as rogue; run node with --enable-source-maps`
     );
   }
   const byRelative = new Map([...owned].map((path) => [relative(root, path).split(sep).join('/'), path] as const));
-  const held = markedModules(text)
-    .map((marked) => ownedSuffix(marked, byRelative))
-    .filter((path): path is string => path !== undefined);
-  if (held.length === 0) return undefined;
+  const marked = held.marked.map((path) => ownedSuffix(path, byRelative)).filter((path): path is string => path !== undefined);
+  if (marked.length === 0) return undefined;
   return (
-    `${shown} is a bundle of approved or pass-through sources (${names(held)}) without a source map: its writes are judged as ` +
+    `${shown} is a bundle of approved or pass-through sources (${names(marked)}) without a source map: its writes are judged as ` +
     `${shown} itself, so approved writes are reported as rogue; build it with source maps (esbuild --sourcemap, webpack devtool: ` +
     `'source-map') and run node with --enable-source-maps`
   );
 }
+
+/**
+ * What a running file says of the sources it holds: its source map's sources, else the modules a
+ * bundler marked in it; null when it cannot be read. Read once per file (a bundle can be megabytes,
+ * and the registration and every `verify()` look at it).
+ */
+const heldSources = (file: string, root: string): { sources: string[] } | { marked: string[] } | null => readHeld(`${root}\0${file}`);
+
+const readHeld = memoize((key): { sources: string[] } | { marked: string[] } | null => {
+  const at = key.indexOf('\0');
+  const root = key.slice(0, at);
+  const file = key.slice(at + 1);
+  let text: string;
+  try {
+    const read = readRegularFile(file, MAX_BUILD_BYTES);
+    if (read.kind !== 'file' || !read.data) return null;
+    text = read.data.toString('utf8');
+  } catch {
+    return null;
+  }
+  const sources = mapSources(text, file, root);
+  return sources ? { sources } : { marked: markedModules(text) };
+}, 1_000);
 
 // esbuild puts `// src/auth/tokens.ts` on its own line before each module (relative to where it ran);
 // webpack (development, or devtool: false) names a module `/***/ "./src/auth/tokens.ts"` and
