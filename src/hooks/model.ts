@@ -19,7 +19,7 @@ import { collectionOwner, instrumentCollection } from './collection.js';
 import { watchWholeCollectionWrites } from './destructive.js';
 import { watchDriverCollection } from './driver.js';
 import { markMongooseOwnWrites } from './mongoose-own-writes.js';
-import { buildingWithVerdict, buildWithVerdict, instrumentQueries } from './query.js';
+import { buildingWithVerdict, instrumentQueries, offerStaticVerdict, withdrawStaticVerdict } from './query.js';
 import { whenSettled } from './settle.js';
 import { type AnyFunction, defineWrapper, INSTRUMENTED, inherited, isOurWrapper, ownMethod, wrapInPlace } from './wrap.js';
 import { bulkKindOf, type ConnectionLike, isObject, resultCounts, resultIds } from './write-shapes.js';
@@ -321,7 +321,12 @@ function instrumentQueryStatics(model: ModelLike, judge: WriteJudge): void {
     const wrapper = function (this: ModelLike, ...args: unknown[]): unknown {
       const original = inherited(parent, name);
       if (buildingWithVerdict() || !judge.watches(this.modelName, this.baseModelName)) return original.apply(this, args);
-      return buildWithVerdict(this, judge.capture(wrapper), () => original.apply(this, args));
+      offerStaticVerdict(this, judge.capture(wrapper));
+      try {
+        return original.apply(this, args);
+      } finally {
+        withdrawStaticVerdict();
+      }
     };
     defineWrapper(model, name, wrapper);
   }

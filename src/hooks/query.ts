@@ -63,29 +63,31 @@ const queryCaptures = new WeakMap<object, Capture>();
  * `Model.updateOne` and `_update` above the query's own method: each frame read costs. Set only while
  * the static runs, synchronously; the first building call of a query of that model takes it.
  */
-let staticVerdict: { capture: Capture; model: object } | undefined;
+let staticModel: object | undefined;
+let staticCapture: Capture | undefined;
 
-/** Runs a query-building static of `model` with its verdict already taken (see `staticVerdict`). */
-export function buildWithVerdict(model: object, capture: Capture, build: () => unknown): unknown {
-  staticVerdict = { capture, model };
-  try {
-    return build();
-  } finally {
-    staticVerdict = undefined;
-  }
+/** Offers a query-building static's verdict to the query it is about to build (see above); withdrawn when the static returns. */
+export function offerStaticVerdict(model: object, capture: Capture): void {
+  staticModel = model;
+  staticCapture = capture;
+}
+
+export function withdrawStaticVerdict(): void {
+  staticModel = undefined;
+  staticCapture = undefined;
 }
 
 /** True while a static's verdict waits for its query: a static it calls (findByIdAndUpdate's findOneAndUpdate) takes none. */
 export function buildingWithVerdict(): boolean {
-  return staticVerdict !== undefined;
+  return staticModel !== undefined;
 }
 
 /** The verdict of the static building this query of `model`, taken once; undefined: read the stack. */
 function takeStaticVerdict(model: unknown): Capture | undefined {
-  const pending = staticVerdict;
-  if (pending === undefined || pending.model !== model) return undefined;
-  staticVerdict = undefined;
-  return pending.capture;
+  if (staticModel === undefined || staticModel !== model) return undefined;
+  const capture = staticCapture;
+  withdrawStaticVerdict();
+  return capture;
 }
 
 function queryOutcome(operation: string, result: unknown): WriteOutcome {
