@@ -54,8 +54,35 @@ interface QueryLike {
   getFilter?(): Record<string, unknown>;
 }
 
-/** Each query's verdict, taken when the app called the method that built it. */
+/**
+ * Each query's verdict, taken when the app called the method that built it. The query built last
+ * keeps its verdict in a slot until it settles (then it is dropped) or another query is judged (then
+ * it moves to the WeakMap): writes awaited one after another never touch the WeakMap, whose insert
+ * measured the largest part of what the plugin's JavaScript adds to an approved write. The slot holds
+ * at most one query: one that failed or was never run, until the next query is judged.
+ */
 const queryCaptures = new WeakMap<object, Capture>();
+let lastQuery: object | undefined;
+let lastCapture: Capture | undefined;
+
+function setVerdict(query: object, capture: Capture): void {
+  if (lastQuery !== query && lastQuery !== undefined) queryCaptures.set(lastQuery, lastCapture!);
+  lastQuery = query;
+  lastCapture = capture;
+}
+
+function verdictOf(query: object): Capture | undefined {
+  return query === lastQuery ? lastCapture : queryCaptures.get(query);
+}
+
+function hasVerdict(query: object): boolean {
+  return query === lastQuery || queryCaptures.has(query);
+}
+
+/** A query settled: its verdict is not asked for again (Mongoose rejects running a query twice). */
+function settled(query: object): void {
+  if (query === lastQuery) lastQuery = lastCapture = undefined;
+}
 
 /**
  * A verdict taken by a watched model's static that builds a write query (`Model.updateOne(...)`), for
@@ -113,7 +140,7 @@ function queryIds(operation: string, query: QueryLike, result: unknown): unknown
  * application frame is left: that keeps the verdict.
  */
 function keepVerdict(query: object, capture: Capture): void {
-  if (!(capture.approved === false && capture.undecided && queryCaptures.has(query))) queryCaptures.set(query, capture);
+  if (!(capture.approved === false && capture.undecided && hasVerdict(query))) setVerdict(query, capture);
 }
 
 /**
@@ -144,7 +171,7 @@ function execWatched(
     model,
     operation: operation as WriteOperation,
     kind,
-    capture: queryCaptures.get(query),
+    capture: verdictOf(query),
     ...(bypassedMiddleware ? { bypassedMiddleware: true } : {}),
     ids: () => queryIds(operation!, query, result),
     outcome: () => queryOutcome(operation!, result),
@@ -153,7 +180,11 @@ function execWatched(
     const refusal = judge.refusal(event(undefined), entry);
     if (refusal) return Promise.reject(refusal);
   }
-  return whenSettled(original.apply(query, args), (result) => judge.completed(event(result), entry));
+  return whenSettled(original.apply(query, args), (result) => {
+    const completed = event(result);
+    settled(query);
+    judge.completed(completed, entry);
+  });
 }
 
 /** Wraps a watched model's Query prototype: its building methods, `clone` and `exec`. */
@@ -175,7 +206,7 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
   // `query.clone()` builds a query without any builder call: the clone is judged where it is made.
   const clone = function clone(this: QueryLike, ...args: unknown[]): unknown {
     const copy = inherited(parent, 'clone').apply(this, args);
-    if (isObject(copy) && judge.watches(this.model?.modelName, this.model?.baseModelName)) queryCaptures.set(copy, judge.capture(clone));
+    if (isObject(copy) && judge.watches(this.model?.modelName, this.model?.baseModelName)) setVerdict(copy, judge.capture(clone));
     return copy;
   };
   defineWrapper(proto, 'clone', clone);
@@ -185,7 +216,7 @@ export function instrumentQueries(model: ModelLike, judge: WriteJudge): void {
     const model = this.model;
     if (!model || !judge.watches(model.modelName, model.baseModelName)) return original.apply(this, args);
     // Built with `new Model.Query(filter)` and no building call since: judged where it is run.
-    if (!queryCaptures.has(this)) keepVerdict(this, judge.capture(exec));
+    if (!hasVerdict(this)) keepVerdict(this, judge.capture(exec));
     return execWatched(this, args, original, judge, model.modelName ?? '<unknown>', exec, false);
   });
   watchHandBuiltQueries(parent, names);
@@ -231,7 +262,7 @@ function watchHandBuiltQueries(base: object, names: readonly QueryOp[]): void {
     const wrapper = function (this: QueryLike): unknown {
       const copy: unknown = Reflect.apply(original, this, arguments);
       const target = handBuiltTarget(this);
-      if (target !== undefined && isObject(copy)) queryCaptures.set(copy, target.judge.capture(wrapper));
+      if (target !== undefined && isObject(copy)) setVerdict(copy, target.judge.capture(wrapper));
       return copy;
     };
     return wrapper;
