@@ -161,6 +161,16 @@ export function handOver<T>(call: () => T): T {
   }
 }
 
+/** `handOver` for Mongoose's own call of a collection method, without a closure (every write of a watched model makes one). */
+function handOverCall(original: AnyFunction, receiver: unknown, args: unknown[]): unknown {
+  handing.depth++;
+  try {
+    return original.apply(receiver, args);
+  } finally {
+    handing.depth--;
+  }
+}
+
 export function kindOfCollectionWrite(method: CollectionMethod, args: readonly unknown[]): WriteKind {
   return method === 'bulkWrite' ? bulkKindOf(args[0]) : KINDS[method];
 }
@@ -229,7 +239,7 @@ export function instrumentCollection(model: { modelName?: string; collection?: u
       if (markedAsMongoose(collection, method, args) || calledByMongoose(wrapper) !== false) {
         // Mongoose's own write (or no stack at all): the entry point the app called accounts for it.
         rememberWrite(method, KINDS[method], args);
-        return handOver(() => original.apply(this, args));
+        return handOverCall(original, this, args);
       }
       const kind = kindOfCollectionWrite(method, args);
       const capture = judge.capture(wrapper);
