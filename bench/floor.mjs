@@ -4,11 +4,12 @@
 // the app's `Error` (what the plugin must keep): in a private realm's `Error` (V8 stacks span realms),
 // or with `util.getCallSites` where Node has it (>= 22.9), whichever costs less here.
 import * as util from 'node:util';
-import { runInNewContext } from 'node:vm';
+import { constants, createContext, runInContext } from 'node:vm';
 
 export const FLOOR_FRAMES = 2;
 
-const inRealm = runInNewContext(
+// A global that is not contextified where Node can (DONT_CONTEXTIFY): the cheaper realm to read in (as the plugin's).
+const inRealm = runInContext(
   `(function () {
     Error.prepareStackTrace = function (_error, sites) { return sites; };
     return function callSitesAbove(entry, depth) {
@@ -18,7 +19,7 @@ const inRealm = runInNewContext(
       return holder.stack;
     };
   })()`,
-  {},
+  createContext(constants?.DONT_CONTEXTIFY ?? {}),
 );
 
 function realmRead() {

@@ -83,9 +83,9 @@ export class Registration implements WriteJudge, Deliverable {
     const limiter = new EventRateLimiter(options.rateLimit);
     this.baseline = options.baseline ? new BaselineMatcher(options.baseline) : undefined;
     this.verdicts = new Verdicts(this.approval, options, limiter, reportFault);
-    // Bound, not delegating methods: a bound function adds no frame between a wrapper and its stack read.
-    this.capture = this.verdicts.capture.bind(this.verdicts);
-    this.captureUnlessMongoose = this.verdicts.captureUnlessMongoose.bind(this.verdicts);
+    // Not delegating methods: a frame between a wrapper and its stack read costs (call-site.ts).
+    this.capture = this.verdicts.capture;
+    this.captureUnlessMongoose = this.verdicts.captureUnlessMongoose;
     this.delivery = new Delivery({ options, listeners, limiter, verdicts: this.verdicts, reportFault, baseline: this.baseline, recorder });
     this.approvedFiles = options.approved.map((pattern) => ({
       pattern: String(pattern),

@@ -3,7 +3,7 @@
  * through, visibly), and what lets a rogue write whose events are spent skip the full read.
  */
 import type { Approval } from '../attribution/approval.js';
-import { APPROVED, captureCallSite, type SpentCheck } from '../attribution/call-site.js';
+import { APPROVED, callSiteJudge, type SpentCheck } from '../attribution/call-site.js';
 import { activeTrace } from '../attribution/trace-context.js';
 import { locationOf } from '../report/bypass-report.js';
 import type { EventRateLimiter } from '../report/rate-limit.js';
@@ -28,30 +28,25 @@ export class Verdicts {
   private readonly spentCheck: SpentCheck | undefined;
 
   constructor(
-    private readonly approval: Approval,
+    approval: Approval,
     private readonly options: ResolvedOptions,
     private readonly limiter: EventRateLimiter,
     private readonly reportFault: FaultReporter,
   ) {
     this.spentCheck = this.createSpentCheck();
+    const lost = (error: unknown) => this.lost(error);
+    this.capture = callSiteJudge(approval, options.maxFrames, false, this.spentCheck, lost);
+    this.captureUnlessMongoose = callSiteJudge(approval, options.maxFrames, true, this.spentCheck, lost);
   }
 
-  // Both call captureCallSite themselves: every frame between a wrapper and the stack read costs (call-site.ts).
-  capture(entry: Function): Capture {
-    try {
-      return captureCallSite(entry, this.approval, this.options.maxFrames, false, this.spentCheck)!;
-    } catch (error) {
-      return this.lost(error);
-    }
-  }
-
-  captureUnlessMongoose(entry: Function): Capture | undefined {
-    try {
-      return captureCallSite(entry, this.approval, this.options.maxFrames, true, this.spentCheck);
-    } catch (error) {
-      return this.lost(error);
-    }
-  }
+  /**
+   * The verdict on the write being called through `entry`, the wrapper the app called: functions the
+   * wrappers call directly, whose stack read is made right above them (call-site.ts, `callSiteJudge`).
+   * A fault of our own lets the write through as rogue, visibly (`capture_failed`).
+   */
+  readonly capture: (entry: Function) => Capture;
+  /** As `capture`, but undefined when Mongoose itself made the call. */
+  readonly captureUnlessMongoose: (entry: Function) => Capture | undefined;
 
   private lost(error: unknown): Capture {
     // Pattern functions are guarded where they run (pattern_threw): this is a fault of our own.
