@@ -25,6 +25,11 @@ const inRealm = runInContext(
 function realmRead() {
   return inRealm(realmRead, FLOOR_FRAMES);
 }
+
+/** The floor's frames above `entry`, read in the private realm (bench/minimal-observer.mjs). */
+export function realmReadAbove(entry) {
+  return inRealm(entry, FLOOR_FRAMES);
+}
 const getCallSites = typeof util.getCallSites === 'function' ? util.getCallSites : undefined;
 // getCallSites' first site is the function calling it: one more to reach as far.
 function callSitesRead() {

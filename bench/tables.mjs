@@ -71,6 +71,14 @@ if (s.plugin) {
       `suppressed ${s.suppressedCounted}`,
   );
 }
+for (const x of r.minimalObserver ?? []) {
+  say(
+    `Least observer counting completions (bench/minimal-observer.mjs), approved \`${x.op}\` @30, no I/O: ` +
+      `floor ${added(x.floorAddedUs)} µs, minimal observer ${added(x.minimalAddedUs)} µs (${fmt(x.minimalOverFloorOfMedians, 2)}×), ` +
+      `plugin ${added(x.pluginAddedUs)} µs ` +
+      `(${fmt(x.pluginOverFloorOfMedians, 2)}×)`,
+  );
+}
 for (const x of r.bundled ?? []) {
   say(
     `Bundled app (esbuild, source maps on), approved \`${x.op}\` @30, no I/O: adds ${added(x.bundledAddedUs)} µs from the bundle, ` +
