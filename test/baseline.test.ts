@@ -101,7 +101,7 @@ describe('option baseline, read at registration', () => {
     expect(resolveWith('no-such-baseline.json')).toThrow(
       new RegExp(
         String.raw`option "baseline": baseline no-such-baseline\.json \(.*no-such-baseline\.json\)` +
-          String.raw` does not exist: the option baseline is relative to root .*TRIPWIRE_RECORD=`,
+          ' does not exist: the option baseline is relative to root .*TRIPWIRE_RECORD=',
       ),
     );
     const cases: Array<[string, RegExp]> = [
