@@ -41,7 +41,9 @@ async function setUp(): Promise<{ T: Model; reports: BypassReport[]; approved: B
     statsd: false,
     rateLimit: false,
     onError: () => undefined,
-    onBypass: (r) => reports.push(r),
+    onBypass: (r) => {
+      reports.push(r);
+    },
   });
   const T = suite.connection.model(`Verdicts${++count}`, schema) as unknown as Model;
   await T.init();
@@ -58,36 +60,18 @@ async function rogueSites(reports: BypassReport[]): Promise<string[]> {
 }
 
 describe('a query keeps the verdict of where it was built', () => {
-  it('approved built first, rogue built second, run in either order', async () => {
-    for (const order of ['built order', 'reverse order'] as const) {
-      const { T, reports, approved, rogue, id } = await setUp();
-      const first = approved(T, id);
-      const second = rogue(T, id);
-      if (order === 'built order') {
-        await first;
-        await second;
-      } else {
-        await second;
-        await first;
-      }
-      expect(await rogueSites(reports), order).toEqual(['legacy/build.mjs']);
-    }
-  });
-
-  it('rogue built first, approved built second, run in either order', async () => {
-    for (const order of ['built order', 'reverse order'] as const) {
-      const { T, reports, approved, rogue, id } = await setUp();
-      const first = rogue(T, id);
-      const second = approved(T, id);
-      if (order === 'built order') {
-        await first;
-        await second;
-      } else {
-        await second;
-        await first;
-      }
-      expect(await rogueSites(reports), order).toEqual(['legacy/build.mjs']);
-    }
+  it.each([
+    ['approved', 'rogue', 'built order'],
+    ['approved', 'rogue', 'reverse order'],
+    ['rogue', 'approved', 'built order'],
+    ['rogue', 'approved', 'reverse order'],
+  ] as const)('%s built first, %s second, run in %s', async (firstBuilder, secondBuilder, order) => {
+    const setup = await setUp();
+    const { T, reports, id } = setup;
+    const first = setup[firstBuilder](T, id);
+    const second = setup[secondBuilder](T, id);
+    for (const query of order === 'built order' ? [first, second] : [second, first]) await query;
+    expect(await rogueSites(reports)).toEqual(['legacy/build.mjs']);
   });
 
   it('many built at once and run together: each counted as its builder', async () => {
