@@ -76,7 +76,8 @@ type CallSiteReader = (entry: Function, depth: number) => unknown;
  * `Error` is never written to. Whatever the app did to it (froze it, as SES lockdown and
  * `--frozen-intrinsics` do; set `stackTraceLimit = 0`; installed a throwing, read-only or
  * accessor `prepareStackTrace`; replaced `captureStackTrace`) changes nothing here, and nothing has
- * to be restored. Measured: the same cost as swapping and restoring the app's settings.
+ * to be restored. Measured: about 0.3 µs a read more than swapping and restoring the app's settings
+ * would cost (Node 20 and 24), which writes to the app's `Error`.
  *
  * The realm is created without contextifying its global where Node can (`vm.constants.DONT_CONTEXTIFY`,
  * Node >= 20.18 and 22.8): Node's stack formatting looks up the realm's `Error.prepareStackTrace` on
