@@ -24,7 +24,7 @@ import vm from 'node:vm';
 import { build } from 'esbuild';
 import mongoose from 'mongoose';
 import { compileApproval } from '../dist/attribution/approval.js';
-import { calledByMongoose, callSiteJudge, captureCallSite, stackReadCount } from '../dist/attribution/call-site.js';
+import { calledByMongoose, callSiteJudge, stackReadCount } from '../dist/attribution/call-site.js';
 import { startListener } from '../dist/cli/listen.js';
 import { close, flush, tripwire } from '../dist/index.js';
 import { startEmbeddedMongo } from '../test/support/spawn-mongo.mjs';
@@ -357,19 +357,20 @@ if (section(3)) {
     return sites;
   }
   // As a wrapper judges its call: the read right above it, then the verdict.
-  const judge = callSiteJudge(approval, 50, false, undefined, (error) => {
+  const rethrow = (error) => {
     throw error;
-  });
+  };
+  const judge = callSiteJudge(approval, 50, false, undefined, rethrow);
+  // A rogue write whose call site's events are spent when it is called: no full read for its trace.
+  const judgeSpent = callSiteJudge(approval, 50, false, () => true, rethrow);
   function approved() {
     return judge(approved);
   }
   function rogue() {
-    return captureCallSite(rogue, approval, 50).callSite;
+    return judge(rogue).callSite;
   }
-  // A rogue write whose call site's events are spent when it is called: no full read for its trace.
-  const spent = () => true;
   function rogueHeldBack() {
-    return captureCallSite(rogueHeldBack, approval, 50, false, spent).callSite;
+    return judgeSpent(rogueHeldBack).callSite;
   }
   // Mongoose's own write through a watched collection: the caller check, called from a function whose
   // file is Mongoose's lib/ (as Mongoose's query calls the collection method).

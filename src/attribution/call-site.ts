@@ -3,8 +3,9 @@
  *
  * Writes are asynchronous: by the time a post hook runs, the caller's frames are usually gone
  * (measured: query pre hooks never see the caller; `.then()` callers are invisible everywhere).
- * So the wrappers in hooks/ call `captureCallSite()` synchronously, and the verdict travels
- * with the query (or stays in the wrapper's closure) until the write's promise settles.
+ * So the wrappers in hooks/ call the registration's `capture` (`callSiteJudge()`) synchronously, and
+ * the verdict travels with the query (or stays in the wrapper's closure) until the write's promise
+ * settles.
  *
  * Who decides is the innermost application frame (approval.ts says what each file is). Cost: V8
  * CallSites are read directly (no stack string is formatted or parsed) and only as deep as needed:
@@ -491,43 +492,12 @@ function captureFromStackString(entry: Function, approval: Approval, maxFrames: 
 }
 
 /**
- * Classifies the write being called right now. `entry` is the wrapper the app called (directly or
- * through Mongoose), so the plugin's own frames never appear and never count as approved.
- * With `spent`, a rogue write whose event the rate limit holds back in any case is not read in full.
- * With `unlessMongoose`, undefined when Mongoose itself made the call (no second stack read for it).
- * The wrappers call `callSiteJudge()`'s function instead, which reads with fewer frames between.
- */
-export function captureCallSite(entry: Function, approval: Approval, maxFrames: number): Capture;
-export function captureCallSite(
-  entry: Function,
-  approval: Approval,
-  maxFrames: number,
-  unlessMongoose: boolean,
-  spent?: SpentCheck,
-): Capture | undefined;
-export function captureCallSite(
-  entry: Function,
-  approval: Approval,
-  maxFrames: number,
-  unlessMongoose = false,
-  spent?: SpentCheck,
-): Capture | undefined {
-  const depth = firstDepthOf(firstDepths.get(entry));
-  if (!readInRealm) return judgeRead(entry, depth, undefined, approval, maxFrames, unlessMongoose, spent);
-  let read: unknown;
-  let failed = false;
-  try {
-    read = readInRealm(entry, depth);
-  } catch (error) {
-    read = error;
-    failed = true;
-  }
-  return judgeRead(entry, depth, failed ? unreadable(read) : sitesOf(read), approval, maxFrames, unlessMongoose, spent);
-}
-
-/**
- * The function a wrapper calls as `capture(wrapper)`: the stack read in the private realm right above
- * the wrapper, then the verdict. Whatever goes wrong is `lost(error)`'s verdict, never a throw.
+ * The function a wrapper calls as `capture(wrapper)`: it classifies the write being called right now.
+ * `entry` is the wrapper the app called (directly or through Mongoose), so the plugin's own frames
+ * never appear and never count as approved. The stack is read in the private realm right above the
+ * wrapper, then judged. With `unlessMongoose`, undefined when Mongoose itself made the call (no second
+ * stack read for it); with `spent`, a rogue write whose event the rate limit holds back in any case is
+ * not read in full. Whatever goes wrong is `lost(error)`'s verdict, never a throw.
  */
 export function callSiteJudge(
   approval: Approval,
@@ -550,24 +520,31 @@ export function callSiteJudge(
   spent: SpentCheck | undefined,
   lost: (error: unknown) => Capture,
 ): (entry: Function) => Capture | undefined {
+  const verdict = (entry: Function, learned: FirstDepth | undefined, depth: number, shallow: NodeJS.CallSite[] | undefined) => {
+    try {
+      return judgeRead(entry, learned, depth, shallow, approval, maxFrames, unlessMongoose, spent);
+    } catch (error) {
+      return lost(error);
+    }
+  };
   if (!realmReaders) {
+    // No CallSites at all: the stack string is parsed.
     return (entry) => {
-      try {
-        return captureCallSite(entry, approval, maxFrames, unlessMongoose, spent);
-      } catch (error) {
-        return lost(error);
-      }
+      const learned = firstDepths.get(entry);
+      return verdict(entry, learned, firstDepthOf(learned), undefined);
     };
   }
+  // What `depthOf` looked up, for `judge` right after the read (no code of ours runs in between).
+  let reading: Function | undefined;
+  let learned: FirstDepth | undefined;
   const judge: RealmJudge = {
-    depthOf: (entry) => firstDepthOf(firstDepths.get(entry)),
-    judge: (entry, depth, read, failed) => {
-      try {
-        return judgeRead(entry, depth, failed ? unreadable(read) : sitesOf(read), approval, maxFrames, unlessMongoose, spent);
-      } catch (error) {
-        return lost(error);
-      }
+    depthOf: (entry) => {
+      reading = entry;
+      learned = firstDepths.get(entry);
+      return firstDepthOf(learned);
     },
+    judge: (entry, depth, read, failed) =>
+      verdict(entry, reading === entry ? learned : firstDepths.get(entry), depth, failed ? unreadable(read) : sitesOf(read)),
   };
   return realmReaders.judgeAbove.bind(undefined, judge);
 }
@@ -575,6 +552,7 @@ export function callSiteJudge(
 /** The verdict from the first read of `depth` frames above `entry` (`shallow` undefined: no CallSites could be read). */
 function judgeRead(
   entry: Function,
+  learned: FirstDepth | undefined,
   depth: number,
   shallow: NodeJS.CallSite[] | undefined,
   approval: Approval,
@@ -595,7 +573,7 @@ function judgeRead(
     sites = readCallSites(FULL_DEPTH, entry) ?? shallow;
     decision = decideSites(sites, shallow.length, approval);
   }
-  learnDepth(entry, firstDepths.get(entry), decision === -1 ? sites.length + 1 : decidedAt + 1);
+  learnDepth(entry, learned, decision === -1 ? sites.length + 1 : decidedAt + 1);
   if (decision === 'approved') return APPROVED;
   const rogue = new LazyRogueCapture(sites, decision, approval, maxFrames, entry);
   // Rogue. The report's trace wants the whole stack: read it once more when only the shallow look was
