@@ -152,16 +152,16 @@ function implementation(collection: object, method: string): AnyFunction | undef
  */
 export const handing = { depth: 0 };
 
+const NO_ARGUMENTS: unknown[] = [];
+
 export function handOver<T>(call: () => T): T {
-  handing.depth++;
-  try {
-    return call();
-  } finally {
-    handing.depth--;
-  }
+  return handOverCall(call as AnyFunction, undefined, NO_ARGUMENTS) as T;
 }
 
-/** `handOver` for Mongoose's own call of a collection method, without a closure (every write of a watched model makes one). */
+/**
+ * `handOver` of `original` called with `receiver` and `args`: no closure for Mongoose's own calls
+ * (every write of a watched model makes one).
+ */
 function handOverCall(original: AnyFunction, receiver: unknown, args: unknown[]): unknown {
   handing.depth++;
   try {
