@@ -520,18 +520,19 @@ export function callSiteJudge(
   spent: SpentCheck | undefined,
   lost: (error: unknown) => Capture,
 ): (entry: Function) => Capture | undefined {
-  const verdict = (entry: Function, learned: FirstDepth | undefined, depth: number, shallow: NodeJS.CallSite[] | undefined) => {
+  // `read` is what the realm's read returned, or threw (`failed`); undefined with no realm at all (the stack string is parsed).
+  const verdict = (entry: Function, learned: FirstDepth | undefined, depth: number, read: unknown, failed: boolean) => {
     try {
+      const shallow = !realmReaders ? undefined : failed ? unreadable(read) : sitesOf(read);
       return judgeRead(entry, learned, depth, shallow, approval, maxFrames, unlessMongoose, spent);
     } catch (error) {
       return lost(error);
     }
   };
   if (!realmReaders) {
-    // No CallSites at all: the stack string is parsed.
     return (entry) => {
       const learned = firstDepths.get(entry);
-      return verdict(entry, learned, firstDepthOf(learned), undefined);
+      return verdict(entry, learned, firstDepthOf(learned), undefined, false);
     };
   }
   // What `depthOf` looked up, for `judge` right after the read (no code of ours runs in between).
@@ -543,8 +544,7 @@ export function callSiteJudge(
       learned = firstDepths.get(entry);
       return firstDepthOf(learned);
     },
-    judge: (entry, depth, read, failed) =>
-      verdict(entry, reading === entry ? learned : firstDepths.get(entry), depth, failed ? unreadable(read) : sitesOf(read)),
+    judge: (entry, depth, read, failed) => verdict(entry, reading === entry ? learned : firstDepths.get(entry), depth, read, failed),
   };
   return realmReaders.judgeAbove.bind(undefined, judge);
 }
